@@ -1,0 +1,160 @@
+// stampede/cache.hpp: Cache<T>, the one call that protects a loader from a stampede.
+//
+// When a hot key expires and many callers miss at once, exactly one of them runs the loader and
+// the others get its value. In-process callers share one flight; across processes (Redis backend)
+// the flight leader takes the key's token lock, and the other processes wait for the value.
+//
+//   stampede::Cache<Item> cache({.ttl = 30s, .lock_ttl = 5s, .wait_timeout = 1s});
+//   Item item = cache.get_or_compute("item:1", [id = 1] { return db_load_item(id); });
+//
+// Thread-safe: every method may be called concurrently from any thread.
+// Lifetime: the destructor stops background refreshes: queued ones are dropped, running ones are
+// waited for, so no refresh ever touches a destroyed Cache. No call may be in progress on another
+// thread when the Cache is destroyed.
+//
+// FAQ
+// - Does a caller ever wait forever? No. A caller waits at most wait_timeout for another caller's
+//   load (then OnWaitTimeout decides); its own load takes as long as its loader.
+// - What do waiters get if the loader throws? The same exception (the one exception_ptr is
+//   rethrown in each). Nothing is stored, the lock is released at once, the next call loads again.
+// - Can a slow loader overwrite newer data? No. Its write carries the fence of its lock; if the
+//   lock expired and someone stored since (or invalidate()/put() ran), the write is refused and
+//   counted in stats().stale_writes_rejected. The caller still gets the value it loaded.
+// - In SWR mode (and with early_refresh_beta > 0) the loader can run *after* get_or_compute
+//   returned, on a refresher thread. Capture by value, or only what outlives the Cache.
+#pragma once
+
+#include <concepts>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "stampede/detail/counters.hpp"
+#include "stampede/detail/flight.hpp"
+#include "stampede/memory.hpp"
+#include "stampede/options.hpp"
+#include "stampede/refresher.hpp"
+#include "stampede/stats.hpp"
+#include "stampede/store.hpp"
+#include "stampede/token_lock.hpp"
+
+namespace stampede {
+
+/// Where a Cache keeps entries and takes locks. Both must be non-null.
+template <class T>
+struct Backend {
+  std::shared_ptr<Store<T>> store;
+  std::shared_ptr<TokenLock> lock;
+  /// Shown in demos and events: "memory", "redis", ...
+  std::string name = "custom";
+};
+
+/// The embedded in-process backend: MemoryStore<T> + MemoryTokenLock on `clock`.
+template <class T>
+Backend<T> memory_backend(std::size_t max_entries = 0,
+                          std::shared_ptr<const Clock> clock = system_clock()) {
+  return {std::make_shared<MemoryStore<T>>(max_entries),
+          std::make_shared<MemoryTokenLock>(std::move(clock)), "memory"};
+}
+
+/// A loader for Cache<T>: callable with no arguments, returning something convertible to T.
+template <class F, class T>
+concept LoaderFor = std::invocable<F&> && std::convertible_to<std::invoke_result_t<F&>, T>;
+
+template <class T>
+class Cache {
+ public:
+  /// An in-process cache (MemoryStore + MemoryTokenLock).
+  /// @throws std::invalid_argument naming the first bad option.
+  explicit Cache(CacheOptions options = {});
+  /// A cache over `backend` (e.g. stampede::redis::backend<T>(...)).
+  /// @throws std::invalid_argument for bad options or a null store/lock.
+  Cache(CacheOptions options, Backend<T> backend);
+  ~Cache();
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+
+  /// Returns the cached value of `key`, or loads it once for all concurrent callers.
+  ///
+  /// Fresh hit: returned at once. SWR stale hit: returned at once, one background refresh
+  /// scheduled. Miss: one flight per key in this process; its leader takes the token lock, looks
+  /// again, runs `loader`, stores the value with the lock's fence and wakes the waiters. A caller
+  /// that cannot get the value within wait_timeout follows on_wait_timeout.
+  ///
+  /// @param key non-empty; any bytes.
+  /// @param loader called with no arguments; its result is converted to T.
+  /// @return the value.
+  /// @throws std::invalid_argument for an empty key; whatever `loader` throws (also in every
+  ///         caller that waited for that load); timeout_error (OnWaitTimeout::throw_error, or
+  ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed).
+  template <class Loader>
+    requires LoaderFor<Loader, T>
+  T get_or_compute(std::string_view key, Loader&& loader);
+
+  /// Reads without loading.
+  /// @return a fresh value, or (SWR) a stale one still in its window; std::nullopt on a miss.
+  ///         Never schedules a refresh (there is no loader to run).
+  /// @throws std::invalid_argument for an empty key; backend_error (fail_closed).
+  std::optional<T> get(std::string_view key);
+
+  /// Stores `value` now with a new fence (so loads in flight cannot overwrite it) and wakes waiters.
+  /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes:
+  ///         a write that did not happen must not pass silently).
+  void put(std::string_view key, T value);
+
+  /// Removes `key`. A load that started before this call can never store its value after it.
+  /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes).
+  void invalidate(std::string_view key);
+
+  /// @return a snapshot of the counters.
+  Stats stats() const;
+
+  /// Blocks until no background refresh is queued or running (tests, orderly shutdown).
+  void wait_idle();
+
+  const CacheOptions& options() const noexcept { return options_; }
+  const std::string& backend_name() const noexcept { return backend_.name; }
+
+ private:
+  enum Counter : std::size_t {
+    kHits, kMisses, kStaleHits, kLoads, kLoadFailures, kLoadTimeNs, kCoalesced, kLockAcquired,
+    kLockContended, kWaitTimeouts, kFallbackComputes, kRefreshes, kRefreshFailures,
+    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kDecodeErrors, kCounterCount
+  };
+  using time_point = std::chrono::system_clock::time_point;
+
+  template <class Loader>
+  T lead(std::string_view key, Loader& loader);
+  template <class Loader>
+  T on_wait_timeout(std::string_view key, Loader& loader);
+  template <class Loader>
+  void schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader);
+  template <class Loader>
+  void refresh(const std::string& key, std::uint64_t observed_fence, Loader& loader);
+  template <class Loader>
+  T run_loader(std::string_view key, Loader& loader, std::chrono::nanoseconds& took);
+
+  std::optional<Entry<T>> read(std::string_view key, time_point now);
+  PutResult write(std::string_view key, const T& value, std::uint64_t fence,
+                  std::chrono::nanoseconds load_time);
+  bool xfetch_due(const Entry<T>& e, time_point now) const;
+  void on_backend_error(std::string_view key, const std::exception& e);
+  void emit(EventType type, std::string_view key, std::string_view detail = {},
+            std::chrono::nanoseconds duration = {}) const noexcept;
+  void count(Counter c, std::uint64_t n = 1) const noexcept { counters_.add(c, n); }
+  static void check_key(std::string_view key);
+
+  CacheOptions options_;
+  Backend<T> backend_;
+  std::shared_ptr<const Clock> clock_;
+  mutable detail::StripedCounters<kCounterCount> counters_;
+  detail::FlightGroup<T> flights_;
+  // Declared last so it is destroyed first: refreshes stop before the members they use go.
+  Refresher refresher_;
+};
+
+}  // namespace stampede
+
+#include "stampede/detail/cache-inl.hpp"

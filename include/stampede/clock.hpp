@@ -1,0 +1,58 @@
+// stampede/clock.hpp: injectable wall clock for TTLs and staleness.
+//
+// Expiry times (TTL, soft TTL, lock expiry in the in-process backend) are read from a `Clock`,
+// so tests move a `ManualClock` instead of sleeping. How long a caller *blocks* (wait_timeout,
+// poll_interval, lock acquire timeouts) is always real time on std::chrono::steady_clock.
+//
+//   auto clock = std::make_shared<stampede::ManualClock>();
+//   stampede::Cache<int> cache({.ttl = 30s, .clock = clock});
+//   clock->advance(31s);   // the entry is now expired, no sleep needed
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+
+namespace stampede {
+
+/// A source of wall-clock time (epoch based, so expiries can be shared across processes).
+/// Implementations must be thread-safe.
+class Clock {
+ public:
+  using time_point = std::chrono::system_clock::time_point;
+  virtual ~Clock() = default;
+  /// @return the current time.
+  virtual time_point now() const noexcept = 0;
+};
+
+/// The real clock: std::chrono::system_clock. Thread-safe.
+class SystemClock final : public Clock {
+ public:
+  time_point now() const noexcept override { return std::chrono::system_clock::now(); }
+};
+
+/// The shared default clock instance.
+std::shared_ptr<const Clock> system_clock();
+
+/// A clock that moves only when told to. Thread-safe (an atomic time point).
+class ManualClock final : public Clock {
+ public:
+  /// Starts at `start` (default: a fixed, arbitrary epoch time, so runs are reproducible).
+  explicit ManualClock(time_point start = time_point(std::chrono::seconds(1'700'000'000)))
+      : now_(start.time_since_epoch().count()) {}
+  time_point now() const noexcept override {
+    return time_point(time_point::duration(now_.load(std::memory_order_acquire)));
+  }
+  /// Moves the clock forward (or backward, for a negative duration).
+  template <class Rep, class Period>
+  void advance(std::chrono::duration<Rep, Period> d) noexcept {
+    now_.fetch_add(std::chrono::duration_cast<time_point::duration>(d).count(),
+                   std::memory_order_acq_rel);
+  }
+  void set(time_point t) noexcept { now_.store(t.time_since_epoch().count(), std::memory_order_release); }
+
+ private:
+  std::atomic<time_point::rep> now_;
+};
+
+}  // namespace stampede

@@ -1,0 +1,382 @@
+// stampede/detail/cache-inl.hpp: the bodies of Cache<T>. Read cache.hpp for the API.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+#include <utility>
+
+#include "stampede/errors.hpp"
+
+namespace stampede {
+
+namespace detail {
+/// This thread's generator for jitter; seeded once per thread from std::random_device.
+std::minstd_rand& thread_rng() noexcept;
+/// `d` scaled by a random factor in [1 - spread, 1 + spread].
+std::chrono::nanoseconds jittered(std::chrono::nanoseconds d, double spread) noexcept;
+/// Uniform in (0, 1].
+double uniform_open0() noexcept;
+}  // namespace detail
+
+template <class T>
+Cache<T>::Cache(CacheOptions options) : Cache(options, Backend<T>{}) {}
+
+template <class T>
+Cache<T>::Cache(CacheOptions options, Backend<T> backend)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      clock_(options_.clock ? options_.clock : system_clock()),
+      refresher_((validate(options_), Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
+  if (!backend_.store && !backend_.lock) {
+    backend_ = memory_backend<T>(options_.max_entries, clock_);
+  } else if (!backend_.store || !backend_.lock) {
+    throw std::invalid_argument("stampede::Cache: backend needs both a store and a lock");
+  }
+}
+
+template <class T>
+Cache<T>::~Cache() {
+  refresher_.stop();
+}
+
+template <class T>
+void Cache<T>::check_key(std::string_view key) {
+  if (key.empty()) throw std::invalid_argument("stampede::Cache: key must not be empty");
+}
+
+template <class T>
+template <class Loader>
+  requires LoaderFor<Loader, T>
+T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
+  check_key(key);
+  const time_point now = clock_->now();
+  if (std::optional<Entry<T>> e = read(key, now)) {
+    if (now < e->soft_expiry) {
+      count(kHits);
+      if (options_.early_refresh_beta > 0 && xfetch_due(*e, now)) {
+        schedule_refresh(key, e->fence, std::forward<Loader>(loader));
+      }
+      return std::move(e->value);
+    }
+    // Past soft expiry but present: only SWR keeps such entries servable (blocking: soft == hard).
+    count(kStaleHits);
+    schedule_refresh(key, e->fence, std::forward<Loader>(loader));
+    return std::move(e->value);
+  }
+  count(kMisses);
+
+  auto [flight, leader] = flights_.join(key);
+  if (!leader) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+    if (std::optional<T> v = flight->wait_until(deadline)) {
+      count(kCoalesced);
+      return std::move(*v);
+    }
+    count(kWaitTimeouts);
+    emit(EventType::lock_timeout, key, "in-process flight");
+    return on_wait_timeout(key, loader);
+  }
+  try {
+    T value = lead(key, loader);
+    flights_.leave(key);
+    flight->set_value(value);
+    return value;
+  } catch (...) {
+    flights_.leave(key);
+    flight->set_error(std::current_exception());
+    throw;
+  }
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::lead(std::string_view key, Loader& loader) {
+  TokenLock& lock = *backend_.lock;
+  const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+  for (;;) {
+    std::optional<LockToken> token;
+    try {
+      token = lock.try_acquire(key, options_.lock_ttl);
+    } catch (const backend_error& e) {
+      on_backend_error(key, e);  // throws under fail_closed
+      std::chrono::nanoseconds took{};
+      T value = run_loader(key, loader, took);  // fail_open: this process's flight only
+      return value;
+    }
+    if (token) {
+      count(kLockAcquired);
+      emit(EventType::lock_acquired, key);
+      WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = [this, k = std::string(key)] {
+        emit(EventType::lock_lost, k, "watchdog could not renew the lease");
+      }};
+      LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
+      // Double check: another process may have stored while we were taking the lock.
+      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+        count(kCoalesced);
+        return std::move(e->value);
+      }
+      std::chrono::nanoseconds took{};
+      T value = run_loader(key, loader, took);  // on throw, ~LockLease releases at once
+      try {
+        write(key, value, token->fence, took);
+      } catch (const backend_error& e) {
+        on_backend_error(key, e);
+      }
+      try {
+        lease.release();  // also wakes the waiters of other processes
+      } catch (const backend_error& e) {
+        on_backend_error(key, e);
+      }
+      return value;
+    }
+
+    // Another process is loading: wait for its value (signal, with a poll fallback).
+    count(kLockContended);
+    try {
+      std::unique_ptr<Subscription> sub = lock.subscribe(key);  // before the re-check
+      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+        count(kCoalesced);
+        return std::move(e->value);
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) break;
+      const auto poll = detail::jittered(options_.poll_interval, 0.25);
+      sub->wait_until(std::min<std::chrono::steady_clock::time_point>(deadline, now + poll));
+      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+        count(kCoalesced);
+        return std::move(e->value);
+      }
+    } catch (const backend_error& e) {
+      on_backend_error(key, e);
+      std::chrono::nanoseconds took{};
+      return run_loader(key, loader, took);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    // Woken (or polled): the holder stored, released after a failure, or expired. Try again.
+  }
+  count(kWaitTimeouts);
+  emit(EventType::lock_timeout, key, "another process holds the lock");
+  return on_wait_timeout(key, loader);
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader) {
+  switch (options_.on_wait_timeout) {
+    case OnWaitTimeout::compute: {
+      count(kFallbackComputes);
+      std::chrono::nanoseconds took{};
+      return run_loader(key, loader, took);  // holds no fence, so it is not stored
+    }
+    case OnWaitTimeout::serve_stale:
+      // Ask the store for anything it still holds, however old (a time before every expiry).
+      if (std::optional<Entry<T>> e = read(key, time_point::min())) return std::move(e->value);
+      [[fallthrough]];
+    case OnWaitTimeout::throw_error:
+      break;
+  }
+  throw timeout_error("stampede: waited " + std::to_string(options_.wait_timeout.count()) +
+                      " ms for another caller's load of '" + std::string(key) + "'");
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::run_loader(std::string_view key, Loader& loader, std::chrono::nanoseconds& took) {
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    T value = std::invoke(loader);
+    took = std::chrono::steady_clock::now() - start;
+    count(kLoads);
+    count(kLoadTimeNs, static_cast<std::uint64_t>(took.count()));
+    emit(EventType::load_done, key, {}, took);
+    return value;
+  } catch (const std::exception& e) {
+    took = std::chrono::steady_clock::now() - start;
+    count(kLoads);
+    count(kLoadFailures);
+    emit(EventType::load_failed, key, e.what(), took);
+    throw;
+  } catch (...) {
+    took = std::chrono::steady_clock::now() - start;
+    count(kLoads);
+    count(kLoadFailures);
+    emit(EventType::load_failed, key, "non-std exception", took);
+    throw;
+  }
+}
+
+template <class T>
+template <class Loader>
+void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader) {
+  // The refresh outlives this call: own the loader (shared so the task stays copyable).
+  auto fn = std::make_shared<std::decay_t<Loader>>(std::forward<Loader>(loader));
+  auto task = [this, k = std::string(key), observed_fence, fn] { refresh(k, observed_fence, *fn); };
+  if (refresher_.submit(key, std::move(task)) == Refresher::Submit::dropped) {
+    count(kRefreshesDropped);
+    emit(EventType::refresh_dropped, key, "refresh queue full");
+  }
+}
+
+template <class T>
+template <class Loader>
+void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loader& loader) {
+  try {
+    std::optional<LockToken> token = backend_.lock->try_acquire(key, options_.lock_ttl);
+    if (!token) {  // another process is refreshing or loading this key
+      count(kLockContended);
+      return;
+    }
+    count(kLockAcquired);
+    emit(EventType::lock_acquired, key, "refresh");
+    LockLease lease(backend_.lock, key, *token, options_.lock_ttl, WatchdogOptions{.enabled = true});
+    // Double check: refresh only the entry we saw; a newer write (or invalidation) means done.
+    std::optional<Entry<T>> e = read(key, clock_->now());
+    if (!e || e->fence != observed_fence) return;
+    std::chrono::nanoseconds took{};
+    T value = run_loader(key, loader, took);
+    if (write(key, value, token->fence, took) == PutResult::stored) {
+      count(kRefreshes);
+      emit(EventType::refresh_done, key, {}, took);
+    }
+    lease.release();
+  } catch (const backend_error& e) {
+    count(kBackendErrors);
+    emit(EventType::backend_error, key, e.what());
+  } catch (const std::exception& e) {
+    count(kRefreshFailures);
+    emit(EventType::refresh_failed, key, e.what());  // the stale value stays until hard expiry
+  } catch (...) {
+    count(kRefreshFailures);
+    emit(EventType::refresh_failed, key, "non-std exception");
+  }
+}
+
+template <class T>
+std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
+  try {
+    return backend_.store->get(key, now);
+  } catch (const codec_error& e) {
+    count(kDecodeErrors);
+    emit(EventType::decode_failed, key, e.what());
+    return std::nullopt;  // garbage at the key is a miss; the next load replaces it
+  } catch (const backend_error& e) {
+    on_backend_error(key, e);
+    return std::nullopt;
+  }
+}
+
+template <class T>
+PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fence,
+                          std::chrono::nanoseconds load_time) {
+  const time_point now = clock_->now();
+  const double jitter = options_.ttl_jitter > 0
+      ? 1.0 - options_.ttl_jitter * std::uniform_real_distribution<double>(0, 1)(detail::thread_rng())
+      : 1.0;
+  auto scaled = [jitter](std::chrono::milliseconds d) {
+    return std::chrono::duration_cast<std::chrono::system_clock::duration>(d * jitter);
+  };
+  Entry<T> entry{.value = value, .fence = fence,
+                 .load_time = std::chrono::duration_cast<std::chrono::milliseconds>(load_time)};
+  if (options_.mode == Mode::blocking) {
+    entry.soft_expiry = entry.hard_expiry = now + scaled(options_.ttl);
+  } else {
+    entry.soft_expiry = now + scaled(options_.soft_ttl);
+    entry.hard_expiry = entry.soft_expiry + options_.swr_window;
+  }
+  const PutResult result = backend_.store->put(key, entry, now);
+  if (result == PutResult::stale_fence) {
+    count(kStaleWritesRejected);
+    emit(EventType::stale_write_rejected, key, "a newer fence exists");
+  }
+  return result;
+}
+
+template <class T>
+bool Cache<T>::xfetch_due(const Entry<T>& e, time_point now) const {
+  // XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh early with a probability that
+  // grows as expiry nears and with the cost of a load; -ln(U) is exponential with mean 1.
+  const double delta_ms = static_cast<double>(e.load_time.count());
+  const auto gap = std::chrono::duration<double, std::milli>(
+      -delta_ms * options_.early_refresh_beta * std::log(detail::uniform_open0()));
+  return now + std::chrono::duration_cast<std::chrono::system_clock::duration>(gap) >= e.soft_expiry;
+}
+
+template <class T>
+void Cache<T>::on_backend_error(std::string_view key, const std::exception& e) {
+  count(kBackendErrors);
+  emit(EventType::backend_error, key, e.what());
+  if (options_.backend_failure == BackendFailure::fail_closed) throw;
+}
+
+template <class T>
+void Cache<T>::emit(EventType type, std::string_view key, std::string_view detail,
+                    std::chrono::nanoseconds duration) const noexcept {
+  if (!options_.on_event) return;
+  try {
+    options_.on_event(Event{type, key, detail, duration});
+  } catch (...) {
+    // A hook must not throw; if it does, the library's own path must not change.
+  }
+}
+
+template <class T>
+std::optional<T> Cache<T>::get(std::string_view key) {
+  check_key(key);
+  const time_point now = clock_->now();
+  std::optional<Entry<T>> e = read(key, now);
+  if (!e) {
+    count(kMisses);
+    return std::nullopt;
+  }
+  count(now < e->soft_expiry ? kHits : kStaleHits);
+  return std::move(e->value);
+}
+
+template <class T>
+void Cache<T>::put(std::string_view key, T value) {
+  check_key(key);
+  const std::uint64_t fence = backend_.lock->bump_fence(key);
+  write(key, value, fence, std::chrono::nanoseconds{0});
+  backend_.lock->notify(key);
+}
+
+template <class T>
+void Cache<T>::invalidate(std::string_view key) {
+  check_key(key);
+  backend_.store->invalidate(key, backend_.lock->bump_fence(key));
+}
+
+template <class T>
+Stats Cache<T>::stats() const {
+  Stats s;
+  s.hits = counters_.sum(kHits);
+  s.misses = counters_.sum(kMisses);
+  s.stale_hits = counters_.sum(kStaleHits);
+  s.loads = counters_.sum(kLoads);
+  s.load_failures = counters_.sum(kLoadFailures);
+  s.load_time = std::chrono::nanoseconds(counters_.sum(kLoadTimeNs));
+  s.coalesced = counters_.sum(kCoalesced);
+  s.lock_acquired = counters_.sum(kLockAcquired);
+  s.lock_contended = counters_.sum(kLockContended);
+  s.wait_timeouts = counters_.sum(kWaitTimeouts);
+  s.fallback_computes = counters_.sum(kFallbackComputes);
+  s.refreshes = counters_.sum(kRefreshes);
+  s.refresh_failures = counters_.sum(kRefreshFailures);
+  s.refreshes_dropped = counters_.sum(kRefreshesDropped);
+  s.stale_writes_rejected = counters_.sum(kStaleWritesRejected);
+  s.backend_errors = counters_.sum(kBackendErrors);
+  s.decode_errors = counters_.sum(kDecodeErrors);
+  if (auto* memory = dynamic_cast<MemoryStore<T>*>(backend_.store.get())) {
+    s.evictions = memory->evictions();
+  }
+  return s;
+}
+
+template <class T>
+void Cache<T>::wait_idle() {
+  refresher_.wait_idle();
+}
+
+}  // namespace stampede

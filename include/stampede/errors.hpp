@@ -1,0 +1,46 @@
+// stampede/errors.hpp: the one error hierarchy of the library.
+//
+// Every exception the library throws derives from `stampede::error`, which derives from
+// `std::runtime_error`. Losing a lock race is not an error: it is an empty optional or `false`.
+//
+//   try { v = cache.get_or_compute("k", load); }
+//   catch (const stampede::timeout_error&) { /* waited wait_timeout for another loader */ }
+//   catch (const stampede::error& e) { /* anything else from the library */ }
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace stampede {
+
+/// Root of every exception the library throws (bad arguments use std::invalid_argument).
+class error : public std::runtime_error {
+ public:
+  explicit error(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// A caller waited `wait_timeout` for another loader and the policy said to fail.
+class timeout_error : public error {
+ public:
+  explicit timeout_error(const std::string& what) : error(what) {}
+};
+
+/// The backend (e.g. Redis) failed: unreachable, wrong password, protocol error, timeout.
+class backend_error : public error {
+ public:
+  explicit backend_error(const std::string& what) : error(what) {}
+};
+
+/// A lease was lost while its holder still needed it (expired or taken by someone else).
+class lock_lost_error : public error {
+ public:
+  explicit lock_lost_error(const std::string& what) : error(what) {}
+};
+
+/// A stored value could not be encoded or decoded.
+class codec_error : public error {
+ public:
+  explicit codec_error(const std::string& what) : error(what) {}
+};
+
+}  // namespace stampede

@@ -1,0 +1,45 @@
+// stampede/events.hpp: structured events for the application's own logger.
+//
+// The library prints nothing. Pass a hook in CacheOptions::on_event to see what happens:
+//
+//   opts.on_event = [](const stampede::Event& e) {
+//     spdlog::info("stampede {} key={} {}", stampede::to_string(e.type), e.key, e.detail); };
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace stampede {
+
+enum class EventType {
+  lock_acquired,    ///< this process took the token lock for a load or refresh
+  lock_timeout,     ///< a caller waited wait_timeout for another loader
+  lock_lost,        ///< the watchdog could not renew a lease (expired or stolen)
+  load_done,        ///< a loader returned; `duration` is its run time
+  load_failed,      ///< a loader threw; `detail` is its what()
+  refresh_done,     ///< a background refresh stored a new value
+  refresh_failed,   ///< a background refresh failed; the stale value stays until hard expiry
+  refresh_dropped,  ///< the refresh queue was full
+  stale_write_rejected,  ///< a store with an older fence was refused (the fence did its job)
+  decode_failed,    ///< a stored value could not be decoded; treated as a miss
+  backend_error,    ///< the backend failed; `detail` says how (fail_open goes on without it)
+};
+
+/// @return a stable lowercase name, e.g. "lock_acquired".
+std::string_view to_string(EventType type) noexcept;
+
+/// One event. `key` and `detail` are valid only during the hook call.
+struct Event {
+  EventType type;
+  std::string_view key;
+  std::string_view detail;
+  std::chrono::nanoseconds duration{0};
+};
+
+/// Called synchronously on the thread where the event happens; must be thread-safe and fast,
+/// and must not throw (an exception from the hook is swallowed).
+using EventHook = std::function<void(const Event&)>;
+
+}  // namespace stampede

@@ -1,0 +1,81 @@
+// stampede/options.hpp: CacheOptions, Mode, OnWaitTimeout, BackendFailure.
+//
+// Plain structs with in-class defaults; designated initialisers read well:
+//
+//   stampede::Cache<Item> cache({.ttl = 30s, .lock_ttl = 5s, .wait_timeout = 1s});
+//   stampede::Cache<Item> swr({.mode = stampede::Mode::stale_while_revalidate,
+//                              .soft_ttl = 10s, .swr_window = 10s});
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+
+#include "stampede/clock.hpp"
+#include "stampede/events.hpp"
+
+namespace stampede {
+
+/// How entries age.
+enum class Mode {
+  /// An entry lives `ttl`; after that a call is a miss and waits for one load.
+  blocking,
+  /// An entry is fresh for `soft_ttl`, then served stale (at once, while one background refresh
+  /// runs) for `swr_window`, then gone.
+  stale_while_revalidate,
+};
+
+/// What a caller does after waiting `wait_timeout` for someone else's load.
+enum class OnWaitTimeout {
+  compute,      ///< run the loader itself, without the lock (the seeds' fallback); not stored
+  throw_error,  ///< throw stampede::timeout_error
+  serve_stale,  ///< return a stale value if one is still servable, else throw timeout_error
+};
+
+/// What the cache does when its backend (Redis) fails.
+enum class BackendFailure {
+  fail_open,    ///< report it (stats, event hook) and load with in-process coalescing only
+  fail_closed,  ///< throw stampede::backend_error
+};
+
+/// Options of a Cache. Every duration must be > 0 unless its comment says what 0 means;
+/// Cache's constructor throws std::invalid_argument naming the first bad field.
+struct CacheOptions {
+  Mode mode = Mode::blocking;
+  /// Blocking mode: how long an entry lives (its hard TTL). Must be > 0.
+  std::chrono::milliseconds ttl{std::chrono::seconds{30}};
+  /// SWR mode: how long an entry is fresh. Must be > 0.
+  std::chrono::milliseconds soft_ttl{std::chrono::seconds{10}};
+  /// SWR mode: how long after soft_ttl a stale entry is still served. >= 0; 0 = never stale.
+  std::chrono::milliseconds swr_window{std::chrono::seconds{10}};
+  /// Lease of the token lock taken for a load; the watchdog renews it every lock_ttl/3. Must be > 0.
+  std::chrono::milliseconds lock_ttl{std::chrono::seconds{5}};
+  /// How long a caller waits for another caller's load before on_wait_timeout. Must be > 0.
+  std::chrono::milliseconds wait_timeout{std::chrono::seconds{1}};
+  /// Blocking-poll fallback: re-read the store this often (jittered +-25%) while waiting,
+  /// in case a wake-up signal is lost. Must be > 0.
+  std::chrono::milliseconds poll_interval{100};
+  OnWaitTimeout on_wait_timeout = OnWaitTimeout::compute;
+  BackendFailure backend_failure = BackendFailure::fail_open;
+  /// Shortens each entry's TTL by a random fraction in [0, ttl_jitter) so that keys written together
+  /// do not expire together. In [0, 1]; 0 = off.
+  double ttl_jitter = 0.0;
+  /// XFetch probabilistic early refresh: a fresh hit refreshes in the background when
+  /// now - load_time * beta * ln(U) >= expiry, U uniform in (0, 1]. >= 0; 0 = off; 1 is the usual value.
+  double early_refresh_beta = 0.0;
+  /// Background refresh threads (SWR and early refresh). >= 1.
+  std::size_t refresh_threads = 1;
+  /// Refreshes waiting for a thread; more are dropped and counted. >= 1.
+  std::size_t refresh_queue = 1024;
+  /// In-process backend capacity in entries; 0 = unbounded. Eviction: see MemoryStore.
+  std::size_t max_entries = 0;
+  /// Receives structured events; empty = none.
+  EventHook on_event;
+  /// Time source for expiries; null = the system clock.
+  std::shared_ptr<const Clock> clock;
+};
+
+/// Throws std::invalid_argument naming the first field that makes no sense.
+void validate(const CacheOptions& options);
+
+}  // namespace stampede

@@ -1,0 +1,59 @@
+// stampede/store.hpp: where a Cache keeps its entries.
+//
+// A Store<T> holds entries with a soft and a hard expiry and the fence of the write that made
+// them. A write carrying a fence lower than one the store has already seen for the key (from a
+// write or an invalidation) is refused: a loader whose lock expired cannot overwrite newer data.
+//
+//   auto store = std::make_shared<stampede::MemoryStore<Item>>();
+//   store->put("item:1", {.value = item, .soft_expiry = t + 10s, .hard_expiry = t + 20s, .fence = 7});
+//   if (auto e = store->get("item:1")) use(e->value);
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace stampede {
+
+/// One cached value with its expiry and provenance.
+template <class T>
+struct Entry {
+  T value{};
+  /// Fresh until this time (blocking mode: equal to hard_expiry).
+  std::chrono::system_clock::time_point soft_expiry{};
+  /// Gone after this time.
+  std::chrono::system_clock::time_point hard_expiry{};
+  /// Fence of the write that stored it.
+  std::uint64_t fence = 0;
+  /// How long the loader took (the delta of XFetch early refresh).
+  std::chrono::milliseconds load_time{0};
+};
+
+/// Result of Store::put.
+enum class PutResult {
+  stored,
+  stale_fence,  ///< refused: the store has seen a higher fence for this key
+};
+
+/// A backend's entry store. Implementations are thread-safe and throw stampede::backend_error when
+/// their server fails. Expired entries are never returned (the store is given `now`).
+template <class T>
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  /// @return the entry if present and now < hard_expiry, else std::nullopt.
+  /// @throws codec_error if the stored bytes cannot be decoded (callers treat it as a miss).
+  virtual std::optional<Entry<T>> get(std::string_view key,
+                                      std::chrono::system_clock::time_point now) = 0;
+
+  /// Stores `entry` unless a higher fence than entry.fence was seen for the key.
+  virtual PutResult put(std::string_view key, const Entry<T>& entry,
+                        std::chrono::system_clock::time_point now) = 0;
+
+  /// Removes the entry and remembers `fence`, so later puts with a lower fence are refused.
+  virtual void invalidate(std::string_view key, std::uint64_t fence) = 0;
+};
+
+}  // namespace stampede

@@ -1,0 +1,28 @@
+#include <stdexcept>
+#include <string>
+
+#include "stampede/options.hpp"
+
+namespace stampede {
+namespace {
+
+void require(bool ok, const char* field, const char* rule) {
+  if (!ok) throw std::invalid_argument(std::string("stampede::CacheOptions.") + field + " " + rule);
+}
+
+}  // namespace
+
+void validate(const CacheOptions& o) {
+  require(o.ttl.count() > 0, "ttl", "must be > 0");
+  require(o.soft_ttl.count() > 0, "soft_ttl", "must be > 0");
+  require(o.swr_window.count() >= 0, "swr_window", "must be >= 0");
+  require(o.lock_ttl.count() > 0, "lock_ttl", "must be > 0");
+  require(o.wait_timeout.count() > 0, "wait_timeout", "must be > 0");
+  require(o.poll_interval.count() > 0, "poll_interval", "must be > 0");
+  require(o.ttl_jitter >= 0.0 && o.ttl_jitter <= 1.0, "ttl_jitter", "must be in [0, 1]");
+  require(o.early_refresh_beta >= 0.0, "early_refresh_beta", "must be >= 0");
+  require(o.refresh_threads >= 1, "refresh_threads", "must be >= 1");
+  require(o.refresh_queue >= 1, "refresh_queue", "must be >= 1");
+}
+
+}  // namespace stampede
