@@ -22,9 +22,17 @@ Refresher::Submit Refresher::submit(std::string_view key, std::function<void()> 
     for (std::size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { run(); });
   }
   keys_.emplace(key);
+  const std::uint64_t h = hash(key);
+  hints_[h % kHints].store(h, std::memory_order_relaxed);
   queue_.push_back(Task{std::string(key), std::move(task)});
   work_cv_.notify_one();
   return Submit::queued;
+}
+
+void Refresher::clear_hint(std::string_view key) noexcept {
+  const std::uint64_t h = hash(key);
+  std::uint64_t expected = h;
+  hints_[h % kHints].compare_exchange_strong(expected, 0, std::memory_order_relaxed);
 }
 
 void Refresher::run() noexcept {
@@ -45,6 +53,7 @@ void Refresher::run() noexcept {
     lock.lock();
     --running_;
     keys_.erase(task.key);
+    clear_hint(task.key);
     if (queue_.empty() && running_ == 0) idle_cv_.notify_all();
   }
 }
@@ -56,7 +65,10 @@ void Refresher::stop() noexcept {
     detail::MutexLock lock(mu_);
     stopping_ = true;
     discarded.swap(queue_);
-    for (const Task& t : discarded) keys_.erase(t.key);
+    for (const Task& t : discarded) {
+      keys_.erase(t.key);
+      clear_hint(t.key);
+    }
     threads.swap(threads_);
     work_cv_.notify_all();
     idle_cv_.notify_all();

@@ -8,7 +8,10 @@
 //   r.submit("item:1", [] { refresh_item_1(); });   // Submit::duplicate while the first is pending
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
@@ -45,6 +48,12 @@ class Refresher {
 
   /// Queues `task` for `key` unless the key is already queued or running.
   Submit submit(std::string_view key, std::function<void()> task);
+  /// Lock-free hint for hot paths: true means `key` is very likely queued or running (a 64-bit hash
+  /// matched), so a caller can skip building a task. false means "maybe not": call submit().
+  [[nodiscard]] bool probably_pending(std::string_view key) const noexcept {
+    const std::uint64_t h = hash(key);
+    return hints_[h % kHints].load(std::memory_order_relaxed) == h;
+  }
   /// Discards queued tasks, waits for running ones, joins the threads. Idempotent.
   void stop() noexcept;
   /// Blocks until nothing is queued or running (tests and orderly shutdown).
@@ -56,6 +65,15 @@ class Refresher {
     std::function<void()> fn;
   };
   void run() noexcept;
+  void clear_hint(std::string_view key) noexcept;
+  static std::uint64_t hash(std::string_view key) noexcept {
+    return std::hash<std::string_view>{}(key) | 1;  // never 0, the empty slot
+  }
+
+  static constexpr std::size_t kHints = 256;
+  // One slot per hash bucket holding the hash of a pending key. Readers only load (no shared writes
+  // on the stale-hit path); submit/run write it under mu_.
+  std::array<std::atomic<std::uint64_t>, kHints> hints_{};
 
   Options options_;
   detail::Mutex mu_;

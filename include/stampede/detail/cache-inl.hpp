@@ -210,6 +210,7 @@ T Cache<T>::run_loader(std::string_view key, Loader& loader, std::chrono::nanose
 template <class T>
 template <class Loader>
 void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader) {
+  if (refresher_.probably_pending(key)) return;  // hot stale key: no lock, no allocation
   // The refresh outlives this call: own the loader (shared so the task stays copyable).
   auto fn = std::make_shared<std::decay_t<Loader>>(std::forward<Loader>(loader));
   auto task = [this, k = std::string(key), observed_fence, fn] { refresh(k, observed_fence, *fn); };
