@@ -1,0 +1,206 @@
+// benchmarks/bm_hit_path.cpp: the cost of a warm hit (issue 4, item 2).
+//
+// Every implementation holds the same warm keys and returns a copy of the value (a caller of a
+// locked map cannot keep a reference past the unlock, and Cache<T> returns T by value):
+//   stampede           stampede::Cache<T>::get_or_compute (memory backend, 24 h TTL)
+//   mutex_map          std::unordered_map under std::mutex
+//   shared_mutex_map   std::unordered_map under std::shared_mutex (shared_lock on read)
+//   unsync_map         std::unordered_map without a lock, 1 thread only: the ceiling
+// Cases: one hot key, or keys drawn at random (xorshift) from `spread_keys` warm keys (1M in the
+// full profile; fewer in quick/smoke, recorded in the JSON context). T = a 12-byte std::string
+// (inside the small-string buffer) or a 1 KiB struct. Threads 1 and 2; items_per_second is the
+// total over all threads (real time).
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <unordered_map>
+#include <vector>
+
+#include <stampede/stampede.hpp>
+
+#include "bench_util.hpp"
+
+namespace stampede::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class T>
+using Map = std::unordered_map<std::string, T, Hash, std::equal_to<>>;
+
+template <class T>
+T make_value(std::size_t i) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    std::string s = "v-" + std::to_string(i % 1'000'000'000);
+    s.resize(12, '.');
+    return s;
+  } else {
+    T v;
+    v.id = i;
+    return v;
+  }
+}
+
+template <class T>
+class StampedeImpl {
+ public:
+  void fill(std::string_view key, T value) { cache_.put(key, std::move(value)); }
+  T get(std::string_view key) {
+    return cache_.get_or_compute(key, [] { return T{}; });
+  }
+  double misses() const { return static_cast<double>(cache_.stats().misses); }
+
+ private:
+  Cache<T> cache_{{.ttl = std::chrono::hours(24)}};
+};
+
+template <class T>
+class MutexMapImpl {
+ public:
+  void fill(std::string_view key, T value) { map_.insert_or_assign(std::string(key), std::move(value)); }
+  T get(std::string_view key) {
+    std::lock_guard l(mu_);
+    auto it = map_.find(key);
+    return it == map_.end() ? T{} : it->second;
+  }
+  double misses() const { return 0; }
+
+ private:
+  std::mutex mu_;
+  Map<T> map_;
+};
+
+template <class T>
+class SharedMutexMapImpl {
+ public:
+  void fill(std::string_view key, T value) { map_.insert_or_assign(std::string(key), std::move(value)); }
+  T get(std::string_view key) {
+    std::shared_lock l(mu_);
+    auto it = map_.find(key);
+    return it == map_.end() ? T{} : it->second;
+  }
+  double misses() const { return 0; }
+
+ private:
+  std::shared_mutex mu_;
+  Map<T> map_;
+};
+
+template <class T>
+class UnsyncMapImpl {
+ public:
+  void fill(std::string_view key, T value) { map_.insert_or_assign(std::string(key), std::move(value)); }
+  T get(std::string_view key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? T{} : it->second;
+  }
+  double misses() const { return 0; }
+
+ private:
+  Map<T> map_;
+};
+
+Profile g_profile;
+
+/// The warm data of the benchmark that runs now. Built by the Setup callback (before the benchmark's
+/// threads start) and kept while consecutive benchmarks need the same one, so 1M keys of 1 KiB are
+/// built once per implementation rather than once per thread count.
+struct WorldBase {
+  virtual ~WorldBase() = default;
+  std::string id;
+};
+std::unique_ptr<WorldBase> g_world;
+
+template <class Impl>
+struct World : WorldBase {
+  Impl impl;
+  std::vector<std::string> keys;
+  std::string hot = "hot-key";
+};
+
+template <template <class> class Impl, class T>
+void setup(const benchmark::State& state) {
+  const std::size_t n = state.range(0) == 0 ? 1 : g_profile.spread_keys;
+  const std::string id = std::string(typeid(Impl<T>).name()) + "/" + std::to_string(n);
+  if (g_world && g_world->id == id) return;
+  g_world.reset();
+  auto w = std::make_unique<World<Impl<T>>>();
+  w->id = id;
+  if (n == 1) {
+    w->impl.fill(w->hot, make_value<T>(0));
+  } else {
+    w->keys.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      w->keys.push_back("key:" + std::to_string(i));
+      w->impl.fill(w->keys.back(), make_value<T>(i));
+    }
+  }
+  g_world = std::move(w);
+}
+
+template <template <class> class Impl, class T>
+void BM_HitPath(benchmark::State& state) {
+  auto& w = static_cast<World<Impl<T>>&>(*g_world);
+  const bool hot = state.range(0) == 0;
+  const std::size_t n = w.keys.size();
+  std::uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(state.thread_index() + 1);
+  const double misses_before = w.impl.misses();
+  for (auto _ : state) {
+    std::string_view key = w.hot;
+    if (!hot) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      key = w.keys[x % n];
+    }
+    T v = w.impl.get(key);
+    benchmark::DoNotOptimize(v);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    state.counters["keys"] = hot ? 1 : static_cast<double>(n);
+    state.counters["misses"] = w.impl.misses() - misses_before;  // 0: every call was a warm hit
+  }
+}
+
+template <template <class> class Impl, class T>
+void add(const std::string& impl, const std::string& type, int max_threads) {
+  for (int keys : {0, 1}) {
+    const std::string name =
+        "BM_HitPath_" + impl + "_" + (keys == 0 ? "hot" : "spread") + "_" + type;
+    auto* b = benchmark::RegisterBenchmark(name.c_str(), BM_HitPath<Impl, T>)
+                  ->Arg(keys)
+                  ->ArgName("spread")
+                  ->Setup(setup<Impl, T>)
+                  ->UseRealTime();
+    for (int t = 1; t <= max_threads; ++t) b->Threads(t);
+    if (g_profile.min_time > 0) {
+      b->MinTime(g_profile.min_time);
+    } else {
+      b->Iterations(1000);
+    }
+  }
+}
+
+}  // namespace
+
+void register_hit_path_benchmarks(const Profile& p) {
+  g_profile = p;
+  add<StampedeImpl, std::string>("stampede", "string", 2);
+  add<SharedMutexMapImpl, std::string>("shared_mutex_map", "string", 2);
+  add<MutexMapImpl, std::string>("mutex_map", "string", 2);
+  add<UnsyncMapImpl, std::string>("unsync_map", "string", 1);
+  add<StampedeImpl, KiB>("stampede", "kib", 2);
+  add<SharedMutexMapImpl, KiB>("shared_mutex_map", "kib", 2);
+  add<MutexMapImpl, KiB>("mutex_map", "kib", 2);
+  add<UnsyncMapImpl, KiB>("unsync_map", "kib", 1);
+}
+
+}  // namespace stampede::bench
