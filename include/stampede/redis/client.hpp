@@ -1,0 +1,184 @@
+// stampede/redis/client.hpp: a thread-safe pool of hiredis connections to one Redis server.
+//
+// Commands are argument vectors (binary-safe: any bytes in keys and values, NULs included); Lua
+// scripts run by EVALSHA and fall back to EVAL when the server answers NOSCRIPT.
+//
+//   auto client = stampede::redis::Client::connect("redis://:secret@127.0.0.1:6379/0");
+//   client->command({"SET", "greeting", "hello"});
+//   std::string v = client->command({"GET", "greeting"}).str;   // "hello"
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stampede/errors.hpp"
+
+struct redisContext;  // hiredis, kept out of the public headers
+
+namespace stampede::redis {
+
+/// Settings of a Client. Plain values; the defaults suit a Redis on the same network.
+struct ClientOptions {
+  /// Limit on opening a TCP/unix connection (and AUTH/SELECT on it). 0 = no limit (the OS's).
+  std::chrono::milliseconds connect_timeout{1000};
+  /// Limit on one command's send + reply. A connection that hits it is discarded. 0 = no limit.
+  std::chrono::milliseconds command_timeout{1000};
+  /// How long a caller waits for a free connection when all pool_size are in use.
+  /// 0 = do not wait: fail at once with backend_error.
+  std::chrono::milliseconds borrow_timeout{1000};
+  /// Most connections open at once (opened on demand, kept idle for reuse). Must be >= 1.
+  std::size_t pool_size = 8;
+};
+
+/// Where to connect, as parsed from a URL by parse_url().
+struct Endpoint {
+  bool unix_socket = false;
+  std::string host = "127.0.0.1";  ///< TCP host name or address (no brackets for IPv6)
+  int port = 6379;                 ///< TCP port
+  std::string path;                ///< unix socket path
+  std::string user;                ///< ACL user; empty = AUTH with the password only
+  std::string password;            ///< empty = no AUTH
+  int db = 0;                      ///< SELECTed when not 0
+};
+
+/// Parses `redis://[[user]:password@]host[:port][/db]` and `unix://[[user]:password@]/path[?db=N]`.
+/// User and password may be %-encoded. IPv6 hosts go in brackets: `redis://[::1]:6379`.
+/// @throws std::invalid_argument naming what is wrong with `url`.
+Endpoint parse_url(std::string_view url);
+
+/// One reply of the server, copied out of hiredis.
+struct Reply {
+  enum class Type { nil, string, integer, array, status, error };
+  Type type = Type::nil;
+  std::string str;                ///< string, status and error replies
+  long long integer = 0;          ///< integer replies
+  std::vector<Reply> elements;    ///< array replies
+  [[nodiscard]] bool is_nil() const noexcept { return type == Type::nil; }
+};
+
+/// The server answered a command with an error reply (e.g. WRONGTYPE, NOAUTH, a Lua error).
+/// The connection stays usable; the message is the server's.
+class reply_error : public backend_error {
+ public:
+  explicit reply_error(const std::string& what, std::string server_message)
+      : backend_error(what), server_message_(std::move(server_message)) {}
+  /// @return the server's message, e.g. "WRONGTYPE Operation against a key holding ...".
+  [[nodiscard]] const std::string& server_message() const noexcept { return server_message_; }
+  /// @return the first word of the server's message, e.g. "WRONGTYPE", "NOSCRIPT", "ERR".
+  [[nodiscard]] std::string code() const;
+
+ private:
+  std::string server_message_;
+};
+
+/// A Lua script with its SHA1 computed locally, for EVALSHA. Immutable; thread-safe.
+class Script {
+ public:
+  explicit Script(std::string source);
+  [[nodiscard]] const std::string& source() const noexcept { return source_; }
+  /// @return the 40 lowercase hex characters Redis uses to name this script.
+  [[nodiscard]] const std::string& sha1() const noexcept { return sha1_; }
+
+ private:
+  std::string source_;
+  std::string sha1_;
+};
+
+/// One connection outside the pool, for pub/sub or blocking commands. Thread-compatible: one
+/// thread at a time. Any I/O error or timeout leaves it broken (every later call throws).
+class Connection {
+ public:
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  /// Sends `argv` and waits (command_timeout) for its reply; error replies are returned as such.
+  /// @throws backend_error on I/O error or timeout.
+  Reply command(std::span<const std::string_view> argv);
+  Reply command(std::initializer_list<std::string_view> argv) {
+    return command(std::span<const std::string_view>(argv.begin(), argv.size()));
+  }
+  /// @return the socket, to poll() for readability before read_available().
+  [[nodiscard]] int fd() const noexcept;
+  /// Reads what the socket has (call when poll() says it is readable), then returns every
+  /// complete reply buffered so far (pub/sub messages).
+  /// @throws backend_error on EOF or I/O error.
+  std::vector<Reply> read_available();
+
+ private:
+  friend class Client;
+  explicit Connection(redisContext* context) noexcept : context_(context) {}
+  redisContext* context_;
+};
+
+/// A pool of connections to one server. Thread-safe: every method may be called from any thread.
+///
+/// Connections open on demand, up to pool_size; a caller that finds all of them in use waits
+/// borrow_timeout. A connection that saw an I/O error or a timeout is closed, never reused, and
+/// the idle ones are closed with it (after a server restart they are all dead): the next calls
+/// open new ones, so the client reconnects by itself when the server returns.
+///
+/// Lifetime: a Client must outlive no-one in particular (share it with std::shared_ptr); the
+/// destructor closes every idle connection. No call may be in progress when it runs.
+class Client {
+ public:
+  /// Parses `url`, opens one connection (AUTH, SELECT) to check it, and keeps it in the pool.
+  /// @param url see parse_url().
+  /// @param options see ClientOptions.
+  /// @return the client.
+  /// @throws std::invalid_argument for a bad URL or options; backend_error when the server is
+  ///         unreachable, does not answer within connect_timeout, or refuses the credentials.
+  static std::shared_ptr<Client> connect(std::string_view url, ClientOptions options = {});
+
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// Runs one command on a pooled connection.
+  /// @param argv the command and its arguments, each any bytes.
+  /// @return the reply (nil, string, integer, array or status).
+  /// @throws reply_error when the server answers with an error; backend_error on I/O error,
+  ///         timeout, or no free connection within borrow_timeout.
+  Reply command(std::span<const std::string_view> argv);
+  Reply command(std::initializer_list<std::string_view> argv) {
+    return command(std::span<const std::string_view>(argv.begin(), argv.size()));
+  }
+
+  /// Runs `script` by EVALSHA; if the server does not know it (NOSCRIPT: restarted, SCRIPT
+  /// FLUSH), by EVAL on the same connection, which also loads it for next time.
+  /// @return the script's reply.
+  /// @throws reply_error (a Lua error, a wrong key type); backend_error as for command().
+  Reply eval(const Script& script, std::span<const std::string_view> keys,
+             std::span<const std::string_view> args);
+  Reply eval(const Script& script, std::initializer_list<std::string_view> keys,
+             std::initializer_list<std::string_view> args) {
+    return eval(script, std::span<const std::string_view>(keys.begin(), keys.size()),
+                std::span<const std::string_view>(args.begin(), args.size()));
+  }
+
+  /// Opens a connection outside the pool (same endpoint, credentials and timeouts).
+  /// @throws backend_error as connect() does.
+  [[nodiscard]] std::unique_ptr<Connection> open_connection() const;
+
+  [[nodiscard]] const ClientOptions& options() const noexcept;
+  [[nodiscard]] const Endpoint& endpoint() const noexcept;
+  /// @return "host:port" or the socket path, for messages.
+  [[nodiscard]] const std::string& address() const noexcept;
+  /// @return connections open now (idle + in use); for tests and monitoring.
+  [[nodiscard]] std::size_t open_connections() const;
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stampede::redis

@@ -1,0 +1,54 @@
+// stampede/redis/detail/wire.hpp: key names and the value-hash format (docs/wire-format.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace stampede::redis {
+class Client;
+}  // namespace stampede::redis
+
+namespace stampede::redis::detail {
+
+/// Version written in the `format` field of every value hash.
+inline constexpr std::string_view kFormatVersion = "1";
+
+/// `{prefix}{key}` with the key in a hash tag: `stampede:{item:1}`.
+std::string value_key(std::string_view prefix, std::string_view key);
+/// `{prefix}lock:{key}`: the token lock (plain string, SET NX PX).
+std::string lock_key(std::string_view prefix, std::string_view key);
+/// `{prefix}fence:{key}`: hash with `next` (fence counter) and `floor` (highest fence written
+/// or invalidated).
+std::string fence_key(std::string_view prefix, std::string_view key);
+/// `{prefix}done:{key}`: pub/sub channel, published on store and release.
+std::string done_channel(std::string_view prefix, std::string_view key);
+
+/// @throws std::invalid_argument if `prefix` contains '{' or '}' (it would break the hash tags).
+void check_prefix(std::string_view prefix);
+
+/// A value hash as stored, before the codec decodes `value`.
+struct RawEntry {
+  std::string value;
+  std::int64_t soft_expiry_ms = 0;
+  std::int64_t hard_expiry_ms = 0;
+  std::int64_t load_time_ms = 0;
+  std::uint64_t fence = 0;
+};
+
+/// HGETALL of the value key. @return std::nullopt if there is no such key.
+/// @throws codec_error if the key holds something else than a format-1 value hash;
+///         backend_error.
+std::optional<RawEntry> get_entry(Client& client, std::string_view prefix, std::string_view key);
+
+/// The fenced write script: stores `entry` for `px_ms` milliseconds (hard TTL + grace) unless the
+/// key's fence floor is above entry.fence, and publishes `stored`.
+/// @return false if refused for its fence.
+bool put_entry(Client& client, std::string_view prefix, std::string_view key, const RawEntry& entry,
+               std::int64_t px_ms);
+
+/// Deletes the value key and raises the fence floor to `fence`.
+void invalidate_entry(Client& client, std::string_view prefix, std::string_view key, std::uint64_t fence);
+
+}  // namespace stampede::redis::detail

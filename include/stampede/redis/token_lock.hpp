@@ -1,0 +1,81 @@
+// stampede/redis/token_lock.hpp: RedisTokenLock, the token lock of many processes sharing one Redis.
+//
+// The standard single-instance protocol (SET lock NX PX, compare-and-delete, compare-and-pexpire
+// in Lua), a per-key fence counter bumped in the same script as the SET, and pub/sub wake-ups.
+//
+//   auto lock = std::make_shared<stampede::redis::RedisTokenLock>(client, "myapp:");
+//   if (auto t = lock->try_acquire("report:7", 5s)) { build(t->fence); lock->release("report:7", t->token); }
+//   auto sub = lock->subscribe("report:7");  sub->wait_until(deadline);   // woken by a release
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "stampede/redis/client.hpp"
+#include "stampede/token_lock.hpp"
+
+namespace stampede::redis {
+
+/// TokenLock over one Redis server. Thread-safe.
+///
+/// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence counter
+/// `{prefix}fence:{key}` (hash field `next`), channel `{prefix}done:{key}`; `{key}` is a hash tag, so
+/// a key's lock, fence and value live in one Cluster slot. A lock taken by another client that
+/// follows the same protocol on the same lock key (e.g. redis-py's `Lock`) excludes this one and
+/// the other way round.
+///
+/// Wake-ups: one dedicated connection per RedisTokenLock PSUBSCRIBEs `{prefix}done:*`; a reader
+/// thread dispatches messages to local waiters (per-key generation counters + a condition
+/// variable). subscribe() returns only once that pattern subscription is confirmed by the server,
+/// so a message published after subscribe() returned cannot be missed while the connection
+/// lives. When the connection drops, every waiter is woken (a spurious wake-up: it re-checks) and
+/// the next subscribe() reconnects.
+///
+/// Lifetime: the destructor stops and joins the reader thread; Subscriptions may outlive the
+/// lock (their wait then returns at once).
+class RedisTokenLock final : public TokenLock {
+ public:
+  /// @param client the pool for lock commands (shared with a RedisStore is fine).
+  /// @param prefix put in front of every key; must not contain '{' or '}'.
+  /// @throws std::invalid_argument for a null client or a bad prefix.
+  explicit RedisTokenLock(std::shared_ptr<Client> client, std::string prefix = "stampede:");
+  ~RedisTokenLock() override;
+  RedisTokenLock(const RedisTokenLock&) = delete;
+  RedisTokenLock& operator=(const RedisTokenLock&) = delete;
+
+  /// One script: SET lock token NX PX ttl, and if that took it, HINCRBY fence next 1.
+  /// @return token and fence, or std::nullopt if held. @throws backend_error.
+  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
+                                                     std::chrono::milliseconds ttl) override;
+  /// One script: compare-and-delete, then PUBLISH `released` on the key's channel.
+  /// @return true if the token held the lock. @throws backend_error.
+  bool release(std::string_view key, std::string_view token) override;
+  /// One script: compare-and-PEXPIRE. @return true if renewed. @throws backend_error.
+  [[nodiscard]] bool renew(std::string_view key, std::string_view token,
+                           std::chrono::milliseconds ttl) override;
+  /// HINCRBY fence next 1. @return the new fence. @throws backend_error.
+  std::uint64_t bump_fence(std::string_view key) override;
+  /// Registers a local waiter; (re)connects the pub/sub connection first if needed.
+  /// @throws backend_error if the pub/sub connection cannot be made and confirmed.
+  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) override;
+  /// PUBLISH `stored` on the key's channel. @throws backend_error.
+  void notify(std::string_view key) override;
+
+  /// @return the token holding `key`'s lock, if any (tests and tools). @throws backend_error.
+  [[nodiscard]] std::optional<std::string> holder(std::string_view key);
+
+  [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
+  [[nodiscard]] const std::shared_ptr<Client>& client() const noexcept { return client_; }
+
+ private:
+  class Subscriber;
+  std::shared_ptr<Client> client_;
+  std::string prefix_;
+  std::unique_ptr<Subscriber> subscriber_;
+};
+
+}  // namespace stampede::redis

@@ -1,0 +1,180 @@
+#include <charconv>
+#include <stdexcept>
+
+#include "scripts.hpp"
+#include "stampede/errors.hpp"
+#include "stampede/redis/client.hpp"
+#include "stampede/redis/detail/wire.hpp"
+
+namespace stampede::redis::detail {
+
+// ---- scripts -----------------------------------------------------------------------------------
+// Kept short: each runs atomically on the server, so every branch matters for the protocol.
+
+const Script& acquire_script() {
+  static const Script s(R"lua(
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('HINCRBY', KEYS[2], 'next', 1)
+end
+return false
+)lua");
+  return s;
+}
+
+const Script& release_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], 'released')
+  return 1
+end
+return 0
+)lua");
+  return s;
+}
+
+const Script& renew_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+)lua");
+  return s;
+}
+
+const Script& put_script() {
+  static const Script s(R"lua(
+local floor = tonumber(redis.call('HGET', KEYS[2], 'floor') or '0')
+if tonumber(ARGV[1]) < floor then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'floor', ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'format', '1', 'fence', ARGV[1], 'soft_expiry_ms', ARGV[3],
+           'hard_expiry_ms', ARGV[4], 'load_time_ms', ARGV[5], 'value', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[7], 'stored')
+return 1
+)lua");
+  return s;
+}
+
+const Script& invalidate_script() {
+  static const Script s(R"lua(
+redis.call('DEL', KEYS[1])
+local floor = tonumber(redis.call('HGET', KEYS[2], 'floor') or '0')
+if tonumber(ARGV[1]) > floor then
+  redis.call('HSET', KEYS[2], 'floor', ARGV[1])
+end
+return 1
+)lua");
+  return s;
+}
+
+const Script& raise_fence_script() {
+  static const Script s(R"lua(
+local n = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+local m = tonumber(ARGV[1])
+if n < m then
+  redis.call('HSET', KEYS[1], 'next', ARGV[1])
+  return m
+end
+return n
+)lua");
+  return s;
+}
+
+// ---- keys --------------------------------------------------------------------------------------
+
+namespace {
+std::string tagged(std::string_view prefix, std::string_view kind, std::string_view key) {
+  std::string out;
+  out.reserve(prefix.size() + kind.size() + key.size() + 2);
+  out.append(prefix).append(kind).append("{").append(key).append("}");
+  return out;
+}
+
+template <class Int>
+Int parse_field(std::string_view name, const std::string& text) {
+  Int v{};
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) {
+    throw codec_error("stampede::redis: value hash field '" + std::string(name) + "' is not an integer");
+  }
+  return v;
+}
+}  // namespace
+
+std::string value_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "", key); }
+std::string lock_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "lock:", key); }
+std::string fence_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "fence:", key); }
+std::string done_channel(std::string_view prefix, std::string_view key) { return tagged(prefix, "done:", key); }
+
+void check_prefix(std::string_view prefix) {
+  if (prefix.find_first_of("{}") != std::string_view::npos) {
+    throw std::invalid_argument("stampede::redis: prefix must not contain '{' or '}' (hash tags)");
+  }
+}
+
+// ---- value hash --------------------------------------------------------------------------------
+
+std::optional<RawEntry> get_entry(Client& client, std::string_view prefix, std::string_view key) {
+  const std::string k = value_key(prefix, key);
+  Reply r;
+  try {
+    r = client.command({"HGETALL", k});
+  } catch (const reply_error& e) {
+    if (e.code() == "WRONGTYPE") {
+      throw codec_error("stampede::redis: the value key holds something else than a hash");
+    }
+    throw;
+  }
+  if (r.type != Reply::Type::array) throw backend_error("stampede::redis: HGETALL gave no array");
+  if (r.elements.empty()) return std::nullopt;
+  RawEntry e;
+  bool have_format = false, have_value = false, have_soft = false, have_hard = false, have_fence = false;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    const std::string& field = r.elements[i].str;
+    std::string& v = r.elements[i + 1].str;
+    if (field == "format") {
+      if (v != kFormatVersion) throw codec_error("stampede::redis: value format '" + v + "' is not 1");
+      have_format = true;
+    } else if (field == "value") {
+      e.value = std::move(v);
+      have_value = true;
+    } else if (field == "soft_expiry_ms") {
+      e.soft_expiry_ms = parse_field<std::int64_t>(field, v);
+      have_soft = true;
+    } else if (field == "hard_expiry_ms") {
+      e.hard_expiry_ms = parse_field<std::int64_t>(field, v);
+      have_hard = true;
+    } else if (field == "load_time_ms") {
+      e.load_time_ms = parse_field<std::int64_t>(field, v);
+    } else if (field == "fence") {
+      e.fence = parse_field<std::uint64_t>(field, v);
+      have_fence = true;
+    }  // unknown fields: a later minor revision may add some; ignore them
+  }
+  if (!(have_format && have_value && have_soft && have_hard && have_fence)) {
+    throw codec_error("stampede::redis: the value hash lacks a required field");
+  }
+  return e;
+}
+
+bool put_entry(Client& client, std::string_view prefix, std::string_view key, const RawEntry& entry,
+               std::int64_t px_ms) {
+  const std::string vk = value_key(prefix, key), fk = fence_key(prefix, key), ch = done_channel(prefix, key);
+  const std::string fence = std::to_string(entry.fence), soft = std::to_string(entry.soft_expiry_ms),
+                    hard = std::to_string(entry.hard_expiry_ms), load = std::to_string(entry.load_time_ms),
+                    px = std::to_string(px_ms);
+  Reply r = client.eval(put_script(), {vk, fk}, {fence, entry.value, soft, hard, load, px, ch});
+  return r.type == Reply::Type::integer && r.integer == 1;
+}
+
+void invalidate_entry(Client& client, std::string_view prefix, std::string_view key, std::uint64_t fence) {
+  const std::string vk = value_key(prefix, key), fk = fence_key(prefix, key), f = std::to_string(fence);
+  client.eval(invalidate_script(), {vk, fk}, {f});
+}
+
+}  // namespace stampede::redis::detail
