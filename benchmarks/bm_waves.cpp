@@ -18,6 +18,8 @@
 //   lat_*_us           caller latency: from the caller's own start to its return
 //   wake_*_us          for coalesced callers (did not load, started before a load returned):
 //                      from the latest loader return before the caller's return to that return
+//   leader_tail_*_us   for callers that loaded: from their loader's return to their own return
+//                      (storing, releasing the lock, publishing to the waiters)
 #include <algorithm>
 #include <atomic>
 #include <barrier>
@@ -40,6 +42,7 @@ namespace {
 using namespace std::chrono_literals;
 
 thread_local bool t_ran_loader = false;
+thread_local std::int64_t t_loader_return = 0;  // when this thread's last load returned
 
 /// The simulated database: sleeps D ms per call and counts its calls. Thread-safe.
 class SimulatedDb {
@@ -52,6 +55,7 @@ class SimulatedDb {
     std::this_thread::sleep_for(delay_);
     std::string value = "value-of:" + key;
     const std::int64_t t = now_ns();  // the loader's return
+    t_loader_return = t;
     std::lock_guard l(mu_);
     returns_.push_back(t);
     return value;
@@ -192,7 +196,7 @@ void BM_Wave(benchmark::State& state) {
   Strategy strategy;
 
   struct Slot {
-    std::int64_t start = 0, end = 0;
+    std::int64_t start = 0, end = 0, loader_return = 0;
     bool loaded = false, failed = false;
   };
   std::vector<Slot> slots(static_cast<std::size_t>(n));
@@ -219,12 +223,13 @@ void BM_Wave(benchmark::State& state) {
         }
         s.end = now_ns();
         s.loaded = t_ran_loader;
+        s.loader_return = t_loader_return;
         done.arrive_and_wait();
       }
     });
   }
 
-  std::vector<double> latency_us, wake_us;
+  std::vector<double> latency_us, wake_us, tail_us;
   double hits_sum = 0, hits_max = 0, coalesced = 0, errors = 0;
   int wave = 0;
   for (auto _ : state) {
@@ -244,6 +249,7 @@ void BM_Wave(benchmark::State& state) {
     for (const Slot& s : slots) {
       latency_us.push_back(static_cast<double>(s.end - s.start) * 1e-3);
       if (s.failed) ++errors;
+      if (s.loaded && Strategy::kWaits) tail_us.push_back(static_cast<double>(s.end - s.loader_return) * 1e-3);
       if (!Strategy::kWaits || s.loaded || returns.empty()) continue;
       // the latest loader return before this caller returned
       auto it = std::upper_bound(returns.begin(), returns.end(), s.end);
@@ -266,6 +272,7 @@ void BM_Wave(benchmark::State& state) {
   state.counters["errors"] = errors;
   report_latency(state, "lat", std::move(latency_us));
   report_latency(state, "wake", std::move(wake_us));
+  report_latency(state, "leader_tail", std::move(tail_us));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ namespace stampede::bench {
 void register_wave_benchmarks(const Profile& p);
 void register_hit_path_benchmarks(const Profile& p);
 void register_swr_benchmarks(const Profile& p);
+void register_lock_benchmarks(const Profile& p);
 }  // namespace stampede::bench
 
 int main(int argc, char** argv) {
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   sb::register_wave_benchmarks(profile);
   sb::register_hit_path_benchmarks(profile);
   sb::register_swr_benchmarks(profile);
+  sb::register_lock_benchmarks(profile);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
   benchmark::RunSpecifiedBenchmarks();
