@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: builds the benchmarks in Release, runs them, writes JSON and plots.
+#
+#   scripts/bench.sh            # = --quick: every benchmark, bounded, < 3 min on 2 cores
+#   scripts/bench.sh --full     # the published figures (docs/performance.md)
+#   scripts/bench.sh --smoke    # CI: one short iteration each, no plots, numbers never asserted
+#   scripts/bench.sh --quick -- --benchmark_filter=BM_Wave_   # extra flags go to both binaries
+#
+# Output: bench-out/{inprocess,redis}.json, bench-out/summary.md, bench-out/machine.txt and
+# (not in --smoke) docs/bench-*.png. The Redis suite runs when the stampede::redis target exists:
+# the script starts its own redis-server on a free loopback port (no persistence) and stops it
+# on exit, also on failure. Environment: STAMPEDE_BENCH_BUILD_DIR (default build/bench).
+set -euo pipefail
+
+profile=quick
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --smoke) profile=smoke ;;
+    --quick) profile=quick ;;
+    --full) profile=full ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument '$1' (--smoke, --quick, --full, -- <benchmark flags>)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${STAMPEDE_BENCH_BUILD_DIR:-$root/build/bench}"
+out="$root/bench-out"
+mkdir -p "$out"
+
+redis_pid=""
+redis_dir=""
+cleanup() {
+  if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+  if [[ -n "$redis_dir" ]]; then rm -rf "$redis_dir"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== configure + build (Release) in $build"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSTAMPEDE_BUILD_TESTS=OFF \
+  -DSTAMPEDE_BUILD_DEMOS=OFF -DSTAMPEDE_BUILD_BENCHMARKS=ON >/dev/null
+targets=(stampede_bench)
+if cmake --build "$build" --target help 2>/dev/null | grep -qw 'stampede_bench_redis'; then
+  targets+=(stampede_bench_redis)
+fi
+cmake --build "$build" -j2 --target "${targets[@]}"
+
+{
+  echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "profile: $profile"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "loadavg_before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "kernel: $(uname -r)"
+  echo "compiler: $(c++ --version | head -1)"
+} > "$out/machine.txt"
+cat "$out/machine.txt"
+
+jsons=()
+echo "== in-process suite ($profile)"
+"$build/benchmarks/stampede_bench" --stampede_profile="$profile" \
+  --benchmark_out="$out/inprocess.json" --benchmark_out_format=json ${extra[@]+"${extra[@]}"}
+jsons+=("$out/inprocess.json")
+
+if [[ " ${targets[*]} " == *" stampede_bench_redis "* ]]; then
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+  redis_dir="$(mktemp -d)"
+  echo "== redis-server on 127.0.0.1:$port (no persistence)"
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$redis_dir" \
+    --daemonize no --loglevel warning --logfile "$redis_dir/redis.log" &
+  redis_pid=$!
+  for _ in $(seq 50); do
+    redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
+    kill -0 "$redis_pid" 2>/dev/null || { echo "redis-server failed to start:" >&2; cat "$redis_dir/redis.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null
+  echo "== Redis suite ($profile)"
+  "$build/benchmarks/stampede_bench_redis" --stampede_profile="$profile" \
+    --stampede_redis_url="redis://127.0.0.1:$port" \
+    --benchmark_out="$out/redis.json" --benchmark_out_format=json ${extra[@]+"${extra[@]}"}
+  jsons+=("$out/redis.json")
+else
+  echo "== Redis suite skipped: target stampede_bench_redis not available"
+  rm -f "$out/redis.json"
+fi
+echo "loadavg_after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+
+echo "== report"
+if [[ "$profile" == smoke ]]; then
+  python3 "$root/benchmarks/report.py" --out "$out/summary.md" "${jsons[@]}"
+else
+  python3 "$root/benchmarks/report.py" --out "$out/summary.md" --plots "$root/docs" "${jsons[@]}"
+fi
