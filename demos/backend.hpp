@@ -1,0 +1,102 @@
+// demos/backend.hpp: which backend a demo runs on.
+//
+// `--redis URL`, or else the REDIS_URL environment variable, selects Redis; with neither (or an empty
+// value) the demo runs on the embedded in-process backend:
+//
+//   demo::BackendChoice choice;
+//   choice.add_flags(flags);                                   // --redis URL
+//   stampede::Backend<Item> b = choice.backend<Item>();        // b.name is "memory" or "redis"
+//
+// The Redis part is compiled only when the build has the stampede::redis target
+// (demos/CMakeLists.txt then defines STAMPEDE_DEMO_HAVE_REDIS); without it, selecting Redis fails
+// with a clear message. Thread-compatible.
+#pragma once
+
+#include <cstdlib>
+#include <memory>
+#include <stampede/cache.hpp>
+#include <stampede/memory.hpp>
+#include <stampede/token_lock.hpp>
+#include <string>
+
+#include "common.hpp"
+
+#if defined(STAMPEDE_DEMO_HAVE_REDIS)
+#include <stampede/redis/redis.hpp>
+#endif
+
+namespace demo {
+
+// ---- the Redis branch: everything Redis-specific is in this block ---------------------------------
+namespace redis_branch {
+#if defined(STAMPEDE_DEMO_HAVE_REDIS)
+inline constexpr bool kAvailable = true;
+
+template <class T>
+stampede::Backend<T> backend(const std::string& url) {
+  auto client = stampede::redis::Client::connect(url);
+  return stampede::redis::backend<T>(client);
+}
+
+inline std::shared_ptr<stampede::TokenLock> lock(const std::string& url) {
+  auto client = stampede::redis::Client::connect(url);
+  return std::make_shared<stampede::redis::RedisTokenLock>(client);
+}
+#else
+inline constexpr bool kAvailable = false;
+
+[[noreturn]] inline void unavailable() {
+  throw usage_error(
+      "--redis / REDIS_URL: this build has no Redis backend (the stampede::redis target was not built; "
+      "install libhiredis-dev and reconfigure, or unset REDIS_URL to use the embedded backend)");
+}
+
+template <class T>
+stampede::Backend<T> backend(const std::string& /*url*/) {
+  unavailable();
+}
+
+inline std::shared_ptr<stampede::TokenLock> lock(const std::string& /*url*/) { unavailable(); }
+#endif
+}  // namespace redis_branch
+// ---- end of the Redis branch ---------------------------------------------------------------------
+
+/// The backend chosen on the command line (or by REDIS_URL).
+class BackendChoice {
+ public:
+  BackendChoice() {
+    if (const char* env = std::getenv("REDIS_URL")) redis_url_ = env;
+  }
+
+  /// Declares `--redis URL` (default: $REDIS_URL).
+  void add_flags(Flags& flags) {
+    flags.text("--redis", &redis_url_,
+               "Redis URL, e.g. redis://127.0.0.1:6379/0 (default: $REDIS_URL; empty = embedded backend)", {},
+               /*allow_empty=*/true, "URL");
+  }
+
+  /// @return true when Redis was chosen.
+  [[nodiscard]] bool redis() const noexcept { return !redis_url_.empty(); }
+  /// @return "redis" or "memory", as the JSON field `backend` reports it.
+  [[nodiscard]] std::string name() const { return redis() ? "redis" : "memory"; }
+
+  /// @return a store + lock for a Cache<T>.
+  /// @throws usage_error if Redis was chosen in a build without it; stampede::backend_error if Redis
+  ///         cannot be reached.
+  template <class T>
+  [[nodiscard]] stampede::Backend<T> backend() const {
+    if (redis()) return redis_branch::backend<T>(redis_url_);
+    return stampede::memory_backend<T>();
+  }
+
+  /// @return the token lock alone (lock demos).
+  [[nodiscard]] std::shared_ptr<stampede::TokenLock> lock() const {
+    if (redis()) return redis_branch::lock(redis_url_);
+    return std::make_shared<stampede::MemoryTokenLock>();
+  }
+
+ private:
+  std::string redis_url_;
+};
+
+}  // namespace demo

@@ -1,0 +1,184 @@
+// cache_rebuild_blocking: N workers miss one cold key at the same moment; the database sees one query.
+//
+// The workers are released together by a std::latch and all call Cache::get_or_compute on the same
+// key. In one process they share one flight; across processes (--redis) the flight leaders race for
+// the key's token lock and only the winner queries the simulated database, the others wait for the
+// value. Each worker prints where its value came from:
+//   db    - this worker ran the query (the load leader, or a fallback after a wait timeout)
+//   wait  - the key was missing; the worker waited for someone else's load
+//   cache - the value was already cached when the worker looked
+//   error - the worker got an exception (e.g. --on-timeout error after waiting --timeout-ms)
+//
+//   cache_rebuild_blocking --workers 64 --db-ms 200 --json    # {"db_hits":1,"served":64,...}
+#include <cstdint>
+#include <iostream>
+#include <latch>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stampede/stampede.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend.hpp"
+#include "common.hpp"
+#include "fake_db.hpp"
+#include "probe.hpp"
+
+namespace {
+
+struct Settings {
+  std::string key = "item:1";
+  double cache_ttl_s = 30;
+  std::int64_t lock_ttl_ms = 5000;
+  std::int64_t timeout_ms = 1000;
+  std::int64_t retry_ms = 100;
+  std::int64_t db_ms = 500;
+  std::int64_t workers = 8;
+  std::string on_timeout = "compute";
+  bool json = false;
+  demo::BackendChoice backend;
+};
+
+struct Outcome {
+  std::string source;  // db | wait | cache | error
+  double latency_ms = 0;
+  std::int64_t version = 0;
+  std::string error;
+};
+
+stampede::OnWaitTimeout parse_policy(const std::string& name) {
+  if (name == "error") return stampede::OnWaitTimeout::throw_error;
+  if (name == "stale") return stampede::OnWaitTimeout::serve_stale;
+  return stampede::OnWaitTimeout::compute;
+}
+
+int run_demo(const Settings& s) {
+  using std::chrono::milliseconds;
+  demo::FakeDb db{milliseconds(s.db_ms)};
+  stampede::Cache<demo::Item> cache({.ttl = demo::seconds_to_ms(s.cache_ttl_s),
+                                     .lock_ttl = milliseconds(s.lock_ttl_ms),
+                                     .wait_timeout = milliseconds(s.timeout_ms),
+                                     .poll_interval = milliseconds(s.retry_ms),
+                                     .on_wait_timeout = parse_policy(s.on_timeout)},
+                                    demo::probe(s.backend.backend<demo::Item>()));
+
+  const auto workers = static_cast<std::size_t>(s.workers);
+  std::vector<Outcome> outcomes(workers);
+  std::latch start(static_cast<std::ptrdiff_t>(workers));
+  {
+    std::vector<std::jthread> threads;
+    threads.reserve(workers);
+    for (std::size_t w = 0; w < workers; ++w) {
+      threads.emplace_back([&, w] {
+        Outcome& out = outcomes[w];
+        start.arrive_and_wait();
+        const auto t0 = std::chrono::steady_clock::now();
+        demo::Probe::begin();
+        try {
+          demo::Item item = cache.get_or_compute(s.key, [&] {
+            demo::Probe::note_load();
+            return db.load(s.key);
+          });
+          const demo::Found found = demo::Probe::first();
+          out.source = demo::Probe::loaded_here()                                     ? "db"
+                       : (found == demo::Found::fresh || found == demo::Found::stale) ? "cache"
+                                                                                      : "wait";
+          out.version = item.version;
+        } catch (const std::exception& e) {
+          out.source = "error";
+          out.error = e.what();
+        }
+        out.latency_ms = demo::to_ms(std::chrono::steady_clock::now() - t0);
+      });
+    }
+  }  // joins
+
+  std::map<std::string, std::int64_t> sources{{"db", 0}, {"wait", 0}, {"cache", 0}, {"error", 0}};
+  std::vector<double> latencies;
+  std::int64_t served = 0;
+  for (const Outcome& o : outcomes) {
+    ++sources[o.source];
+    latencies.push_back(o.latency_ms);
+    if (o.source != "error") ++served;
+  }
+  const stampede::Stats stats = cache.stats();
+  const double p50 = demo::round2(demo::quantile(latencies, 0.50));
+  const double p99 = demo::round2(demo::quantile(latencies, 0.99));
+  const double max = demo::round2(demo::quantile(latencies, 1.0));
+  const std::int64_t errors = sources["error"];
+
+  if (s.json) {
+    nlohmann::ordered_json j;
+    j["demo"] = "cache_rebuild_blocking";
+    j["backend"] = s.backend.name();
+    j["key"] = s.key;
+    j["workers"] = s.workers;
+    j["db_hits"] = db.hits();
+    j["served"] = served;
+    j["errors"] = errors;
+    j["wait_timeouts"] = stats.wait_timeouts;
+    j["latency_ms"] = {{"p50", p50}, {"p99", p99}, {"max", max}};
+    j["sources"] = {
+        {"db", sources["db"]}, {"wait", sources["wait"]}, {"cache", sources["cache"]}, {"error", errors}};
+    j["settings"] = {
+        {"db_ms", s.db_ms},           {"cache_ttl_s", s.cache_ttl_s}, {"lock_ttl_ms", s.lock_ttl_ms},
+        {"timeout_ms", s.timeout_ms}, {"retry_ms", s.retry_ms},       {"on_timeout", s.on_timeout}};
+    j["stats"] = nlohmann::ordered_json::parse(stats.to_json().dump());
+    std::cout << j.dump() << '\n';
+    return 0;
+  }
+
+  std::cout << "cache_rebuild_blocking: backend=" << s.backend.name() << " key=" << s.key
+            << " workers=" << s.workers << " db_ms=" << s.db_ms << " timeout_ms=" << s.timeout_ms
+            << " on_timeout=" << s.on_timeout << '\n';
+  for (std::size_t w = 0; w < workers; ++w) {
+    const Outcome& o = outcomes[w];
+    std::cout << "worker=" << w << " source=" << o.source << " latency_ms=" << demo::round2(o.latency_ms);
+    if (o.source == "error") {
+      std::cout << " error=\"" << o.error << '"';
+    } else {
+      std::cout << " version=" << o.version;
+    }
+    std::cout << '\n';
+  }
+  std::cout << "summary: workers=" << s.workers << " db_hits=" << db.hits() << " served=" << served
+            << " errors=" << errors << " wait_timeouts=" << stats.wait_timeouts << " (db=" << sources["db"]
+            << " wait=" << sources["wait"] << " cache=" << sources["cache"] << ")\n";
+  std::cout << "latency_ms: p50=" << p50 << " p99=" << p99 << " max=" << max << '\n';
+  if (db.hits() == 1 && served == s.workers) {
+    std::cout << "result: " << s.workers
+              << " concurrent requests, 1 database query: the stampede was absorbed\n";
+  } else if (db.hits() == 0 && served == s.workers) {
+    std::cout << "result: every request was a cache hit (another process had loaded the key)\n";
+  } else {
+    std::cout << "result: " << db.hits() << " database quer" << (db.hits() == 1 ? "y" : "ies") << " for "
+              << s.workers << " requests; " << stats.wait_timeouts
+              << " worker(s) hit --timeout-ms and followed --on-timeout " << s.on_timeout << '\n';
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  demo::Flags flags(
+      "cache_rebuild_blocking",
+      "Releases --workers callers at once on one cold key of a stampede::Cache (blocking mode)\n"
+      "in front of a simulated database, and shows that the database is queried once.");
+  flags.text("--key", &s.key, "cache key");
+  flags.number("--cache-ttl", &s.cache_ttl_s, 0.001, 86400.0 * 365,
+               "how long a loaded value lives, in seconds");
+  flags.integer("--lock-ttl-ms", &s.lock_ttl_ms, 1, 86'400'000, "token lock lease while loading");
+  flags.integer("--timeout-ms", &s.timeout_ms, 1, 86'400'000, "how long a worker waits for another's load");
+  flags.integer("--retry-ms", &s.retry_ms, 1, 86'400'000, "blocking-poll period while waiting");
+  flags.integer("--db-ms", &s.db_ms, 0, 3'600'000, "simulated database query time");
+  flags.integer("--workers", &s.workers, 1, 10'000, "workers released together on the key");
+  flags.text("--on-timeout", &s.on_timeout,
+             "after --timeout-ms: query the DB anyway, fail, or serve a stale value",
+             {"compute", "error", "stale"});
+  flags.toggle("--json", &s.json, "print only one JSON object on stdout");
+  s.backend.add_flags(flags);
+  return demo::run(flags, argc, argv, [&] { return run_demo(s); });
+}
