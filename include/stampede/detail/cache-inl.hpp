@@ -231,7 +231,8 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     }
     count(kLockAcquired);
     emit(EventType::lock_acquired, key, "refresh");
-    LockLease lease(backend_.lock, key, *token, options_.lock_ttl, WatchdogOptions{.enabled = true});
+    LockLease lease(backend_.lock, key, *token, options_.lock_ttl,
+                    WatchdogOptions{.enabled = true, .interval = {}, .on_lost = {}});
     // Double check: refresh only the entry we saw; a newer write (or invalidation) means done.
     std::optional<Entry<T>> e = read(key, clock_->now());
     if (!e || e->fence != observed_fence) return;
