@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# scripts/test.sh: builds and tests stampede in the dev, tsan and asan presets, then checks the
+# installed package and a demo. Exits non-zero on any failure.
+#
+#   scripts/test.sh                  # everything (~what CI runs: .ci/run)
+#   scripts/test.sh --preset tsan    # one preset only (repeatable); package + demo stages need dev
+#
+# Stages, each counted in the closing "N passed, N failed" line:
+#   deps                 missing Debian packages are installed (root) or the apt-get line is printed
+#   <preset>: configure  cmake --preset <preset>            (build/<preset>)
+#   <preset>: build      cmake --build --preset <preset> -j2
+#   <preset>: test       ctest --preset <preset> -j2 --output-on-failure (the Redis tests start their
+#                        own redis-server on a free loopback port)
+#   package              cmake --install build/dev into build/package-test/prefix, then configure,
+#                        build and run tests/consumer (find_package(stampede CONFIG REQUIRED))
+#   demo                 cache_rebuild_blocking --workers 64 --db-ms 200 --json reports db_hits 1, served 64
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root" || exit 1
+
+presets=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --preset)
+      [[ $# -ge 2 ]] || { echo "test.sh: --preset needs a name (dev, tsan, asan)" >&2; exit 2; }
+      case "$2" in dev|tsan|asan) presets+=("$2") ;;
+        *) echo "test.sh: unknown preset '$2' (dev, tsan, asan)" >&2; exit 2 ;; esac
+      shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown argument '$1' (--preset NAME, --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+((${#presets[@]})) || presets=(dev tsan asan)
+
+passed=0
+failed=0
+skipped=0
+report=()
+t_all=$SECONDS
+
+# stage NAME COMMAND...: runs COMMAND, records PASS/FAIL with its duration.
+stage() {
+  local name="$1"; shift
+  local t0=$SECONDS rc=0
+  echo
+  echo "==== [$name] $(date -u +%H:%M:%S)"
+  "$@" || rc=$?
+  local took=$((SECONDS - t0))
+  if ((rc == 0)); then
+    passed=$((passed + 1)); report+=("PASS  ${took}s  $name")
+  else
+    failed=$((failed + 1)); report+=("FAIL  ${took}s  $name (exit $rc)")
+  fi
+  return "$rc"
+}
+skip() {
+  skipped=$((skipped + 1)); report+=("SKIP        $1 ($2)")
+}
+
+summary() {
+  echo
+  echo "==== summary ($((SECONDS - t_all)) s)"
+  printf '  %s\n' "${report[@]}"
+  if ((skipped)); then
+    echo "$passed passed, $failed failed, $skipped skipped"
+  else
+    echo "$passed passed, $failed failed"
+  fi
+}
+
+deps_stage() {
+  # shellcheck source=scripts/lib/deps.sh
+  source "$root/scripts/lib/deps.sh"
+  stampede_ensure_deps
+}
+if ! stage deps deps_stage; then
+  summary
+  exit 1
+fi
+
+dev_built=0
+for p in "${presets[@]}"; do
+  if ! stage "$p: configure" cmake --preset "$p"; then
+    skip "$p: build" "configure failed"; skip "$p: test" "configure failed"; continue
+  fi
+  if ! stage "$p: build" cmake --build --preset "$p" -j2; then
+    skip "$p: test" "build failed"; continue
+  fi
+  [[ "$p" == dev ]] && dev_built=1
+  stage "$p: test" ctest --preset "$p" -j2 --output-on-failure --timeout 600
+done
+
+package_test() {
+  local dir="$root/build/package-test"
+  rm -rf "$dir"
+  cmake --install "$root/build/dev" --prefix "$dir/prefix" &&
+    cmake -S "$root/tests/consumer" -B "$dir/consumer" -DCMAKE_PREFIX_PATH="$dir/prefix" \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+    cmake --build "$dir/consumer" -j2 &&
+    "$dir/consumer/consumer"
+}
+
+demo_smoke() {
+  local out
+  out="$(env -u REDIS_URL "$root/build/dev/demos/cache_rebuild_blocking" --workers 64 --db-ms 200 --json)" || return 1
+  echo "$out"
+  jq -e '.backend == "memory" and .db_hits == 1 and .served == 64 and .errors == 0' <<<"$out" >/dev/null || {
+    echo "demo: expected backend memory, db_hits 1, served 64, errors 0" >&2
+    return 1
+  }
+  echo "demo: 64 workers, 1 db hit, 64 served"
+}
+
+if ((dev_built)); then
+  stage package package_test
+  stage demo demo_smoke
+elif [[ " ${presets[*]} " == *" dev "* ]]; then
+  skip package "dev build failed"; skip demo "dev build failed"
+fi
+
+summary
+((failed == 0))
