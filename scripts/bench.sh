@@ -47,7 +47,8 @@ echo "== configure + build (Release) in $build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSTAMPEDE_BUILD_TESTS=OFF \
   -DSTAMPEDE_BUILD_DEMOS=OFF -DSTAMPEDE_BUILD_BENCHMARKS=ON >/dev/null
 targets=(stampede_bench)
-if cmake --build "$build" --target help 2>/dev/null | grep -qw 'stampede_bench_redis'; then
+build_targets="$(cmake --build "$build" --target help 2>/dev/null || true)"
+if grep -qw 'stampede_bench_redis' <<<"$build_targets"; then
   targets+=(stampede_bench_redis)
 fi
 cmake --build "$build" -j2 --target "${targets[@]}"
