@@ -300,9 +300,10 @@ bool Cache<T>::xfetch_due(const Entry<T>& e, time_point now) const {
   // XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh early with a probability that
   // grows as expiry nears and with the cost of a load; -ln(U) is exponential with mean 1.
   const double delta_ms = static_cast<double>(e.load_time.count());
-  const auto gap = std::chrono::duration<double, std::milli>(
-      -delta_ms * options_.early_refresh_beta * std::log(detail::uniform_open0()));
-  return now + std::chrono::duration_cast<std::chrono::system_clock::duration>(gap) >= e.soft_expiry;
+  const double gap_ms = -delta_ms * options_.early_refresh_beta * std::log(detail::uniform_open0());
+  // Compare in double: converting a large gap (big beta or load time) to an integer duration
+  // overflowed (UB; in practice a negative gap, so "never refresh").
+  return gap_ms >= std::chrono::duration<double, std::milli>(e.soft_expiry - now).count();
 }
 
 template <class T>
