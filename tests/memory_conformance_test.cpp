@@ -1,0 +1,27 @@
+// The backend-agnostic Cache and TokenLock suites, run on the in-process backend.
+#include <memory>
+
+#include "cache_conformance.hpp"
+#include "lock_conformance.hpp"
+#include "stampede/cache.hpp"
+#include "stampede/memory.hpp"
+
+namespace {
+
+/// The embedded backend: every call makes a fresh MemoryStore + MemoryTokenLock, so tests never
+/// share state. Lock expiry follows the injected clock.
+struct MemoryFactory {
+  template <class T>
+  static stampede::Backend<T> backend(std::shared_ptr<const stampede::Clock> clock) {
+    return stampede::memory_backend<T>(0, std::move(clock));
+  }
+  static std::shared_ptr<stampede::TokenLock> lock(std::shared_ptr<const stampede::Clock> clock) {
+    return std::make_shared<stampede::MemoryTokenLock>(std::move(clock));
+  }
+  static constexpr bool kClockDrivesLockExpiry = true;
+};
+
+}  // namespace
+
+INSTANTIATE_TYPED_TEST_SUITE_P(Memory, CacheConformance, MemoryFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(Memory, LockConformance, MemoryFactory);
