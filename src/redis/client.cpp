@@ -412,8 +412,14 @@ std::shared_ptr<Client> Client::connect(std::string_view url, ClientOptions opti
   impl->options = options;
   impl->address = describe(impl->endpoint);
   std::shared_ptr<Client> client(new Client(std::move(impl)));
-  // Check the server and the credentials now, so a wrong URL fails here and not on first use.
-  client->impl_->give_back(client->impl_->borrow());
+  // Check the server and the credentials now, so a wrong URL fails here and not on first use
+  // (a server with requirepass answers NOAUTH to a client that sent no password).
+  try {
+    client->command({"PING"});
+  } catch (const reply_error& e) {
+    throw backend_error("redis " + client->address() + ": the server refused PING (password needed?): " +
+                        e.server_message());
+  }
   return client;
 }
 

@@ -1,0 +1,175 @@
+// tests/redis/client_test.cpp: Client: URL parsing, AUTH/SELECT, binary-safe commands, scripts with
+// the NOSCRIPT fallback, the pool's borrow timeout, and reconnecting after a restart.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <stampede/redis/client.hpp>
+#include <string>
+#include <thread>
+
+#include "redis_server.hpp"
+#include "support/test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using stampede::redis::Client;
+using stampede::redis::parse_url;
+using stampede::redis::Reply;
+using stampede::redis::Script;
+
+TEST(ParseUrl, ReadsEveryPartOfATcpUrl) {
+  auto ep = parse_url("redis://alice:s%3Acret@cache.local:6380/3");
+  EXPECT_FALSE(ep.unix_socket);
+  EXPECT_EQ(ep.host, "cache.local");
+  EXPECT_EQ(ep.port, 6380);
+  EXPECT_EQ(ep.user, "alice");
+  EXPECT_EQ(ep.password, "s:cret");
+  EXPECT_EQ(ep.db, 3);
+
+  auto bare = parse_url("redis://127.0.0.1");
+  EXPECT_EQ(bare.port, 6379);
+  EXPECT_EQ(bare.db, 0);
+  EXPECT_TRUE(bare.password.empty());
+
+  auto password_only = parse_url("redis://:pw@h:1/");
+  EXPECT_TRUE(password_only.user.empty());
+  EXPECT_EQ(password_only.password, "pw");
+
+  auto v6 = parse_url("redis://[::1]:7000");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 7000);
+}
+
+TEST(ParseUrl, ReadsAUnixSocketUrl) {
+  auto ep = parse_url("unix:///run/redis/redis.sock?db=2");
+  EXPECT_TRUE(ep.unix_socket);
+  EXPECT_EQ(ep.path, "/run/redis/redis.sock");
+  EXPECT_EQ(ep.db, 2);
+}
+
+TEST(ParseUrl, RejectsBadUrlsWithInvalidArgument) {
+  for (const char* bad : {"http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/db",
+                          "unix://", "unix://host/path", "unix:///s?database=1", "redis://a%zz@h", "redis://[::1"}) {
+    EXPECT_THROW(parse_url(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(Client, RejectsBadOptions) {
+  EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
+  EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.command_timeout = std::chrono::milliseconds(-1)}),
+               std::invalid_argument);
+}
+
+TEST(Client, UnreachableServerIsABackendErrorNotAHang) {
+  redis_test::RedisServer server;
+  const std::string url = server.url();
+  server.kill();  // nothing listens on that port now
+  try {
+    Client::connect(url);
+    FAIL() << "connect succeeded";
+  } catch (const stampede::backend_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Client, BinarySafeArgumentsAndOneMebibyteValues) {
+  auto client = redis_test::shared_client();
+  const std::string key = redis_test::unique_prefix() + std::string("a key\nwith\0NUL", 15);
+  std::string big(1 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 % 256);
+  EXPECT_EQ(client->command({"SET", key, big}).str, "OK");
+  Reply r = client->command({"GET", key});
+  ASSERT_EQ(r.type, Reply::Type::string);
+  EXPECT_EQ(r.str.size(), big.size());
+  EXPECT_TRUE(r.str == big);
+  EXPECT_EQ(client->command({"STRLEN", key}).integer, 1 << 20);
+  EXPECT_TRUE(client->command({"GET", key + "x"}).is_nil());
+}
+
+TEST(Client, ErrorRepliesAreReplyErrorsAndLeaveTheConnectionUsable) {
+  auto client = redis_test::shared_client();
+  const std::string key = redis_test::unique_prefix() + "s";
+  client->command({"SET", key, "v"});
+  try {
+    client->command({"HGET", key, "f"});
+    FAIL() << "no error";
+  } catch (const stampede::redis::reply_error& e) {
+    EXPECT_EQ(e.code(), "WRONGTYPE");
+  }
+  EXPECT_EQ(client->command({"GET", key}).str, "v");
+}
+
+TEST(Client, EvalFallsBackToEvalWhenTheScriptIsNotLoaded) {
+  auto client = redis_test::shared_client();
+  const Script script("return {KEYS[1], ARGV[1]}");
+  EXPECT_EQ(script.sha1(), client->command({"SCRIPT", "LOAD", script.source()}).str) << "local SHA1 differs";
+  client->command({"SCRIPT", "FLUSH"});
+  Reply r = client->eval(script, {"k"}, {"a"});
+  ASSERT_EQ(r.type, Reply::Type::array);
+  EXPECT_EQ(r.elements.at(0).str, "k");
+  EXPECT_EQ(r.elements.at(1).str, "a");
+  EXPECT_EQ(client->command({"SCRIPT", "EXISTS", script.sha1()}).elements.at(0).integer, 1);
+  client->command({"SCRIPT", "FLUSH"});
+  EXPECT_EQ(client->eval(script, {"k2"}, {"b"}).elements.at(0).str, "k2");
+  EXPECT_THROW(client->eval(Script("return redis.call('NOSUCHCOMMAND')"), {}, {}), stampede::redis::reply_error);
+}
+
+TEST(Client, RequirepassRightWrongAndMissingPassword) {
+  redis_test::RedisServer server({"--requirepass", "s3cret"});
+  auto good = Client::connect(server.url("s3cret"));
+  EXPECT_EQ(good->command({"PING"}).str, "PONG");
+  auto acl = Client::connect("redis://default:s3cret@127.0.0.1:" + std::to_string(server.port()) + "/1");
+  EXPECT_EQ(acl->command({"SET", "x", "1"}).str, "OK");
+  EXPECT_EQ(good->command({"EXISTS", "x"}).integer, 0) << "the /1 URL did not SELECT 1";
+
+  try {
+    Client::connect(server.url("wrong"));
+    FAIL() << "a wrong password connected";
+  } catch (const stampede::backend_error& e) {
+    EXPECT_NE(std::string(e.what()).find("AUTH failed"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Client::connect(server.url()), stampede::backend_error);  // NOAUTH on first use
+}
+
+TEST(Client, BorrowTimeoutWhenEveryConnectionIsBusy) {
+  auto client = Client::connect(redis_test::shared_server().url(),
+                                {.command_timeout = 0ms, .borrow_timeout = 0ms, .pool_size = 1});
+  auto observer = redis_test::shared_client();
+  const std::string list = redis_test::unique_prefix() + "list";
+  auto blocked = std::async(std::launch::async, [&] { return client->command({"BLPOP", list, "0"}); });
+  ASSERT_TRUE(stampede_test::eventually([&] {
+    const std::string info = observer->command({"INFO", "clients"}).str;
+    return info.find("blocked_clients:0") == std::string::npos;
+  }));
+  try {
+    client->command({"PING"});
+    FAIL() << "borrowed a connection that was in use";
+  } catch (const stampede::backend_error& e) {
+    EXPECT_NE(std::string(e.what()).find("borrow_timeout"), std::string::npos) << e.what();
+  }
+  observer->command({"LPUSH", list, "x"});
+  EXPECT_EQ(blocked.get().elements.at(1).str, "x");
+  EXPECT_EQ(client->command({"PING"}).str, "PONG");  // the connection went back to the pool
+}
+
+TEST(Client, CommandTimeoutDiscardsTheConnection) {
+  auto client = Client::connect(redis_test::shared_server().url(), {.command_timeout = 50ms, .pool_size = 1});
+  const std::string list = redis_test::unique_prefix() + "never";
+  EXPECT_THROW(client->command({"BLPOP", list, "0"}), stampede::backend_error);
+  EXPECT_EQ(client->open_connections(), 0u) << "a timed-out connection was kept";
+  EXPECT_EQ(client->command({"PING"}).str, "PONG");
+}
+
+TEST(Client, ReconnectsByItselfAfterTheServerRestarts) {
+  redis_test::RedisServer server;
+  auto client = Client::connect(server.url(), {.pool_size = 4});
+  EXPECT_EQ(client->command({"SET", "k", "1"}).str, "OK");
+  server.kill();
+  EXPECT_THROW(client->command({"GET", "k"}), stampede::backend_error);
+  EXPECT_THROW(client->command({"GET", "k"}), stampede::backend_error);  // connect refused
+  server.start();
+  EXPECT_TRUE(client->command({"GET", "k"}).is_nil());  // a new, empty server
+}
+
+}  // namespace

@@ -1,0 +1,335 @@
+// tests/redis/store_test.cpp: RedisStore<T> and Cache<T> over Redis: the wire format, fences, garbage,
+// binary keys and big values, grace for serve_stale, SWR across caches, fail_open/fail_closed,
+// Redis killed during a stampede, SCRIPT FLUSH.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <latch>
+#include <map>
+#include <set>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stampede/redis/redis.hpp>
+#include <stampede/stampede.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis_server.hpp"
+#include "support/test_support.hpp"
+
+namespace shop {
+struct Item {
+  int id = 0;
+  std::string name;
+  friend bool operator==(const Item&, const Item&) = default;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name)
+}  // namespace shop
+
+namespace {
+
+using namespace std::chrono_literals;
+using shop::Item;
+using stampede::Cache;
+using stampede::CacheOptions;
+using stampede::Entry;
+using stampede::PutResult;
+using stampede::redis::Client;
+using stampede::redis::RedisStore;
+using redis_test::shared_client;
+using redis_test::unique_prefix;
+using time_point = std::chrono::system_clock::time_point;
+
+std::map<std::string, std::string> hgetall(Client& client, const std::string& key) {
+  std::map<std::string, std::string> out;
+  auto r = client.command({"HGETALL", key});
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) out[r.elements[i].str] = r.elements[i + 1].str;
+  return out;
+}
+
+TEST(RedisWireFormat, ValueIsAHashReadableWithAPlainClientAndAJsonParser) {
+  auto client = shared_client();
+  const std::string prefix = unique_prefix();
+  Cache<Item> cache({.ttl = 30s}, stampede::redis::backend<Item>(client, prefix));
+  const auto before = std::chrono::system_clock::now();
+  cache.get_or_compute("item:1", [] { return Item{1, "apple"}; });
+
+  // What docs/wire-format.md tells another language to do: HGETALL, then parse `value` as JSON.
+  auto h = hgetall(*client, prefix + "{item:1}");
+  EXPECT_EQ(h["format"], "1");
+  const auto value = nlohmann::json::parse(h["value"]);
+  EXPECT_EQ(value["id"], 1);
+  EXPECT_EQ(value["name"], "apple");
+  EXPECT_GE(std::stoull(h["fence"]), 1u);
+  const auto soft = std::stoll(h["soft_expiry_ms"]), hard = std::stoll(h["hard_expiry_ms"]);
+  const auto before_ms = std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
+  EXPECT_EQ(soft, hard);  // blocking mode
+  EXPECT_GE(hard, before_ms + 30000);
+  EXPECT_TRUE(h.contains("load_time_ms"));
+  // The key outlives its hard expiry by the grace period (for serve_stale), and no longer.
+  const long long pttl = client->command({"PTTL", prefix + "{item:1}"}).integer;
+  EXPECT_GT(pttl, 30000);
+  EXPECT_LE(pttl, 30000 + stampede::redis::kDefaultGrace.count() + 1);
+}
+
+TEST(RedisStore, RefusesAWriteWithALowerFenceAndInvalidateRaisesTheFloor) {
+  RedisStore<std::string, stampede::StringCodec> store(shared_client(), unique_prefix());
+  const auto now = std::chrono::system_clock::now();
+  auto entry = [&](std::string v, std::uint64_t fence) {
+    return Entry<std::string>{.value = std::move(v), .soft_expiry = now + 1min, .hard_expiry = now + 1min,
+                              .fence = fence};
+  };
+  EXPECT_EQ(store.put("k", entry("five", 5), now), PutResult::stored);
+  EXPECT_EQ(store.put("k", entry("three", 3), now), PutResult::stale_fence);
+  EXPECT_EQ(store.get("k", now)->value, "five");
+  EXPECT_EQ(store.put("k", entry("five again", 5), now), PutResult::stored);  // equal fence: same holder
+  store.invalidate("k", 7);
+  EXPECT_FALSE(store.get("k", now));
+  EXPECT_EQ(store.put("k", entry("six", 6), now), PutResult::stale_fence);
+  EXPECT_FALSE(store.get("k", now));
+  EXPECT_EQ(store.put("k", entry("eight", 8), now), PutResult::stored);
+  auto e = store.get("k", now);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->value, "eight");
+  EXPECT_EQ(e->fence, 8u);
+}
+
+TEST(RedisStore, KeepsAnExpiredValueForTheGracePeriodForServeStale) {
+  auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
+  auto backend = stampede::redis::backend<std::string>(shared_client(), unique_prefix(), 10min);
+  auto store = backend.store;
+  Cache<std::string> cache({.ttl = 1s, .clock = clock}, backend);
+  cache.put("k", "v1");
+  clock->advance(2s);
+  EXPECT_FALSE(cache.get("k")) << "past its hard expiry by the cache's clock";
+  auto stale = store->get("k", time_point::min());
+  ASSERT_TRUE(stale) << "the value key did not outlive its hard expiry";
+  EXPECT_EQ(stale->value, "v1");
+}
+
+TEST(RedisCache, ServeStaleGetsTheOldValueWhileAnotherProcessLoads) {
+  auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
+  const std::string prefix = unique_prefix();
+  CacheOptions opts{.ttl = 1s, .lock_ttl = 60s, .wait_timeout = 50ms,
+                    .on_wait_timeout = stampede::OnWaitTimeout::serve_stale, .clock = clock};
+  Cache<std::string> a(opts, stampede::redis::backend<std::string>(shared_client(), prefix));
+  Cache<std::string> b(opts, stampede::redis::backend<std::string>(shared_client(), prefix));
+  a.put("k", "old");
+  clock->advance(2s);
+  stampede_test::Gate loading, finish;
+  std::thread loader([&] {
+    EXPECT_EQ(a.get_or_compute("k", [&] {
+      loading.open();
+      finish.wait();
+      return std::string("new");
+    }), "new");
+  });
+  {
+    stampede_test::OpenOnExit release(finish);
+    loading.wait();
+    EXPECT_EQ(b.get_or_compute("k", [] { return std::string("b loaded"); }), "old");
+  }
+  loader.join();
+  EXPECT_EQ(b.stats().wait_timeouts, 1u);
+  EXPECT_EQ(b.stats().loads, 0u);
+}
+
+TEST(RedisCache, GarbageAtTheValueKeyIsAMissCountedAndReplaced) {
+  auto client = shared_client();
+  const std::string prefix = unique_prefix();
+  std::vector<std::string> decode_events;
+  std::mutex mu;
+  CacheOptions opts{.ttl = 30s};
+  opts.on_event = [&](const stampede::Event& e) {
+    if (e.type == stampede::EventType::decode_failed) {
+      std::lock_guard l(mu);
+      decode_events.emplace_back(e.key);
+    }
+  };
+  Cache<Item> cache(opts, stampede::redis::backend<Item>(client, prefix));
+
+  client->command({"SET", prefix + "{a}", "\xff\xfe not a hash"});
+  EXPECT_EQ(cache.get_or_compute("a", [] { return Item{1, "a"}; }), (Item{1, "a"}));
+  client->command({"HSET", prefix + "{b}", "format", "1", "fence", "1", "soft_expiry_ms", "99999999999999",
+                   "hard_expiry_ms", "99999999999999", "value", "{not json"});
+  EXPECT_EQ(cache.get_or_compute("b", [] { return Item{2, "b"}; }), (Item{2, "b"}));
+  client->command({"HSET", prefix + "{c}", "format", "2", "value", "{}"});  // a future format
+  EXPECT_EQ(cache.get_or_compute("c", [] { return Item{3, "c"}; }), (Item{3, "c"}));
+
+  const auto s = cache.stats();
+  // Each miss reads the key twice (first look, then the double check under the lock): both count.
+  EXPECT_GE(s.decode_errors, 3u);
+  EXPECT_EQ(s.loads, 3u);
+  EXPECT_EQ(std::set<std::string>(decode_events.begin(), decode_events.end()),
+            (std::set<std::string>{"a", "b", "c"}));
+  // Replaced: the next reads are hits.
+  EXPECT_EQ(cache.get_or_compute("a", [] { return Item{9, "x"}; }).id, 1);
+  EXPECT_EQ(cache.get_or_compute("b", [] { return Item{9, "x"}; }).id, 2);
+  EXPECT_EQ(cache.get_or_compute("c", [] { return Item{9, "x"}; }).id, 3);
+  EXPECT_EQ(cache.stats().hits, 3u);
+  EXPECT_EQ(hgetall(*client, prefix + "{a}")["format"], "1");
+}
+
+TEST(RedisCache, BinaryKeysAndOneMebibyteValues) {
+  const std::string prefix = unique_prefix();
+  Cache<std::string> cache({.ttl = 30s},
+                           stampede::redis::backend<std::string, stampede::StringCodec>(shared_client(), prefix));
+  std::string big(1 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7 + i / 256) % 256);
+  const std::vector<std::string> keys = {"with spaces", "with\nnewlines\r\n", std::string("nul\0one", 7),
+                                         std::string("nul\0two", 7), "{braces}", "}x{"};
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const std::string value = big + keys[i];
+    EXPECT_TRUE(cache.get_or_compute(keys[i], [&] { return value; }) == value);
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    auto got = cache.get(keys[i]);
+    ASSERT_TRUE(got) << i;
+    EXPECT_TRUE(*got == big + keys[i]) << "value of key " << i << " came back different";
+  }
+  EXPECT_EQ(cache.stats().loads, keys.size());
+}
+
+TEST(RedisCache, InvalidateBeatsALoadThatStartedBeforeIt) {
+  const std::string prefix = unique_prefix();
+  Cache<std::string> cache({.ttl = 30s}, stampede::redis::backend<std::string>(shared_client(), prefix));
+  Cache<std::string> other({.ttl = 30s}, stampede::redis::backend<std::string>(shared_client(), prefix));
+  const std::string v = cache.get_or_compute("k", [&] {
+    other.invalidate("k");  // another process invalidates while this load runs
+    return std::string("loaded before the invalidation");
+  });
+  EXPECT_EQ(v, "loaded before the invalidation");  // the caller still gets its value
+  EXPECT_EQ(cache.stats().stale_writes_rejected, 1u);
+  EXPECT_FALSE(other.get("k")) << "the older load was stored after the invalidation";
+}
+
+TEST(RedisCache, OneProcessMakesOneLockAttemptPerKey) {
+  auto backend = stampede::redis::backend<int>(shared_client(), unique_prefix());
+  auto counting = std::make_shared<stampede_test::CountingLock>(backend.lock);
+  backend.lock = counting;
+  Cache<int> cache({.ttl = 30s, .wait_timeout = 60s}, backend);
+  constexpr int kThreads = 8;
+  std::atomic<int> loads{0};
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      EXPECT_EQ(cache.get_or_compute("k", [&] {
+        std::this_thread::sleep_for(100ms);  // a slow DB
+        return ++loads;
+      }), 1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(loads.load(), 1);
+  EXPECT_EQ(counting->successful_acquires() + counting->failed_acquires(), 1);
+}
+
+TEST(RedisCache, StaleWhileRevalidateRefreshesOnceAcrossProcesses) {
+  auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
+  const std::string prefix = unique_prefix();
+  CacheOptions opts{.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 60s,
+                    .clock = clock};
+  Cache<int> a(opts, stampede::redis::backend<int>(shared_client(), prefix));
+  Cache<int> b(opts, stampede::redis::backend<int>(shared_client(), prefix));
+  std::atomic<int> loads{0};
+  auto loader = [&loads] { return ++loads; };
+  EXPECT_EQ(a.get_or_compute("k", loader), 1);
+  clock->advance(11s);
+  EXPECT_EQ(a.get_or_compute("k", loader), 1);  // stale, served at once
+  EXPECT_EQ(b.get_or_compute("k", loader), 1);
+  a.wait_idle();
+  b.wait_idle();
+  EXPECT_EQ(loads.load(), 2) << "more than one refresh for one soft expiry";
+  EXPECT_EQ(a.stats().refreshes + b.stats().refreshes, 1u);
+  EXPECT_EQ(b.get_or_compute("k", loader), 2);
+}
+
+TEST(RedisCache, WorksAcrossScriptFlush) {
+  auto client = shared_client();
+  Cache<int> cache({.ttl = 30s}, stampede::redis::backend<int>(client, unique_prefix()));
+  EXPECT_EQ(cache.get_or_compute("k", [] { return 1; }), 1);
+  client->command({"SCRIPT", "FLUSH"});
+  cache.put("k", 2);
+  client->command({"SCRIPT", "FLUSH"});
+  EXPECT_EQ(cache.get_or_compute("k", [] { return 3; }), 2);
+  cache.invalidate("k");
+  client->command({"SCRIPT", "FLUSH"});
+  EXPECT_EQ(cache.get_or_compute("k", [] { return 4; }), 4);
+  EXPECT_EQ(cache.stats().backend_errors, 0u);
+}
+
+TEST(RedisCache, FailOpenLoadsWithoutRedisAndComesBackWhenItReturns) {
+  redis_test::RedisServer server;
+  auto client = Client::connect(server.url());
+  Cache<int> cache({.ttl = 30s}, stampede::redis::backend<int>(client));
+  Cache<int> closed({.ttl = 30s, .backend_failure = stampede::BackendFailure::fail_closed},
+                    stampede::redis::backend<int>(client));
+  server.kill();
+  EXPECT_EQ(cache.get_or_compute("k", [] { return 1; }), 1);
+  EXPECT_GE(cache.stats().backend_errors, 1u);
+  EXPECT_THROW(closed.get_or_compute("k", [] { return 1; }), stampede::backend_error);
+  EXPECT_THROW(cache.put("k", 5), stampede::backend_error);  // a write that did not happen is an error
+  server.start();
+  EXPECT_EQ(cache.get_or_compute("k", [] { return 2; }), 2);
+  EXPECT_EQ(closed.get_or_compute("k", [] { return 3; }), 2) << "not stored in the restarted Redis";
+}
+
+// Redis dies while one process loads and others wait: every caller returns (fail_open: the value;
+// fail_closed: the value or backend_error), and the cache works again after a restart.
+void stampede_with_redis_killed(stampede::BackendFailure mode) {
+  redis_test::RedisServer server;
+  auto client_a = Client::connect(server.url());
+  auto client_b = Client::connect(server.url());
+  CacheOptions opts{.ttl = 30s, .lock_ttl = 10s, .wait_timeout = 5s, .backend_failure = mode};
+  Cache<int> a(opts, stampede::redis::backend<int>(client_a));
+  Cache<int> b(opts, stampede::redis::backend<int>(client_b));
+
+  stampede_test::Gate loading, killed;
+  std::atomic<int> returned{0}, backend_errors{0}, other_errors{0};
+  auto call = [&](Cache<int>& cache) {
+    try {
+      const int v = cache.get_or_compute("hot", [&] {
+        loading.open();
+        killed.wait();
+        return 42;
+      });
+      if (v == 42) returned.fetch_add(1);
+    } catch (const stampede::backend_error&) {
+      backend_errors.fetch_add(1);
+    } catch (...) {
+      other_errors.fetch_add(1);
+    }
+  };
+  std::vector<std::thread> threads;
+  {
+    stampede_test::OpenOnExit unblock(killed);
+    for (int i = 0; i < 4; ++i) threads.emplace_back([&] { call(a); });
+    loading.wait();  // some caller of `a` holds the lock and is loading
+    for (int i = 0; i < 4; ++i) threads.emplace_back([&] { call(b); });
+    // Let b's callers find the lock held (they then wait on pub/sub), bounded by the hang guard.
+    stampede_test::eventually([&] { return b.stats().lock_contended >= 1; }, 10s);
+    server.kill();
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other_errors.load(), 0);
+  EXPECT_EQ(returned.load() + backend_errors.load(), 8);
+  if (mode == stampede::BackendFailure::fail_open) {
+    EXPECT_EQ(returned.load(), 8);
+    EXPECT_GE(a.stats().backend_errors + b.stats().backend_errors, 1u);
+  }
+  server.start();
+  std::atomic<int> loads{0};
+  EXPECT_EQ(b.get_or_compute("after", [&] { return ++loads; }), 1);
+  EXPECT_EQ(a.get_or_compute("after", [&] { return ++loads; }), 1);
+  EXPECT_EQ(loads.load(), 1) << "the restarted Redis is not shared again";
+}
+
+TEST(RedisCache, RedisKilledDuringAStampedeFailOpen) { stampede_with_redis_killed(stampede::BackendFailure::fail_open); }
+TEST(RedisCache, RedisKilledDuringAStampedeFailClosed) {
+  stampede_with_redis_killed(stampede::BackendFailure::fail_closed);
+}
+
+}  // namespace
