@@ -27,7 +27,7 @@ namespace stampede::bench {
 struct Profile {
   std::string name = "quick";
   /// Waves per (strategy, N, D) in the stampede benchmarks.
-  int waves = 3;
+  int waves = 5;
   /// Keys of the "spread" hit-path case (1M in full; reduced in quick/smoke, reported in the output).
   std::size_t spread_keys = 1'000'000;
   /// Minimum measuring time of hit-path benchmarks in seconds; 0 = one iteration per thread.
@@ -61,13 +61,13 @@ inline Profile parse_profile(int& argc, char** argv) {
     p.soft_expiries = 2;
     p.latency_samples = 1'000;
   } else if (p.name == "quick") {
-    p.waves = 3;
+    p.waves = 5;
     p.spread_keys = 100'000;
     p.min_time = 0.2;
     p.soft_expiries = 20;
     p.latency_samples = 100'000;
   } else if (p.name == "full") {
-    p.waves = 15;
+    p.waves = 20;
     p.spread_keys = 1'000'000;
     p.min_time = 1.0;
     p.soft_expiries = 100;

@@ -356,6 +356,8 @@ class Report:
             return []
         labels = {"none": "none (cache-aside)", "seed_lock_poll": "seed lock + 100 ms poll",
                   "stampede_blocking": "stampede blocking", "stampede_swr": "stampede SWR (stale key)"}
+        short = {"none": "none", "seed_lock_poll": "seed poll",
+                 "stampede_blocking": "blocking", "stampede_swr": "SWR"}
         hits_dat = os.path.join(data_dir, "plot_db_hits.dat")
         with open(hits_dat, "w") as f:
             for d in DS:
@@ -373,7 +375,7 @@ class Report:
                 for s in STRATEGIES:
                     r = self.find("BM_Wave_" + s, N=256, D_ms=d) or {}
                     vals = [max(r.get(k, 0) / 1000, 1e-4) for k in ("lat_p50_us", "lat_p99_us", "lat_max_us")]
-                    f.write(f'"{labels[s]}" {vals[0]} {vals[1]} {vals[2]}\n')
+                    f.write(f'"{short[s]}" {vals[0]} {vals[1]} {vals[2]}\n')
                 f.write("\n\n")
         wake_dat = os.path.join(data_dir, "plot_wakeup.dat")
         with open(wake_dat, "w") as f:
@@ -389,7 +391,7 @@ class Report:
                 ("bench-db-hits.png", "bench-caller-latency.png", "bench-wakeup.png")]
         profile = self.context.get("stampede_profile", "?")
         script = f"""
-set terminal pngcairo size 1100,460 font "DejaVu Sans,11"
+set terminal pngcairo size 1200,460 font "DejaVu Sans,11"
 set output "{outs[0]}"
 set multiplot layout 1,2 title "DB hits per wave: N callers miss one key at once (profile {profile}, mean of waves)"
 set logscale xy
@@ -397,15 +399,17 @@ set xrange [0.8:1300]
 set yrange [0.8:1300]
 set xtics (1, 8, 64, 256, 1024)
 set ytics (1, 8, 64, 256, 1024)
-set xlabel "N concurrent callers"
+set xlabel "N concurrent callers" font ",11"
 set ylabel "loader calls (DB hits) per wave"
 set grid
 set key top left
+set label 1 "seed lock + poll, stampede blocking and\\nstampede SWR overlap at 1 hit per wave" at graph 0.30, graph 0.16 font ",9"
 do for [d=0:1] {{
   set title sprintf("loader D = %d ms", d == 0 ? 5 : 50)
   plot for [s=0:3] "{hits_dat}" index (d*4+s) using 1:2 with linespoints lw 2 pt (s+5) title columnheader(1)
 }}
 unset multiplot
+unset label 1
 
 set output "{outs[1]}"
 set multiplot layout 1,2 title "Caller latency by strategy, N = 256 callers on one cold (or stale) key (log scale)"
@@ -414,8 +418,8 @@ set logscale y
 set xrange [*:*]
 set yrange [0.0001:1000]
 set ytics ("0.1 us" 0.0001, "1 us" 0.001, "10 us" 0.01, "0.1 ms" 0.1, "1 ms" 1, "10 ms" 10, "100 ms" 100, "1 s" 1000)
-set xtics rotate by -20
-unset xlabel
+set xtics norotate
+set xlabel "none = cache-aside, seed poll = seed lock + 100 ms poll, blocking / SWR = stampede" font ",9"
 set ylabel "caller latency"
 set style data histograms
 set style histogram clustered gap 1
@@ -430,7 +434,8 @@ unset multiplot
 
 set terminal pngcairo size 800,460 font "DejaVu Sans,11"
 set output "{outs[2]}"
-set title "Wake-up latency of coalesced callers (loader return -> caller return)"
+set bmargin 3
+set title "Wake-up latency of coalesced callers (loader return -> caller return), in process"
 unset style
 set style data linespoints
 set logscale xy
@@ -438,7 +443,7 @@ set xrange [6:1300]
 set yrange [10:200000]
 set xtics (8, 64, 256, 1024) norotate
 set ytics ("10 us" 10, "100 us" 100, "1 ms" 1000, "10 ms" 10000, "100 ms" 100000)
-set xlabel "N concurrent callers"
+set xlabel "N concurrent callers" font ",11"
 set ylabel "wake-up p50 (solid) / p99 (dashed)"
 set key bottom right font ",9"
 plot for [i=0:3] "{wake_dat}" index i using 1:2 with linespoints lw 2 lc (i+1) pt 7 title columnheader(1), \\
