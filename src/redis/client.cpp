@@ -1,6 +1,7 @@
 #include "stampede/redis/client.hpp"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <array>
@@ -227,6 +228,12 @@ ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const 
   return c;
 }
 
+// @return true if the socket has something to read (for an idle connection: EOF or an error).
+bool readable(const redisContext* c) noexcept {
+  pollfd p{c->fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
+}
+
 [[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
   throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
 }
@@ -341,10 +348,14 @@ struct Client::Impl {
     const auto deadline = std::chrono::steady_clock::now() + options.borrow_timeout;
     stampede::detail::MutexLock l(mu);
     for (;;) {
-      if (!idle.empty()) {
+      while (!idle.empty()) {
         redisContext* c = idle.back();
         idle.pop_back();
-        return c;
+        if (!readable(c)) return c;
+        // An idle connection has no reply pending: readable means the server closed it (it
+        // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
+        redisFree(c);
+        --open;
       }
       if (open < options.pool_size) {
         ++open;
