@@ -115,7 +115,9 @@ class CountingLock final : public stampede::TokenLock {
   }
   bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
   bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
-    return inner_->renew(key, token, ttl);
+    const bool renewed = inner_->renew(key, token, ttl);
+    renews_.fetch_add(1, std::memory_order_acq_rel);
+    return renewed;
   }
   std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
   std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
@@ -127,11 +129,14 @@ class CountingLock final : public stampede::TokenLock {
   int failed_acquires() const noexcept { return failed_.load(std::memory_order_acquire); }
   /// @return try_acquire calls that took the lock.
   int successful_acquires() const noexcept { return acquired_.load(std::memory_order_acquire); }
+  /// @return renew calls that have returned (successful or not).
+  int renews() const noexcept { return renews_.load(std::memory_order_acquire); }
 
  private:
   std::shared_ptr<stampede::TokenLock> inner_;
   std::atomic<int> acquired_{0};
   std::atomic<int> failed_{0};
+  std::atomic<int> renews_{0};
 };
 
 /// A Store<T> that forwards to another and runs `before_get(key, n)` before the n-th get (1-based).
