@@ -2,11 +2,12 @@
 """Turns the stampede benchmark JSON (Google Benchmark --benchmark_out) into tables and plots.
 
 Usage:
-  python3 benchmarks/report.py --out bench-out/summary.md [--plots docs] bench-out/inprocess.json \
-      [bench-out/redis.json]
+  python3 benchmarks/report.py --out bench-out/summary.md [--plots docs] [--doc docs/performance.md] \
+      bench-out/inprocess.json [bench-out/redis.json]
 
 Writes a Markdown summary (figures, ratios from the same run, targets of issue 4) and, with
---plots DIR, gnuplot data files next to the summary and PNG plots into DIR. Only the standard
+--plots DIR, gnuplot data files next to the summary and PNG plots into DIR; with --doc FILE, the
+summary also replaces the generated section of FILE. Only the standard
 library is used; gnuplot must be on PATH for --plots.
 """
 
@@ -89,9 +90,10 @@ def verdict(ok):
 
 
 class Report:
-    def __init__(self, runs, context):
+    def __init__(self, runs, context, machine=None):
         self.runs = runs
         self.context = context
+        self.machine = machine or {}
         self.lines = []
 
     def find(self, prefix, **args):
@@ -337,10 +339,14 @@ class Report:
         self.out()
 
     def text(self):
-        self.out(f"Profile: `{self.context.get('stampede_profile', '?')}`; "
-                 f"host {self.context.get('host_name', '?')}, {self.context.get('num_cpus', '?')} CPUs "
-                 f"at {self.context.get('mhz_per_cpu', '?')} MHz; run {self.context.get('date', '?')}; "
-                 f"load average at start {self.context.get('load_avg', '?')}.")
+        m = self.machine
+        load = self.context.get("load_avg")
+        load = ", ".join(f"{x:.2f}" for x in load) if isinstance(load, list) else "?"
+        self.out(f"Profile `{self.context.get('stampede_profile', '?')}`, run {m.get('date_utc', self.context.get('date', '?'))}; "
+                 f"`nproc` = {m.get('nproc', self.context.get('num_cpus', '?'))}, CPU: {m.get('cpu', '?')} "
+                 f"at {self.context.get('mhz_per_cpu', '?')} MHz; {m.get('compiler', '')}; kernel {m.get('kernel', '?')}. "
+                 f"Load average (1/5/15 min) before the run: {m.get('loadavg_before', '?')}, "
+                 f"after: {m.get('loadavg_after', '?')}; when the in-process suite started: {load}.")
         self.out()
         self.targets()
         self.waves()
@@ -449,6 +455,39 @@ set key bottom right font ",9"
 plot for [i=0:3] "{wake_dat}" index i using 1:2 with linespoints lw 2 lc (i+1) pt 7 title columnheader(1), \\
      for [i=0:3] "{wake_dat}" index i using 1:3 with lines lw 1 dt 2 lc (i+1) notitle
 """
+        redis_waves = [r for r in self.runs if base(r["name"]) == "BM_Redis_Wave_clients"]
+        if redis_waves:
+            redis_dat = os.path.join(data_dir, "plot_redis_wakeup.dat")
+            with open(redis_dat, "w") as f:
+                for r in sorted(redis_waves, key=lambda r: args_of(r["name"]).get("M", 0)):
+                    if not args_of(r["name"]).get("pubsub", 1):
+                        continue
+                    m = args_of(r["name"]).get("M")
+                    poll = next((q for q in redis_waves if args_of(q["name"]).get("M") == m
+                                 and not args_of(q["name"]).get("pubsub", 1)), {})
+                    f.write(f'"M = {m}" {r.get("wake_p50_us", 0)} {r.get("wake_p99_us", 0)} '
+                            f'{poll.get("wake_p50_us", 0)} {poll.get("wake_p99_us", 0)}\n')
+            outs.append(os.path.join(png_dir, "bench-redis-wakeup.png"))
+            script += f"""
+set terminal pngcairo size 800,460 font "DejaVu Sans,11"
+set output "{outs[3]}"
+set title "Redis: M Cache+Client instances miss one key; wake-up of the M-1 waiters"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+unset logscale x
+set logscale y
+set xrange [*:*]
+set yrange [50:200000]
+set xtics norotate
+set ytics ("100 us" 100, "1 ms" 1000, "10 ms" 10000, "100 ms" 100000)
+set xlabel "M instances (one process, separate connections and flights)" font ",11"
+set ylabel "loader return -> waiter return"
+set key top left font ",10"
+plot "{redis_dat}" using 2:xtic(1) title "pub/sub p50", "" using 3 title "pub/sub p99", \\
+     "" using 4 title "poll only p50", "" using 5 title "poll only p99"
+"""
         gp = os.path.join(data_dir, "plots.gp")
         with open(gp, "w") as f:
             f.write(script)
@@ -461,12 +500,36 @@ def main():
     p.add_argument("json", nargs="+")
     p.add_argument("--out", required=True, help="Markdown summary to write")
     p.add_argument("--plots", help="directory for the PNG plots (needs gnuplot)")
+    p.add_argument("--machine", help="key: value lines describing the machine (scripts/bench.sh writes them)")
+    p.add_argument("--doc", help="Markdown file whose text between <!-- bench:begin --> and "
+                                 "<!-- bench:end --> is replaced by the summary")
     a = p.parse_args()
     runs, context = load([j for j in a.json if os.path.exists(j)])
-    rep = Report(runs, context)
+    machine = {}
+    if a.machine and os.path.exists(a.machine):
+        with open(a.machine) as f:
+            for line in f:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    machine[k.strip()] = v.strip()
+    rep = Report(runs, context, machine)
     text = rep.text()
     with open(a.out, "w") as f:
         f.write(text)
+    if a.doc:
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        with open(a.doc) as f:
+            doc = f.read()
+        if begin not in doc or end not in doc:
+            print(f"{a.doc}: markers {begin} / {end} not found; left unchanged", file=sys.stderr)
+        else:
+            head, rest = doc.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            # Demote the summary's headings by one level to nest under the doc's section.
+            body = re.sub(r"^###", "####", text, flags=re.M)
+            with open(a.doc, "w") as f:
+                f.write(head + begin + "\n" + body + end + tail)
+            print(f"updated {a.doc}")
     if a.plots:
         for png in rep.plots(os.path.dirname(os.path.abspath(a.out)), a.plots):
             print(f"wrote {png}")

@@ -6,10 +6,11 @@
 #   scripts/bench.sh --smoke    # CI: one short iteration each, no plots, numbers never asserted
 #   scripts/bench.sh --quick -- --benchmark_filter=BM_Wave_   # extra flags go to both binaries
 #
-# Output: bench-out/{inprocess,redis}.json, bench-out/summary.md, bench-out/machine.txt and
-# (not in --smoke) docs/bench-*.png. The Redis suite runs when the stampede::redis target exists:
-# the script starts its own redis-server on a free loopback port (no persistence) and stops it
-# on exit, also on failure. Environment: STAMPEDE_BENCH_BUILD_DIR (default build/bench).
+# Output: bench-out/{inprocess,redis}.json, bench-out/summary.md, bench-out/machine.txt and (not
+# in --smoke) docs/bench-*.png; --full also rewrites the generated section of docs/performance.md.
+# The Redis suite runs when the stampede::redis target exists: the script starts its own
+# redis-server on a free loopback port (no persistence) and stops it on exit, also on failure.
+# Environment: STAMPEDE_BENCH_BUILD_DIR (default build/bench).
 set -euo pipefail
 
 profile=quick
@@ -20,7 +21,7 @@ while [[ $# -gt 0 ]]; do
     --quick) profile=quick ;;
     --full) profile=full ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (--smoke, --quick, --full, -- <benchmark flags>)" >&2; exit 2 ;;
   esac
   shift
@@ -95,8 +96,9 @@ fi
 echo "loadavg_after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 
 echo "== report"
-if [[ "$profile" == smoke ]]; then
-  python3 "$root/benchmarks/report.py" --out "$out/summary.md" "${jsons[@]}"
-else
-  python3 "$root/benchmarks/report.py" --out "$out/summary.md" --plots "$root/docs" "${jsons[@]}"
-fi
+case "$profile" in
+  smoke) python3 "$root/benchmarks/report.py" --out "$out/summary.md" --machine "$out/machine.txt" "${jsons[@]}" ;;
+  quick) python3 "$root/benchmarks/report.py" --out "$out/summary.md" --machine "$out/machine.txt" --plots "$root/docs" "${jsons[@]}" ;;
+  full) python3 "$root/benchmarks/report.py" --out "$out/summary.md" --machine "$out/machine.txt" --plots "$root/docs" \
+          --doc "$root/docs/performance.md" "${jsons[@]}" ;;
+esac
