@@ -82,7 +82,7 @@ class Flags {
             bool allow_empty = false, std::string metavar = {}) {
     if (metavar.empty()) metavar = choices.empty() ? "STR" : join(choices, "|");
     add(std::move(name), std::move(metavar), std::move(help), *out,
-        [=](std::string_view flag, std::string_view v) {
+        [out, allow_empty, choices = std::move(choices)](std::string_view flag, std::string_view v) {
           if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
             throw usage_error(std::string(flag) + ": '" + std::string(v) + "' is not one of " +
                               join(choices, ", "));
