@@ -36,6 +36,8 @@ struct Profile {
   int soft_expiries = 20;
   /// Calls measured one by one in latency-distribution benchmarks (SWR, Redis hit path).
   int latency_samples = 200'000;
+  /// Repetitions of the throughput benchmarks (hit paths); > 1 reports their median only.
+  int repetitions = 1;
   bool smoke() const { return name == "smoke"; }
 };
 
@@ -72,12 +74,20 @@ inline Profile parse_profile(int& argc, char** argv) {
     p.min_time = 1.0;
     p.soft_expiries = 100;
     p.latency_samples = 1'000'000;
+    p.repetitions = 3;
   } else {
     throw std::invalid_argument("unknown --stampede_profile '" + p.name + "' (smoke, quick, full)");
   }
   benchmark::AddCustomContext("stampede_profile", p.name);
   benchmark::AddCustomContext("spread_keys", std::to_string(p.spread_keys));
+  benchmark::AddCustomContext("repetitions", std::to_string(p.repetitions));
   return p;
+}
+
+/// Applies the profile's repetitions to a throughput benchmark (median reported when > 1).
+inline benchmark::internal::Benchmark* repeat(benchmark::internal::Benchmark* b, const Profile& p) {
+  if (p.repetitions > 1) b->Repetitions(p.repetitions)->ReportAggregatesOnly(true);
+  return b;
 }
 
 /// Monotonic nanoseconds (steady_clock).

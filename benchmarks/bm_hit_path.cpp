@@ -186,6 +186,7 @@ void add(const std::string& impl, const std::string& type, int max_threads) {
     } else {
       b->Iterations(1000);
     }
+    repeat(b, g_profile);
   }
 }
 

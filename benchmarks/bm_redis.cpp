@@ -382,6 +382,7 @@ int main(int argc, char** argv) {
     } else {
       b->Iterations(100);
     }
+    sb::repeat(b, p);
   }
   benchmark::RegisterBenchmark("BM_Redis_CommandsPerCall", sb::BM_Redis_CommandsPerCall)
       ->Iterations(1)

@@ -30,8 +30,13 @@ def load(paths):
             doc = json.load(f)
         context.update(doc.get("context", {}))
         for b in doc.get("benchmarks", []):
-            if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+            if b.get("error_occurred"):
                 continue
+            if b.get("run_type", "iteration") == "aggregate":
+                # Repeated benchmarks report aggregates only: keep the median under the plain name.
+                if b.get("aggregate_name") != "median":
+                    continue
+                b["name"] = b["run_name"]
             b["_file"] = os.path.basename(path)
             runs.append(b)
     return runs, context
@@ -147,8 +152,10 @@ class Report:
         keys = self.context.get("spread_keys", "?")
         self.out("### Hit path (warm keys, value copied out; million hits per second, all threads)")
         self.out()
+        reps = self.context.get("repetitions", "1")
         self.out(f"`spread` draws keys at random from {keys} warm keys"
-                 + (" (reduced from 1M by the profile)" if keys != "1000000" else "") + ".")
+                 + (" (reduced from 1M by the profile)" if keys != "1000000" else "") + "."
+                 + (f" Each figure is the median of {reps} repetitions." if reps != "1" else ""))
         self.out()
         self.out("| case | T | threads | stampede | shared_mutex map | mutex map | unsync map (ceiling) "
                  "| stampede / shared_mutex | stampede / ceiling |")
