@@ -19,9 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <stampede/stampede.hpp>
-
 #include "bench_util.hpp"
+#include "stampede/stampede.hpp"
 
 namespace stampede::bench {
 namespace {
@@ -173,8 +172,7 @@ void BM_HitPath(benchmark::State& state) {
 template <template <class> class Impl, class T>
 void add(const std::string& impl, const std::string& type, int max_threads) {
   for (int keys : {0, 1}) {
-    const std::string name =
-        "BM_HitPath_" + impl + "_" + (keys == 0 ? "hot" : "spread") + "_" + type;
+    const std::string name = "BM_HitPath_" + impl + "_" + (keys == 0 ? "hot" : "spread") + "_" + type;
     auto* b = benchmark::RegisterBenchmark(name.c_str(), BM_HitPath<Impl, T>)
                   ->Arg(keys)
                   ->ArgName("spread")

@@ -12,9 +12,8 @@
 #include <string>
 #include <thread>
 
-#include <stampede/stampede.hpp>
-
 #include "bench_util.hpp"
+#include "stampede/stampede.hpp"
 
 namespace stampede::bench {
 namespace {

@@ -33,9 +33,8 @@
 #include <utility>
 #include <vector>
 
-#include <stampede/redis/redis.hpp>
-#include <stampede/stampede.hpp>
-
+#include "stampede/redis/redis.hpp"
+#include "stampede/stampede.hpp"
 #include "wave.hpp"
 
 namespace stampede::bench {
@@ -106,7 +105,8 @@ class RedisClientsStrategy {
   }
   std::string prepare_wave(int wave) { return "wave:" + std::to_string(wave); }
   std::string get(int caller, const std::string& key, SimulatedDb& db) {
-    return instances_[static_cast<std::size_t>(caller)].cache->get_or_compute(key, [&] { return db.load(key); });
+    return instances_[static_cast<std::size_t>(caller)].cache->get_or_compute(key,
+                                                                              [&] { return db.load(key); });
   }
   void after_wave() {}
   Stats stats() const {

@@ -15,9 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include <stampede/stampede.hpp>
-
 #include "bench_util.hpp"
+#include "stampede/stampede.hpp"
 
 namespace stampede::bench {
 namespace {

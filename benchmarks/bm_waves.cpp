@@ -17,17 +17,16 @@
 #include <algorithm>
 #include <atomic>
 #include <barrier>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
-#include <stampede/stampede.hpp>
-
+#include "stampede/stampede.hpp"
 #include "wave.hpp"
 
 namespace stampede::bench {

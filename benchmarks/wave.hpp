@@ -71,7 +71,6 @@ class SimulatedDb {
 
 template <class Strategy>
 void run_waves(benchmark::State& state, int n, SimulatedDb& db, Strategy& strategy) {
-
   struct Slot {
     std::int64_t start = 0, end = 0, loader_return = 0;
     bool loaded = false, failed = false;
@@ -126,7 +125,8 @@ void run_waves(benchmark::State& state, int n, SimulatedDb& db, Strategy& strate
     for (const Slot& s : slots) {
       latency_us.push_back(static_cast<double>(s.end - s.start) * 1e-3);
       if (s.failed) ++errors;
-      if (s.loaded && Strategy::kWaits) tail_us.push_back(static_cast<double>(s.end - s.loader_return) * 1e-3);
+      if (s.loaded && Strategy::kWaits)
+        tail_us.push_back(static_cast<double>(s.end - s.loader_return) * 1e-3);
       if (!Strategy::kWaits || s.loaded || returns.empty()) continue;
       // the latest loader return before this caller returned
       auto it = std::upper_bound(returns.begin(), returns.end(), s.end);
