@@ -7,11 +7,10 @@
 #include <chrono>
 #include <cstdio>
 #include <latch>
+#include <stampede/stampede.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <stampede/stampede.hpp>
 
 namespace shop {
 struct Product {
