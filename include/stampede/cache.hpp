@@ -126,7 +126,7 @@ class Cache {
   using time_point = std::chrono::system_clock::time_point;
 
   template <class Loader>
-  T lead(std::string_view key, Loader& loader);
+  T lead(std::string_view key, Loader& loader, detail::Flight<T>& flight);
   template <class Loader>
   T on_wait_timeout(std::string_view key, Loader& loader);
   template <class Loader>

@@ -79,9 +79,9 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
     return on_wait_timeout(key, loader);
   }
   try {
-    T value = lead(key, loader);
+    T value = lead(key, loader, *flight);
+    flight->set_value(value);  // no-op if lead() already published it
     flights_.leave(key);
-    flight->set_value(value);
     return value;
   } catch (...) {
     flights_.leave(key);
@@ -92,7 +92,7 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
 
 template <class T>
 template <class Loader>
-T Cache<T>::lead(std::string_view key, Loader& loader) {
+T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
   TokenLock& lock = *backend_.lock;
   const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
   for (;;) {
@@ -119,6 +119,8 @@ T Cache<T>::lead(std::string_view key, Loader& loader) {
       }
       std::chrono::nanoseconds took{};
       T value = run_loader(key, loader, took);  // on throw, ~LockLease releases at once
+      // This process's waiters need neither the store write nor the release: wake them now.
+      flight.set_value(value);
       try {
         write(key, value, token->fence, took);
       } catch (const backend_error& e) {

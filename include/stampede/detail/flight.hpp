@@ -1,9 +1,10 @@
 // stampede/detail/flight.hpp: in-process coalescing, one flight per key.
 //
 // The first caller of a key becomes the flight's leader and computes; later callers of the same
-// key join the flight and wait for its result (value or exception). The flight leaves the table
-// before its result is published, so a caller that arrives after a failure starts a new flight
-// instead of receiving an old exception.
+// key join the flight and wait for its result (value or exception). A value is published as soon
+// as the loader returns (callers that join afterwards get it at once) and the flight leaves the
+// table once the leader is done. An exception is published only after the flight left the table,
+// so a caller that arrives after a failure starts a new flight instead of receiving an old error.
 #pragma once
 
 #include <array>
@@ -26,9 +27,11 @@ namespace stampede::detail {
 template <class T>
 class Flight {
  public:
+  /// Publishes the value and wakes the waiters. Only the first set_value/set_error counts.
   void set_value(T value) {
     {
       MutexLock l(mu_);
+      if (done_) return;
       value_.emplace(std::move(value));
       done_ = true;
     }
@@ -37,6 +40,7 @@ class Flight {
   void set_error(std::exception_ptr error) {
     {
       MutexLock l(mu_);
+      if (done_) return;
       error_ = std::move(error);
       done_ = true;
     }
