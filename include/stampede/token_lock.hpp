@@ -22,6 +22,10 @@
 
 namespace stampede {
 
+namespace detail {
+class LeaseRenewer;
+}  // namespace detail
+
 /// What a successful acquire hands out.
 struct LockToken {
   /// 128 random bits as 32 lowercase hex characters; unique per acquisition, also across fork().
@@ -101,7 +105,8 @@ struct WatchdogOptions {
   bool enabled = false;
   /// Renewal period; 0 = ttl / 3.
   std::chrono::milliseconds interval{0};
-  /// Called once, from the watchdog thread, when a renewal fails (the lease is lost). Must not throw.
+  /// Called once, on the renewer thread, when a renewal fails (the lease is lost). Must be short
+  /// and must not call into the same lease; an exception from it is swallowed.
   std::function<void()> on_lost;
 };
 
@@ -109,7 +114,10 @@ struct WatchdogOptions {
 /// `interval` while it is held. Releases (best effort) in a noexcept destructor.
 ///
 /// Thread-compatible: one owner uses it; `lost()` may be read from any thread. Movable.
-/// Lifetime: the watchdog thread is joined by release() and by the destructor.
+/// Lifetime: renewals run on one renewer thread shared by the whole process (started on the first
+/// watched lease). release() and the destructor wait for a renewal in progress, and no renewal
+/// or on_lost call happens after they return. on_lost runs on the renewer thread while it holds
+/// the lease's state: it must be short and must not call into the same lease.
 class LockLease {
  public:
   LockLease() = default;
@@ -147,8 +155,9 @@ class LockLease {
   void unlock() { release(); }
 
  private:
+  friend class detail::LeaseRenewer;
   struct State;
-  std::unique_ptr<State> state_;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace stampede
