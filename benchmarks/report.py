@@ -350,6 +350,7 @@ class Report:
         load = self.context.get("load_avg")
         load = ", ".join(f"{x:.2f}" for x in load) if isinstance(load, list) else "?"
         self.out(f"Profile `{self.context.get('stampede_profile', '?')}`, run {m.get('date_utc', self.context.get('date', '?'))}; "
+                 f"commit {m.get('commit', '?')}; "
                  f"`nproc` = {m.get('nproc', self.context.get('num_cpus', '?'))}, CPU: {m.get('cpu', '?')} "
                  f"at {self.context.get('mhz_per_cpu', '?')} MHz; {m.get('compiler', '')}; kernel {m.get('kernel', '?')}. "
                  f"Load average (1/5/15 min) before the run: {m.get('loadavg_before', '?')}, "

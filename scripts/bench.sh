@@ -62,6 +62,8 @@ cmake --build "$build" -j2 --target "${targets[@]}"
   echo "loadavg_before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "kernel: $(uname -r)"
   echo "compiler: $(c++ --version | head -1)"
+  dirty="$(git -C "$root" status --porcelain --untracked-files=no -- include src 2>/dev/null | awk '{print $2}' | tr '\n' ' ')"
+  echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)${dirty:+ + uncommitted changes in ${dirty% }}"
 } > "$out/machine.txt"
 cat "$out/machine.txt"
 
