@@ -1,13 +1,26 @@
 #include "stampede/clock.hpp"
 
+#include <time.h>
+
 #include <random>
 
 #include "stampede/detail/counters.hpp"
 
 namespace stampede {
 
+Clock::time_point CoarseSystemClock::now() const noexcept {
+#ifdef CLOCK_REALTIME_COARSE
+  timespec ts{};
+  if (::clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0) {
+    return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::seconds(ts.tv_sec) +
+                                                                       std::chrono::nanoseconds(ts.tv_nsec)));
+  }
+#endif
+  return std::chrono::system_clock::now();
+}
+
 std::shared_ptr<const Clock> system_clock() {
-  static const auto clock = std::make_shared<const SystemClock>();
+  static const auto clock = std::make_shared<const CoarseSystemClock>();
   return clock;
 }
 

@@ -37,6 +37,25 @@ struct StringHash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
+
+/// A key whose hash is already known, so a sharded map hashes it once, not once per level.
+struct PrehashedKey {
+  std::string_view key;
+  std::size_t hash;
+};
+
+/// Hash and equality of std::string keys that also accept a PrehashedKey (heterogeneous lookup).
+struct PrehashedHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(const PrehashedKey& k) const noexcept { return k.hash; }
+};
+struct PrehashedEqual {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+  bool operator()(const PrehashedKey& a, std::string_view b) const noexcept { return a.key == b; }
+  bool operator()(std::string_view a, const PrehashedKey& b) const noexcept { return a == b.key; }
+};
 }  // namespace detail
 
 /// In-process token lock. Thread-safe.
@@ -96,9 +115,10 @@ class MemoryStore final : public Store<T> {
   explicit MemoryStore(std::size_t max_entries = 0) : max_entries_(max_entries) {}
 
   std::optional<Entry<T>> get(std::string_view key, time_point now) override {
-    const Shard& s = shard_for(key);
+    const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
+    const Shard& s = shards_[shard_index(k.hash)];
     std::shared_lock lock(s.mu);
-    auto it = s.map.find(key);
+    auto it = s.map.find(k);
     if (it == s.map.end() || !it->second.entry || now >= it->second.entry->hard_expiry) {
       return std::nullopt;
     }
@@ -163,14 +183,16 @@ class MemoryStore final : public Store<T> {
   };
   struct alignas(detail::kCacheLine) Shard {
     mutable detail::ReadMostlyMutex mu;
-    std::unordered_map<std::string, Slot, detail::StringHash, std::equal_to<>> map;
+    std::unordered_map<std::string, Slot, detail::PrehashedHash, detail::PrehashedEqual> map;
   };
 
-  static std::size_t shard_index(std::string_view key) noexcept {
-    // Use high bits: the map itself uses the low bits of the same hash for its buckets.
-    return (detail::StringHash{}(key) >> 20) % kShards;
+  static std::size_t shard_index(std::size_t hash) noexcept {
+    // Use high bits: the shard's map uses the low bits of the same hash for its buckets.
+    return (hash >> 20) % kShards;
   }
-  const Shard& shard_for(std::string_view key) const noexcept { return shards_[shard_index(key)]; }
+  static std::size_t shard_index(std::string_view key) noexcept {
+    return shard_index(detail::PrehashedHash{}(key));
+  }
 
   // Evicts one entry other than `keep`, starting at shard `start`.
   void evict_one(std::size_t start, std::string_view keep) {
