@@ -26,10 +26,30 @@ std::shared_ptr<const Clock> system_clock() {
 
 namespace detail {
 
-std::size_t this_thread_stripe() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
-  return stripe;
+namespace {
+// Bit i set = exclusive stripe i is owned by a live thread.
+std::atomic<std::uint32_t> owned_stripes{0};
+static_assert(kExclusiveStripes < 32);
+}  // namespace
+
+StripeSlot claim_stripe() noexcept {
+  std::uint32_t mask = owned_stripes.load(std::memory_order_relaxed);
+  for (;;) {
+    constexpr std::uint32_t kAll = (std::uint32_t{1} << kExclusiveStripes) - 1;
+    const std::uint32_t free = ~mask & kAll;
+    if (free == 0) return {kStripes - 1, false};
+    const std::uint32_t bit = free & (~free + 1);  // lowest free stripe
+    // acquire: see the counts the stripe's previous owner wrote with plain stores.
+    if (owned_stripes.compare_exchange_weak(mask, mask | bit, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+      return {static_cast<std::size_t>(__builtin_ctz(bit)), true};
+    }
+  }
+}
+
+void release_stripe(std::size_t index) noexcept {
+  // release: the next owner's plain load-and-store continues from this thread's last store.
+  owned_stripes.fetch_and(~(std::uint32_t{1} << index), std::memory_order_release);
 }
 
 std::minstd_rand& thread_rng() noexcept {
