@@ -18,7 +18,8 @@
 // both to miss each other. A reader that owns its stripe (StripeSlot::exclusive) updates it with
 // plain stores, so a read lock costs one fence and no locked read-modify-write: fewer serialising
 // instructions than std::shared_mutex's two. Readers on the shared overflow stripe, and every
-// reader under ThreadSanitizer (which does not model fences), use seq_cst read-modify-writes.
+// reader under ThreadSanitizer (which does not model fences; the fence code is not even compiled
+// there), use seq_cst read-modify-writes, and then every access of the pattern is seq_cst.
 #pragma once
 
 #include <array>
@@ -39,34 +40,41 @@ class ReadMostlyMutex {
     const StripeSlot& s = this_thread_stripe();
     std::atomic<std::uint32_t>& count = readers_[s.index].count;
     for (;;) {
-      if (plain_stores(s)) {
+#ifndef STAMPEDE_TSAN
+      if (s.exclusive) {
         count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_seq_cst);
         if (!writer_.load(std::memory_order_acquire)) return;
         count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
-      } else {
-        count.fetch_add(1, std::memory_order_seq_cst);
-        if (!writer_.load(std::memory_order_seq_cst)) return;
-        count.fetch_sub(1, std::memory_order_release);
+        writer_.wait(true, std::memory_order_acquire);
+        continue;
       }
+#endif
+      count.fetch_add(1, std::memory_order_seq_cst);
+      if (!writer_.load(std::memory_order_seq_cst)) return;
+      count.fetch_sub(1, std::memory_order_release);
       writer_.wait(true, std::memory_order_acquire);
     }
   }
   void unlock_shared() noexcept {
     const StripeSlot& s = this_thread_stripe();
     std::atomic<std::uint32_t>& count = readers_[s.index].count;
-    if (plain_stores(s)) {
+#ifndef STAMPEDE_TSAN
+    if (s.exclusive) {
       count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
-    } else {
-      count.fetch_sub(1, std::memory_order_release);
+      return;
     }
+#endif
+    count.fetch_sub(1, std::memory_order_release);
   }
   void lock() {
     writers_.lock();
     writer_.store(true, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+#ifndef STAMPEDE_TSAN
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the readers' fence
+#endif
     for (auto& r : readers_) {
-      while (r.count.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+      while (r.count.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
     }
   }
   void unlock() noexcept {
@@ -76,15 +84,6 @@ class ReadMostlyMutex {
   }
 
  private:
-  static bool plain_stores(const StripeSlot& s) noexcept {
-#ifdef STAMPEDE_TSAN
-    (void)s;
-    return false;
-#else
-    return s.exclusive;
-#endif
-  }
-
   struct alignas(kCacheLine) Slot {
     std::atomic<std::uint32_t> count{0};
   };
