@@ -89,7 +89,13 @@ for p in "${presets[@]}"; do
     skip "$p: test" "build failed"; continue
   fi
   [[ "$p" == dev ]] && dev_built=1
-  stage "$p: test" ctest --preset "$p" -j2 --output-on-failure --timeout 600
+  if ! stage "$p: test" ctest --preset "$p" -j2 --output-on-failure --timeout 600; then
+    # Name the failed tests in the summary (ctest lists them as "<number>:<name>").
+    failed_log="$root/build/$p/Testing/Temporary/LastTestsFailed.log"
+    if [[ -f "$failed_log" ]]; then
+      while IFS= read -r line; do report+=("        failed: ${line#*:}"); done < <(head -n 10 "$failed_log")
+    fi
+  fi
 done
 
 package_test() {
