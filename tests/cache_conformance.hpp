@@ -312,20 +312,21 @@ TYPED_TEST_P(CacheConformance, SecondCacheOnTheSameBackendWaitsForTheFirstOnesLo
   stampede::Cache<int> first(this->options(), backend);
   stampede::Cache<int> second(this->options(), backend);
   stampede_test::Gate release_load;
-  std::latch loading(1);
+  stampede_test::Gate loading;
   std::atomic<int> first_loads{0};
   std::atomic<int> second_loads{0};
+  std::future<int> b;
   auto a = std::async(std::launch::async, [&] {
     return first.get_or_compute("k", [&] {
       first_loads.fetch_add(1);
-      loading.count_down();
+      loading.open();
       release_load.wait();
       return 5;
     });
   });
-  stampede_test::OpenOnExit open_on_exit(release_load);
-  loading.wait();
-  auto b = std::async(std::launch::async, [&] {
+  stampede_test::OpenOnExit open_on_exit(release_load);  // runs before a and b are waited for
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+  b = std::async(std::launch::async, [&] {
     return second.get_or_compute("k", [&] { second_loads.fetch_add(1); return -1; });
   });
   ASSERT_TRUE(stampede_test::eventually([&] { return second.stats().lock_contended >= 1; }));
@@ -340,16 +341,16 @@ TYPED_TEST_P(CacheConformance, SecondCacheOnTheSameBackendWaitsForTheFirstOnesLo
 TYPED_TEST_P(CacheConformance, InvalidateDuringALoadKeepsThatLoadsValueOut) {
   stampede::Cache<int> cache(this->options(), this->backend());
   stampede_test::Gate release_load;
-  std::latch loading(1);
+  stampede_test::Gate loading;
   auto caller = std::async(std::launch::async, [&] {
     return cache.get_or_compute("k", [&] {
-      loading.count_down();
+      loading.open();
       release_load.wait();
       return 1;  // loaded before the invalidation: must not be stored after it
     });
   });
   stampede_test::OpenOnExit open_on_exit(release_load);
-  loading.wait();
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
   cache.invalidate("k");
   release_load.open();
   EXPECT_EQ(caller.get(), 1) << "the caller still gets the value it loaded";
@@ -362,16 +363,16 @@ TYPED_TEST_P(CacheConformance, InvalidateDuringALoadKeepsThatLoadsValueOut) {
 TYPED_TEST_P(CacheConformance, PutDuringALoadWins) {
   stampede::Cache<int> cache(this->options(), this->backend());
   stampede_test::Gate release_load;
-  std::latch loading(1);
+  stampede_test::Gate loading;
   auto caller = std::async(std::launch::async, [&] {
     return cache.get_or_compute("k", [&] {
-      loading.count_down();
+      loading.open();
       release_load.wait();
       return 1;
     });
   });
   stampede_test::OpenOnExit open_on_exit(release_load);
-  loading.wait();
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
   cache.put("k", 99);
   release_load.open();
   EXPECT_EQ(caller.get(), 1);
@@ -411,18 +412,20 @@ TYPED_TEST_P(CacheConformance, SlowLoaderWhoseLockExpiredCannotOverwriteANewerVa
     stampede::CacheOptions o = this->options();
     o.lock_ttl = std::chrono::seconds(1);
     stampede::Cache<int> slow(o, backend);
+    o.wait_timeout = std::chrono::seconds(10);  // only reached if the expired lock is not taken over
+    o.on_wait_timeout = stampede::OnWaitTimeout::throw_error;
     stampede::Cache<int> fast(o, backend);
     stampede_test::Gate release_load;
-    std::latch loading(1);
+    stampede_test::Gate loading;
     auto a = std::async(std::launch::async, [&] {
       return slow.get_or_compute("k", [&] {
-        loading.count_down();
+        loading.open();
         release_load.wait();  // a GC pause: the lease runs out meanwhile
         return 1;
       });
     });
     stampede_test::OpenOnExit open_on_exit(release_load);
-    loading.wait();
+    ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
     this->clock_->advance(std::chrono::seconds(10));
     EXPECT_EQ(fast.get_or_compute("k", [] { return 2; }), 2);
     release_load.open();
@@ -496,10 +499,10 @@ TYPED_TEST_P(CacheConformance, SwrServesStaleAtOnceWhileTheRefreshIsBlocked) {
 
   this->clock_->advance(std::chrono::seconds(6));  // 11 s: stale
   stampede_test::Gate release_refresh;
-  std::latch refreshing(1);
+  stampede_test::Gate refreshing;
   auto call = std::async(std::launch::async, [&] {
     return cache.get_or_compute("k", [&] {
-      refreshing.count_down();
+      refreshing.open();
       release_refresh.wait();
       return 2;
     });
@@ -508,7 +511,7 @@ TYPED_TEST_P(CacheConformance, SwrServesStaleAtOnceWhileTheRefreshIsBlocked) {
   ASSERT_EQ(call.wait_for(stampede_test::kHangGuard), std::future_status::ready)
       << "a stale hit waited for its refresh";
   EXPECT_EQ(call.get(), 1);
-  refreshing.wait();  // the refresh runs meanwhile, in the background
+  ASSERT_TRUE(refreshing.wait_for()) << "a stale hit did not schedule a refresh";  // in the background
   EXPECT_EQ(cache.get("k"), 1) << "still stale while the refresh is blocked";
   release_refresh.open();
   cache.wait_idle();
@@ -590,30 +593,31 @@ TYPED_TEST_P(CacheConformance, SwrCallAfterHardExpiryIsAMiss) {
 TYPED_TEST_P(CacheConformance, DestroyingACacheWaitsForItsRunningRefreshAndDropsQueuedOnes) {
   stampede::CacheOptions o = this->swr_options();
   o.refresh_threads = 1;
+  stampede_test::Gate refreshing;
+  stampede_test::Gate destroying;
+  std::atomic<bool> refresh_returned{false};
+  std::atomic<int> queued_loads{0};
   auto cache = std::make_unique<stampede::Cache<int>>(o, this->backend());
+  stampede_test::OpenOnExit open_on_exit(destroying);  // before `cache` goes, on every path
   for (const char* key : {"a", "b", "c"}) ASSERT_EQ(cache->get_or_compute(key, [] { return 1; }), 1);
   this->clock_->advance(std::chrono::seconds(11));
 
-  std::latch refreshing(1);
-  std::latch destroying(1);
-  std::atomic<bool> refresh_returned{false};
-  std::atomic<int> queued_loads{0};
   // "a" occupies the only refresh thread until the destructor has started.
   EXPECT_EQ(cache->get_or_compute("a", [&] {
-    refreshing.count_down();
+    refreshing.open();
     destroying.wait();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a slow load, the destructor meanwhile
     refresh_returned.store(true);
     return 2;
   }), 1);
-  refreshing.wait();
+  ASSERT_TRUE(refreshing.wait_for()) << "a stale hit did not schedule a refresh";
   // These can only queue.
   EXPECT_EQ(cache->get_or_compute("b", [&] { queued_loads.fetch_add(1); return 2; }), 1);
   EXPECT_EQ(cache->get_or_compute("c", [&] { queued_loads.fetch_add(1); return 2; }), 1);
 
   bool returned_before_destructor_finished = false;
   std::thread destroyer([&] {
-    destroying.count_down();
+    destroying.open();
     cache.reset();
     returned_before_destructor_finished = refresh_returned.load();
   });
@@ -630,7 +634,7 @@ TYPED_TEST_P(CacheConformance, FullRefreshQueueDropsAndCounts) {
   for (const char* key : {"a", "b", "c"}) ASSERT_EQ(cache.get_or_compute(key, [] { return 1; }), 1);
   this->clock_->advance(std::chrono::seconds(11));
   stampede_test::Gate release_refresh;
-  std::latch refreshing(1);
+  stampede_test::Gate refreshing;
   std::atomic<int> loads{0};
   auto loader = [&] {
     loads.fetch_add(1);
@@ -639,11 +643,11 @@ TYPED_TEST_P(CacheConformance, FullRefreshQueueDropsAndCounts) {
   {
     stampede_test::OpenOnExit open_on_exit(release_refresh);
     EXPECT_EQ(cache.get_or_compute("a", [&] {
-      refreshing.count_down();
+      refreshing.open();
       release_refresh.wait();
       return loader();
     }), 1);
-    refreshing.wait();                                   // "a" runs
+    ASSERT_TRUE(refreshing.wait_for());                  // "a" runs
     EXPECT_EQ(cache.get_or_compute("b", loader), 1);     // "b" takes the one queue slot
     EXPECT_EQ(cache.get_or_compute("c", loader), 1);     // "c" does not fit
     EXPECT_EQ(cache.stats().refreshes_dropped, 1u);

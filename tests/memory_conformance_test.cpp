@@ -23,5 +23,5 @@ struct MemoryFactory {
 
 }  // namespace
 
-INSTANTIATE_TYPED_TEST_SUITE_P(Memory, CacheConformance, MemoryFactory);
-INSTANTIATE_TYPED_TEST_SUITE_P(Memory, LockConformance, MemoryFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(MemoryCache, CacheConformance, MemoryFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(MemoryLock, LockConformance, MemoryFactory);

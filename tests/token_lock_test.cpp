@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <future>
 #include <memory>
 #include <set>
@@ -39,6 +40,7 @@ TEST(MemoryTokenLockTest, TokensOfAForkedChildDifferFromTheParents) {
 
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
+  std::fflush(nullptr);  // the child must not flush the parent's buffered output a second time
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {

@@ -58,6 +58,12 @@ class Gate {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return open_; });
   }
+  /// Hang-guarded wait for a gate that another thread is expected to open.
+  /// @return true if the gate is open, false if `limit` passed first.
+  [[nodiscard]] bool wait_for(std::chrono::milliseconds limit = kHangGuard) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [this] { return open_; });
+  }
   bool is_open() {
     std::lock_guard lock(mu_);
     return open_;
