@@ -330,6 +330,13 @@ class Report:
                 rr = ratio(st.get("items_per_second"), raw.get("items_per_second"))
                 rows.append((f"Redis hit path vs raw hiredis GET, {t} connection(s)", ">= 0.9x",
                              f"{fmt(rr)}x", verdict(rr >= 0.9)))
+            hg = next((r for r in self.runs if base(r["name"]) == "BM_Redis_HitPath_raw_hiredis_hgetall"
+                       and r.get("threads") == t), None)
+            if st and hg:
+                rows.append((f"(Redis hit path vs raw HGETALL of the same hash, {t} connection(s))",
+                             "for comparison",
+                             f"{fmt(ratio(st.get('items_per_second'), hg.get('items_per_second')))}x",
+                             "reported"))
         cmds = self.find("BM_Redis_CommandsPerCall")
         if cmds and "cmds_hit" in cmds:
             rt = round_trips(cmds, "hit")
