@@ -87,8 +87,9 @@ class RedisStore final : public Store<T> {
     raw.hard_expiry_ms = to_ms(entry.hard_expiry);
     raw.load_time_ms = entry.load_time.count();
     raw.fence = entry.fence;
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(entry.hard_expiry - now);
-    const std::int64_t px = std::max<std::int64_t>(1, left.count() + grace_.count());
+    // In milliseconds since the epoch, which cannot overflow for any pair of time points.
+    const std::int64_t left = raw.hard_expiry_ms - to_ms(now);
+    const std::int64_t px = std::max<std::int64_t>(1, left + grace_.count());
     return detail::put_entry(*client_, prefix_, key, raw, px) ? PutResult::stored : PutResult::stale_fence;
   }
 
@@ -104,8 +105,15 @@ class RedisStore final : public Store<T> {
   static std::int64_t to_ms(time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   }
+  // Clamped: a value hash written by someone else may hold any number (system_clock's nanoseconds
+  // end in 2262).
   static time_point from_ms(std::int64_t ms) {
-    return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::milliseconds(ms)));
+    using std::chrono::milliseconds;
+    constexpr auto kMax = std::chrono::duration_cast<milliseconds>(time_point::max().time_since_epoch()).count();
+    constexpr auto kMin = std::chrono::duration_cast<milliseconds>(time_point::min().time_since_epoch()).count();
+    if (ms >= kMax) return time_point::max();
+    if (ms <= kMin) return time_point::min();
+    return time_point(std::chrono::duration_cast<time_point::duration>(milliseconds(ms)));
   }
 
   std::shared_ptr<Client> client_;
