@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "../lock_conformance.hpp"
+#include "lock_conformance.hpp"
 #include "factory.hpp"
 #include "redis_server.hpp"
 
