@@ -2,6 +2,8 @@
 // the NOSCRIPT fallback, the pool's borrow timeout, and reconnecting after a restart.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <future>
 #include <stampede/redis/client.hpp>
 #include <string>
@@ -130,6 +132,17 @@ TEST(Client, RequirepassRightWrongAndMissingPassword) {
     EXPECT_NE(std::string(e.what()).find("AUTH failed"), std::string::npos) << e.what();
   }
   EXPECT_THROW(Client::connect(server.url()), stampede::backend_error);  // NOAUTH on first use
+}
+
+TEST(Client, ConnectsOverAUnixSocketAndSelectsTheDatabase) {
+  const std::string path = "/tmp/stampede-redis-test-" + std::to_string(::getpid()) + ".sock";
+  redis_test::RedisServer server({"--unixsocket", path, "--unixsocketperm", "700"});
+  auto client = Client::connect("unix://" + path + "?db=2");
+  EXPECT_EQ(client->command({"SET", "k", "v"}).str, "OK");
+  auto tcp = Client::connect(server.url() + "/2");
+  EXPECT_EQ(tcp->command({"GET", "k"}).str, "v");
+  auto db0 = Client::connect(server.url());
+  EXPECT_TRUE(db0->command({"GET", "k"}).is_nil());
 }
 
 TEST(Client, BorrowTimeoutWhenEveryConnectionIsBusy) {
