@@ -27,13 +27,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
@@ -203,7 +202,12 @@ TYPED_TEST_P(CacheConformance, LoaderExceptionReachesEveryWaiterAndNothingIsStor
   ASSERT_TRUE(token) << "the failed leader still holds the lock";
   ASSERT_TRUE(backend.lock->release("k", token->token));
   // The next call loads again.
-  EXPECT_EQ(cache.get_or_compute("k", [&] { loads.fetch_add(1); return 7; }), 7);
+  EXPECT_EQ(cache.get_or_compute("k",
+                                 [&] {
+                                   loads.fetch_add(1);
+                                   return 7;
+                                 }),
+            7);
   EXPECT_EQ(loads.load(), 2);
   EXPECT_EQ(cache.get("k"), 7);
 }
@@ -270,13 +274,19 @@ TYPED_TEST_P(CacheConformance, ValueStoredWhileTheLeaderWaitsForTheLockIsUsed) {
   ASSERT_TRUE(other);
   std::atomic<int> loads{0};
   auto caller = std::async(std::launch::async, [&] {
-    return cache.get_or_compute("k", [&] { loads.fetch_add(1); return -1; });
+    return cache.get_or_compute("k", [&] {
+      loads.fetch_add(1);
+      return -1;
+    });
   });
   ASSERT_TRUE(stampede_test::eventually([&] { return cache.stats().lock_contended >= 1; }));
   // The other holder stores its value with its fence, then releases.
   const auto now = this->clock_->now();
-  ASSERT_EQ(backend.store->put("k", {.value = 9, .soft_expiry = now + std::chrono::seconds(30),
-                                     .hard_expiry = now + std::chrono::seconds(30), .fence = other->fence},
+  ASSERT_EQ(backend.store->put("k",
+                               {.value = 9,
+                                .soft_expiry = now + std::chrono::seconds(30),
+                                .hard_expiry = now + std::chrono::seconds(30),
+                                .fence = other->fence},
                                now),
             stampede::PutResult::stored);
   EXPECT_TRUE(backend.lock->release("k", other->token));
@@ -294,8 +304,11 @@ TYPED_TEST_P(CacheConformance, DoubleCheckUnderTheLockUsesAValueStoredAfterTheFi
   hooked->before_get = [&](std::string_view key, int n) {
     if (n != 2) return;
     const auto now = this->clock_->now();
-    inner.store->put(key, {.value = 9, .soft_expiry = now + std::chrono::seconds(30),
-                           .hard_expiry = now + std::chrono::seconds(30), .fence = inner.lock->bump_fence(key)},
+    inner.store->put(key,
+                     {.value = 9,
+                      .soft_expiry = now + std::chrono::seconds(30),
+                      .hard_expiry = now + std::chrono::seconds(30),
+                      .fence = inner.lock->bump_fence(key)},
                      now);
   };
   stampede::Cache<int> cache(this->options(), {hooked, inner.lock, inner.name});
@@ -327,7 +340,10 @@ TYPED_TEST_P(CacheConformance, SecondCacheOnTheSameBackendWaitsForTheFirstOnesLo
   stampede_test::OpenOnExit open_on_exit(release_load);  // runs before a and b are waited for
   ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
   b = std::async(std::launch::async, [&] {
-    return second.get_or_compute("k", [&] { second_loads.fetch_add(1); return -1; });
+    return second.get_or_compute("k", [&] {
+      second_loads.fetch_add(1);
+      return -1;
+    });
   });
   ASSERT_TRUE(stampede_test::eventually([&] { return second.stats().lock_contended >= 1; }));
   release_load.open();
@@ -573,7 +589,8 @@ TYPED_TEST_P(CacheConformance, SwrFailedRefreshKeepsTheStaleValueUntilHardExpiry
   EXPECT_EQ(cache.stats().refresh_failures, 2u);
   this->clock_->advance(std::chrono::seconds(2));  // 21 s: past the hard expiry
   EXPECT_EQ(cache.get("k"), std::nullopt);
-  EXPECT_THROW((void)cache.get_or_compute("k", failing), ConformanceLoadError) << "a miss loads in the caller";
+  EXPECT_THROW((void)cache.get_or_compute("k", failing), ConformanceLoadError)
+      << "a miss loads in the caller";
   EXPECT_EQ(cache.get_or_compute("k", [] { return 3; }), 3);
 }
 
@@ -603,17 +620,30 @@ TYPED_TEST_P(CacheConformance, DestroyingACacheWaitsForItsRunningRefreshAndDrops
   this->clock_->advance(std::chrono::seconds(11));
 
   // "a" occupies the only refresh thread until the destructor has started.
-  EXPECT_EQ(cache->get_or_compute("a", [&] {
-    refreshing.open();
-    destroying.wait();
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a slow load, the destructor meanwhile
-    refresh_returned.store(true);
-    return 2;
-  }), 1);
+  EXPECT_EQ(cache->get_or_compute("a",
+                                  [&] {
+                                    refreshing.open();
+                                    destroying.wait();
+                                    std::this_thread::sleep_for(std::chrono::milliseconds(
+                                        200));  // a slow load, the destructor meanwhile
+                                    refresh_returned.store(true);
+                                    return 2;
+                                  }),
+            1);
   ASSERT_TRUE(refreshing.wait_for()) << "a stale hit did not schedule a refresh";
   // These can only queue.
-  EXPECT_EQ(cache->get_or_compute("b", [&] { queued_loads.fetch_add(1); return 2; }), 1);
-  EXPECT_EQ(cache->get_or_compute("c", [&] { queued_loads.fetch_add(1); return 2; }), 1);
+  EXPECT_EQ(cache->get_or_compute("b",
+                                  [&] {
+                                    queued_loads.fetch_add(1);
+                                    return 2;
+                                  }),
+            1);
+  EXPECT_EQ(cache->get_or_compute("c",
+                                  [&] {
+                                    queued_loads.fetch_add(1);
+                                    return 2;
+                                  }),
+            1);
 
   bool returned_before_destructor_finished = false;
   std::thread destroyer([&] {
@@ -642,14 +672,16 @@ TYPED_TEST_P(CacheConformance, FullRefreshQueueDropsAndCounts) {
   };
   {
     stampede_test::OpenOnExit open_on_exit(release_refresh);
-    EXPECT_EQ(cache.get_or_compute("a", [&] {
-      refreshing.open();
-      release_refresh.wait();
-      return loader();
-    }), 1);
-    ASSERT_TRUE(refreshing.wait_for());                  // "a" runs
-    EXPECT_EQ(cache.get_or_compute("b", loader), 1);     // "b" takes the one queue slot
-    EXPECT_EQ(cache.get_or_compute("c", loader), 1);     // "c" does not fit
+    EXPECT_EQ(cache.get_or_compute("a",
+                                   [&] {
+                                     refreshing.open();
+                                     release_refresh.wait();
+                                     return loader();
+                                   }),
+              1);
+    ASSERT_TRUE(refreshing.wait_for());               // "a" runs
+    EXPECT_EQ(cache.get_or_compute("b", loader), 1);  // "b" takes the one queue slot
+    EXPECT_EQ(cache.get_or_compute("c", loader), 1);  // "c" does not fit
     EXPECT_EQ(cache.stats().refreshes_dropped, 1u);
   }
   cache.wait_idle();
@@ -694,7 +726,8 @@ TYPED_TEST_P(CacheConformance, TtlJitterSpreadsExpiriesWithinBounds) {
     auto p = backend.store->get(plain_key, now);
     ASSERT_TRUE(p);
     EXPECT_LE(p->hard_expiry - now, std::chrono::seconds(100) + tolerance);
-    EXPECT_GE(p->hard_expiry - now, std::chrono::seconds(100) - tolerance) << "ttl_jitter = 0 moved an expiry";
+    EXPECT_GE(p->hard_expiry - now, std::chrono::seconds(100) - tolerance)
+        << "ttl_jitter = 0 moved an expiry";
   }
   // 200 draws from a 50 s range all within 10 s of each other: probability below 1e-130.
   EXPECT_GT(highest - lowest, std::chrono::seconds(10)) << "expiries were not spread";
@@ -741,15 +774,17 @@ TYPED_TEST_P(CacheConformance, EarlyRefreshOffNeverRefreshesAFreshEntry) {
 
 TYPED_TEST_P(CacheConformance, StatsCountWhatHappened) {
   stampede::Cache<int> cache(this->options(), this->backend());
-  EXPECT_EQ(cache.get_or_compute("k", [] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    return 1;
-  }), 1);                                                          // miss, load, lock
-  EXPECT_EQ(cache.get_or_compute("k", [] { return -1; }), 1);      // hit
-  EXPECT_EQ(cache.get("k"), 1);                                    // hit
-  EXPECT_EQ(cache.get("absent"), std::nullopt);                    // miss
+  EXPECT_EQ(cache.get_or_compute("k",
+                                 [] {
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                                   return 1;
+                                 }),
+            1);                                                // miss, load, lock
+  EXPECT_EQ(cache.get_or_compute("k", [] { return -1; }), 1);  // hit
+  EXPECT_EQ(cache.get("k"), 1);                                // hit
+  EXPECT_EQ(cache.get("absent"), std::nullopt);                // miss
   EXPECT_THROW((void)cache.get_or_compute("bad", []() -> int { throw ConformanceLoadError("x"); }),
-               ConformanceLoadError);                              // miss, load, failure, lock
+               ConformanceLoadError);  // miss, load, failure, lock
   const stampede::Stats st = cache.stats();
   EXPECT_EQ(st.hits, 2u);
   EXPECT_EQ(st.misses, 3u);
@@ -817,22 +852,19 @@ TYPED_TEST_P(CacheConformance, ThrowingEventHookChangesNothing) {
   EXPECT_EQ(st.load_failures, 1u);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(CacheConformance, ThousandCallersOnAColdKeyShareOneLoad, ManyKeysAtOnceLoadOncePerKey,
-                            LoaderExceptionReachesEveryWaiterAndNothingIsStored,
-                            WaitTimeoutComputeRunsTheLoaderWithoutStoring, WaitTimeoutThrowErrorThrowsTimeoutError,
-                            WaitTimeoutServeStaleServesAnExpiredValue,
-                            WaitTimeoutServeStaleWithNothingToServeThrowsTimeoutError,
-                            ValueStoredWhileTheLeaderWaitsForTheLockIsUsed,
-                            DoubleCheckUnderTheLockUsesAValueStoredAfterTheFirstMiss,
-                            SecondCacheOnTheSameBackendWaitsForTheFirstOnesLoad,
-                            InvalidateDuringALoadKeepsThatLoadsValueOut, PutDuringALoadWins,
-                            StoreRejectsAWriteWithALowerFence, SlowLoaderWhoseLockExpiredCannotOverwriteANewerValue,
-                            BlockingEntryExpiresAfterItsTtl, PutStoresAndInvalidateRemoves,
-                            KeysAndStringValuesAreBinarySafe, EmptyKeyIsRejected,
-                            SwrServesStaleAtOnceWhileTheRefreshIsBlocked, SwrManyConcurrentStaleHitsRefreshOnce,
-                            SwrFailedRefreshKeepsTheStaleValueUntilHardExpiry, SwrCallAfterHardExpiryIsAMiss,
-                            DestroyingACacheWaitsForItsRunningRefreshAndDropsQueuedOnes,
-                            FullRefreshQueueDropsAndCounts, TtlJitterSpreadsExpiriesWithinBounds,
-                            EarlyRefreshBetaRefreshesAFreshEntryInTheBackground,
-                            EarlyRefreshOffNeverRefreshesAFreshEntry, StatsCountWhatHappened,
-                            EventHookSeesLoadsFailuresAndTimeouts, ThrowingEventHookChangesNothing);
+REGISTER_TYPED_TEST_SUITE_P(
+    CacheConformance, ThousandCallersOnAColdKeyShareOneLoad, ManyKeysAtOnceLoadOncePerKey,
+    LoaderExceptionReachesEveryWaiterAndNothingIsStored, WaitTimeoutComputeRunsTheLoaderWithoutStoring,
+    WaitTimeoutThrowErrorThrowsTimeoutError, WaitTimeoutServeStaleServesAnExpiredValue,
+    WaitTimeoutServeStaleWithNothingToServeThrowsTimeoutError, ValueStoredWhileTheLeaderWaitsForTheLockIsUsed,
+    DoubleCheckUnderTheLockUsesAValueStoredAfterTheFirstMiss,
+    SecondCacheOnTheSameBackendWaitsForTheFirstOnesLoad, InvalidateDuringALoadKeepsThatLoadsValueOut,
+    PutDuringALoadWins, StoreRejectsAWriteWithALowerFence,
+    SlowLoaderWhoseLockExpiredCannotOverwriteANewerValue, BlockingEntryExpiresAfterItsTtl,
+    PutStoresAndInvalidateRemoves, KeysAndStringValuesAreBinarySafe, EmptyKeyIsRejected,
+    SwrServesStaleAtOnceWhileTheRefreshIsBlocked, SwrManyConcurrentStaleHitsRefreshOnce,
+    SwrFailedRefreshKeepsTheStaleValueUntilHardExpiry, SwrCallAfterHardExpiryIsAMiss,
+    DestroyingACacheWaitsForItsRunningRefreshAndDropsQueuedOnes, FullRefreshQueueDropsAndCounts,
+    TtlJitterSpreadsExpiriesWithinBounds, EarlyRefreshBetaRefreshesAFreshEntryInTheBackground,
+    EarlyRefreshOffNeverRefreshesAFreshEntry, StatsCountWhatHappened, EventHookSeesLoadsFailuresAndTimeouts,
+    ThrowingEventHookChangesNothing);

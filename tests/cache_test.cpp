@@ -11,13 +11,12 @@
 #include <latch>
 #include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "stampede/stampede.hpp"
 #include "support/test_support.hpp"
@@ -140,8 +139,9 @@ TEST(CacheTest, EvictionNeverRemovesTheEntryBeingInserted) {
       // Newer entries die sooner, so an "earliest expiry" victim would be the new one if it were
       // not protected.
       const auto ttl = std::chrono::hours(100 - i);
-      ASSERT_EQ(store.put(key, {.value = i, .soft_expiry = now + ttl, .hard_expiry = now + ttl, .fence = 1}, now),
-                stampede::PutResult::stored);
+      ASSERT_EQ(
+          store.put(key, {.value = i, .soft_expiry = now + ttl, .hard_expiry = now + ttl, .fence = 1}, now),
+          stampede::PutResult::stored);
       EXPECT_TRUE(store.get(key, now)) << "cap " << cap << ": " << key << " evicted on insert";
       EXPECT_LE(store.size(), cap);
     }
@@ -154,20 +154,32 @@ TEST(CacheTest, EvictionNeverRemovesTheEntryBeingInserted) {
 TEST(StatsTest, ToJsonHasEveryCounter) {
   stampede::Stats s;
   std::uint64_t n = 1;
-  for (std::uint64_t* field : {&s.hits, &s.misses, &s.stale_hits, &s.loads, &s.load_failures, &s.coalesced,
-                               &s.lock_acquired, &s.lock_contended, &s.wait_timeouts, &s.fallback_computes,
-                               &s.refreshes, &s.refresh_failures, &s.refreshes_dropped, &s.stale_writes_rejected,
-                               &s.backend_errors, &s.decode_errors, &s.evictions}) {
+  for (std::uint64_t* field :
+       {&s.hits, &s.misses, &s.stale_hits, &s.loads, &s.load_failures, &s.coalesced, &s.lock_acquired,
+        &s.lock_contended, &s.wait_timeouts, &s.fallback_computes, &s.refreshes, &s.refresh_failures,
+        &s.refreshes_dropped, &s.stale_writes_rejected, &s.backend_errors, &s.decode_errors, &s.evictions}) {
     *field = n++;
   }
   s.load_time = std::chrono::nanoseconds(n);
   const nlohmann::json j = s.to_json();
-  const std::vector<std::pair<std::string, std::uint64_t>> expected = {
-      {"hits", 1},          {"misses", 2},           {"stale_hits", 3},         {"loads", 4},
-      {"load_failures", 5}, {"coalesced", 6},        {"lock_acquired", 7},      {"lock_contended", 8},
-      {"wait_timeouts", 9}, {"fallback_computes", 10}, {"refreshes", 11},       {"refresh_failures", 12},
-      {"refreshes_dropped", 13}, {"stale_writes_rejected", 14}, {"backend_errors", 15}, {"decode_errors", 16},
-      {"evictions", 17},    {"load_time_ns", 18}};
+  const std::vector<std::pair<std::string, std::uint64_t>> expected = {{"hits", 1},
+                                                                       {"misses", 2},
+                                                                       {"stale_hits", 3},
+                                                                       {"loads", 4},
+                                                                       {"load_failures", 5},
+                                                                       {"coalesced", 6},
+                                                                       {"lock_acquired", 7},
+                                                                       {"lock_contended", 8},
+                                                                       {"wait_timeouts", 9},
+                                                                       {"fallback_computes", 10},
+                                                                       {"refreshes", 11},
+                                                                       {"refresh_failures", 12},
+                                                                       {"refreshes_dropped", 13},
+                                                                       {"stale_writes_rejected", 14},
+                                                                       {"backend_errors", 15},
+                                                                       {"decode_errors", 16},
+                                                                       {"evictions", 17},
+                                                                       {"load_time_ns", 18}};
   EXPECT_EQ(j.size(), expected.size()) << j.dump();
   for (const auto& [key, value] : expected) {
     ASSERT_TRUE(j.contains(key)) << key;
@@ -178,8 +190,9 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
 TEST(EventsTest, EveryEventTypeHasADistinctName) {
   using E = stampede::EventType;
   std::set<std::string_view> names;
-  for (E e : {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
-              E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed, E::backend_error}) {
+  for (E e :
+       {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
+        E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed, E::backend_error}) {
     const std::string_view name = stampede::to_string(e);
     EXPECT_NE(name, "unknown");
     names.insert(name);
@@ -190,8 +203,8 @@ TEST(EventsTest, EveryEventTypeHasADistinctName) {
 
 TEST(CacheTest, SwrGetServesStaleWithoutScheduling) {
   auto clock = std::make_shared<stampede::ManualClock>();
-  Cache<int> cache({.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 10s,
-                    .clock = clock});
+  Cache<int> cache(
+      {.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 10s, .clock = clock});
   ASSERT_EQ(cache.get_or_compute("k", [] { return 1; }), 1);
   clock->advance(15s);
   EXPECT_EQ(cache.get("k"), 1);
@@ -203,8 +216,8 @@ TEST(CacheTest, SwrGetServesStaleWithoutScheduling) {
 
 TEST(CacheTest, SwrZeroWindowNeverServesStale) {
   auto clock = std::make_shared<stampede::ManualClock>();
-  Cache<int> cache({.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 0s,
-                    .clock = clock});
+  Cache<int> cache(
+      {.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 0s, .clock = clock});
   ASSERT_EQ(cache.get_or_compute("k", [] { return 1; }), 1);
   clock->advance(10s);
   EXPECT_EQ(cache.get("k"), std::nullopt);
@@ -244,7 +257,9 @@ TEST(CacheTest, LoaderResultIsConvertedToT) {
 /// A TokenLock whose every call fails like an unreachable server.
 class DownLock final : public stampede::TokenLock {
  public:
-  std::optional<stampede::LockToken> try_acquire(std::string_view, std::chrono::milliseconds) override { fail(); }
+  std::optional<stampede::LockToken> try_acquire(std::string_view, std::chrono::milliseconds) override {
+    fail();
+  }
   bool release(std::string_view, std::string_view) override { fail(); }
   bool renew(std::string_view, std::string_view, std::chrono::milliseconds) override { fail(); }
   std::uint64_t bump_fence(std::string_view) override { fail(); }

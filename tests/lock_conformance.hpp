@@ -5,9 +5,10 @@
 //   struct MyFactory {
 //     // A lock over a keyspace no other test shares (e.g. a unique key prefix per call).
 //     static std::shared_ptr<stampede::TokenLock> lock(std::shared_ptr<const stampede::Clock> clock);
-//     // true if lock expiry follows `clock` (in process); false if it is the server's real time (Redis).
+//     // true if lock expiry follows `clock` (in process); false if it is server time (Redis).
 //     static constexpr bool kClockDrivesLockExpiry = false;
-//     template <class T> static stampede::Backend<T> backend(std::shared_ptr<const stampede::Clock>);  // cache suite
+//     // For the cache suite (cache_conformance.hpp):
+//     template <class T> static stampede::Backend<T> backend(std::shared_ptr<const stampede::Clock>);
 //   };
 //   INSTANTIATE_TYPED_TEST_SUITE_P(My, LockConformance, MyFactory);
 //
@@ -57,12 +58,14 @@ class LockConformance : public ::testing::Test {
 
   /// Takes `key` once the previous holder's lease has expired: at once when the clock drives
   /// expiry, else by a blocking acquire bounded by the hang guard.
-  std::optional<stampede::LockToken> take_after_expiry(const std::string& key, std::chrono::milliseconds ttl) {
+  std::optional<stampede::LockToken> take_after_expiry(const std::string& key,
+                                                       std::chrono::milliseconds ttl) {
     if constexpr (Factory::kClockDrivesLockExpiry) {
       return lock_->try_acquire(key, ttl);
     } else {
       return stampede::acquire(*lock_, key, ttl,
-                               {.timeout = stampede_test::kHangGuard, .retry = std::chrono::milliseconds(5),
+                               {.timeout = stampede_test::kHangGuard,
+                                .retry = std::chrono::milliseconds(5),
                                 .max_retry = std::chrono::milliseconds(20)});
     }
   }
@@ -130,7 +133,8 @@ TYPED_TEST_P(LockConformance, ExpiredLockCanBeTakenByAnotherAndTheOldTokenIsVoid
   EXPECT_GT(next->fence, old.fence);
   EXPECT_FALSE(this->lock_->renew("k", old.token, std::chrono::hours(1)));
   EXPECT_FALSE(this->lock_->release("k", old.token));
-  EXPECT_FALSE(this->lock_->try_acquire("k", std::chrono::hours(1))) << "the old owner's release freed the lock";
+  EXPECT_FALSE(this->lock_->try_acquire("k", std::chrono::hours(1)))
+      << "the old owner's release freed the lock";
   EXPECT_TRUE(this->lock_->release("k", next->token));
 }
 
@@ -225,11 +229,12 @@ TYPED_TEST_P(LockConformance, AcquireWakesOnReleaseInsteadOfWaitingOutItsBackoff
   auto holder = this->lock_->try_acquire("k", std::chrono::hours(1));
   ASSERT_TRUE(holder);
   // Backoff and timeout far beyond the hang guard: only the release signal can end the wait in time.
-  const stampede::AcquireOptions patient{.timeout = std::chrono::hours(2), .retry = std::chrono::hours(1),
-                                         .max_retry = std::chrono::hours(1), .jitter = 0.0};
-  auto waiter = std::async(std::launch::async, [&] {
-    return stampede::acquire(*counting, "k", std::chrono::hours(1), patient);
-  });
+  const stampede::AcquireOptions patient{.timeout = std::chrono::hours(2),
+                                         .retry = std::chrono::hours(1),
+                                         .max_retry = std::chrono::hours(1),
+                                         .jitter = 0.0};
+  auto waiter = std::async(std::launch::async,
+                           [&] { return stampede::acquire(*counting, "k", std::chrono::hours(1), patient); });
   ASSERT_TRUE(stampede_test::eventually([&] { return counting->failed_acquires() >= 1; }));
   EXPECT_TRUE(this->lock_->release("k", holder->token));
   const bool woke = waiter.wait_for(stampede_test::kHangGuard) == std::future_status::ready;
@@ -260,8 +265,8 @@ TYPED_TEST_P(LockConformance, SubscriptionSeesASignalSentAfterSubscribing) {
 
 TYPED_TEST_P(LockConformance, LockLeaseReleasesInItsDestructor) {
   {
-    std::optional<stampede::LockLease> lease =
-        stampede::LockLease::acquire(this->lock_, "k", std::chrono::hours(1), {.timeout = std::chrono::milliseconds(0)});
+    std::optional<stampede::LockLease> lease = stampede::LockLease::acquire(
+        this->lock_, "k", std::chrono::hours(1), {.timeout = std::chrono::milliseconds(0)});
     ASSERT_TRUE(lease);
     EXPECT_TRUE(lease->owns_lock());
     EXPECT_EQ(lease->key(), "k");
@@ -353,9 +358,9 @@ TYPED_TEST_P(LockConformance, WatchdogReportsLossWhenTheLeaseExpiredBeforeRenewa
   auto token = lock->try_acquire("k", std::chrono::milliseconds(50));
   ASSERT_TRUE(token);
   std::promise<void> lost;
-  stampede::LockLease lease(lock, "k", *token, std::chrono::milliseconds(50),
-                            {.enabled = true, .interval = std::chrono::milliseconds(300),
-                             .on_lost = [&] { lost.set_value(); }});
+  stampede::LockLease lease(
+      lock, "k", *token, std::chrono::milliseconds(50),
+      {.enabled = true, .interval = std::chrono::milliseconds(300), .on_lost = [&] { lost.set_value(); }});
   ASSERT_EQ(lost.get_future().wait_for(stampede_test::kHangGuard), std::future_status::ready)
       << "on_lost was never called";
   EXPECT_TRUE(lease.lost());
@@ -370,7 +375,8 @@ TYPED_TEST_P(LockConformance, BadArgumentsThrowInvalidArgument) {
   EXPECT_THROW((void)stampede::acquire(*this->lock_, "k", ms(1000), {.retry = ms(100), .max_retry = ms(10)}),
                std::invalid_argument);
   EXPECT_THROW((void)stampede::acquire(*this->lock_, "k", ms(1000), {.jitter = 1.5}), std::invalid_argument);
-  EXPECT_THROW((void)stampede::acquire(*this->lock_, "k", ms(1000), {.timeout = ms(-1)}), std::invalid_argument);
+  EXPECT_THROW((void)stampede::acquire(*this->lock_, "k", ms(1000), {.timeout = ms(-1)}),
+               std::invalid_argument);
   EXPECT_THROW(stampede::LockLease(nullptr, "k", stampede::LockToken{}, ms(1000)), std::invalid_argument);
   // None of that took the lock.
   auto t = this->lock_->try_acquire("k", ms(1000));
@@ -378,14 +384,13 @@ TYPED_TEST_P(LockConformance, BadArgumentsThrowInvalidArgument) {
   EXPECT_TRUE(this->lock_->release("k", t->token));
 }
 
-REGISTER_TYPED_TEST_SUITE_P(LockConformance, HeldLockCannotBeTakenAndIsFreeAfterRelease,
-                            LocksOnDifferentKeysAreIndependent, WrongTokenCannotReleaseOrRenew,
-                            PreviousOwnerCannotReleaseOrRenewTheNextOwnersLock,
-                            ExpiredLockCanBeTakenByAnotherAndTheOldTokenIsVoid, RenewKeepsTheLockPastItsFirstTtl,
-                            FenceGrowsWithEveryAcquireAndBumpFence, TokensAreUniqueAcrossManyAcquisitions,
-                            AcquireTimesOutAndReturnsEmptyWhileTheLockIsHeld,
-                            AcquireWakesOnReleaseInsteadOfWaitingOutItsBackoff,
-                            SubscriptionSeesASignalSentAfterSubscribing, LockLeaseReleasesInItsDestructor,
-                            LockLeaseReleaseReportsWhetherTheLockWasStillOurs, WatchdogKeepsTheLeasePastItsTtl,
-                            WatchdogReportsLossWhenTheLockIsTaken,
-                            WatchdogReportsLossWhenTheLeaseExpiredBeforeRenewal, BadArgumentsThrowInvalidArgument);
+REGISTER_TYPED_TEST_SUITE_P(
+    LockConformance, HeldLockCannotBeTakenAndIsFreeAfterRelease, LocksOnDifferentKeysAreIndependent,
+    WrongTokenCannotReleaseOrRenew, PreviousOwnerCannotReleaseOrRenewTheNextOwnersLock,
+    ExpiredLockCanBeTakenByAnotherAndTheOldTokenIsVoid, RenewKeepsTheLockPastItsFirstTtl,
+    FenceGrowsWithEveryAcquireAndBumpFence, TokensAreUniqueAcrossManyAcquisitions,
+    AcquireTimesOutAndReturnsEmptyWhileTheLockIsHeld, AcquireWakesOnReleaseInsteadOfWaitingOutItsBackoff,
+    SubscriptionSeesASignalSentAfterSubscribing, LockLeaseReleasesInItsDestructor,
+    LockLeaseReleaseReportsWhetherTheLockWasStillOurs, WatchdogKeepsTheLeasePastItsTtl,
+    WatchdogReportsLossWhenTheLockIsTaken, WatchdogReportsLossWhenTheLeaseExpiredBeforeRenewal,
+    BadArgumentsThrowInvalidArgument);

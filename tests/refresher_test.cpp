@@ -1,5 +1,7 @@
 // Refresher: one task per key, a bounded queue, stop() that drops queued tasks and waits for
 // running ones.
+#include "stampede/refresher.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,7 +11,6 @@
 #include <string>
 #include <thread>
 
-#include "stampede/refresher.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -24,11 +25,13 @@ TEST(RefresherTest, AKeyQueuedOrRunningIsNotQueuedAgain) {
   std::atomic<int> runs_a{0};
   std::atomic<int> runs_b{0};
   stampede_test::OpenOnExit open_on_exit(release);
-  ASSERT_EQ(r.submit("a", [&] {
-    runs_a.fetch_add(1);
-    running.count_down();
-    release.wait();
-  }), Submit::queued);
+  ASSERT_EQ(r.submit("a",
+                     [&] {
+                       runs_a.fetch_add(1);
+                       running.count_down();
+                       release.wait();
+                     }),
+            Submit::queued);
   running.wait();
   EXPECT_EQ(r.submit("a", [&] { runs_a.fetch_add(1); }), Submit::duplicate) << "while running";
   EXPECT_EQ(r.submit("b", [&] { runs_b.fetch_add(1); }), Submit::queued);
@@ -49,10 +52,12 @@ TEST(RefresherTest, TasksBeyondTheQueueBoundAreDropped) {
   std::latch running(1);
   std::atomic<int> runs{0};
   stampede_test::OpenOnExit open_on_exit(release);
-  ASSERT_EQ(r.submit("running", [&] {
-    running.count_down();
-    release.wait();
-  }), Submit::queued);
+  ASSERT_EQ(r.submit("running",
+                     [&] {
+                       running.count_down();
+                       release.wait();
+                     }),
+            Submit::queued);
   running.wait();  // the running task does not count against the queue
   EXPECT_EQ(r.submit("q1", [&] { runs.fetch_add(1); }), Submit::queued);
   EXPECT_EQ(r.submit("q2", [&] { runs.fetch_add(1); }), Submit::queued);
@@ -72,11 +77,13 @@ TEST(RefresherTest, StopDropsQueuedTasksAndWaitsForRunningOnes) {
   std::atomic<bool> running_done{false};
   std::atomic<int> queued_runs{0};
   stampede_test::OpenOnExit open_on_exit(release);
-  ASSERT_EQ(r.submit("running", [&] {
-    running.count_down();
-    release.wait();
-    running_done.store(true);
-  }), Submit::queued);
+  ASSERT_EQ(r.submit("running",
+                     [&] {
+                       running.count_down();
+                       release.wait();
+                       running_done.store(true);
+                     }),
+            Submit::queued);
   running.wait();
   ASSERT_EQ(r.submit("queued", [&] { queued_runs.fetch_add(1); }), Submit::queued);
 
@@ -93,7 +100,7 @@ TEST(RefresherTest, StopDropsQueuedTasksAndWaitsForRunningOnes) {
   EXPECT_TRUE(done_when_stop_returned) << "stop() returned before the running task finished";
   EXPECT_EQ(queued_runs.load(), 0) << "a queued task ran after stop()";
   EXPECT_EQ(r.submit("late", [] {}), Submit::stopped);
-  r.stop();  // idempotent
+  r.stop();       // idempotent
   r.wait_idle();  // returns at once after stop
 }
 
@@ -101,8 +108,18 @@ TEST(RefresherTest, ThreadsRunTasksInParallel) {
   Refresher r({.threads = 2, .queue = 8});
   std::barrier meet(2);  // each task waits for the other: completes only if both run at once
   std::atomic<int> done{0};
-  ASSERT_EQ(r.submit("a", [&] { meet.arrive_and_wait(); done.fetch_add(1); }), Submit::queued);
-  ASSERT_EQ(r.submit("b", [&] { meet.arrive_and_wait(); done.fetch_add(1); }), Submit::queued);
+  ASSERT_EQ(r.submit("a",
+                     [&] {
+                       meet.arrive_and_wait();
+                       done.fetch_add(1);
+                     }),
+            Submit::queued);
+  ASSERT_EQ(r.submit("b",
+                     [&] {
+                       meet.arrive_and_wait();
+                       done.fetch_add(1);
+                     }),
+            Submit::queued);
   r.wait_idle();
   EXPECT_EQ(done.load(), 2);
 }
@@ -124,16 +141,19 @@ TEST(RefresherTest, ProbablyPendingIsTrueOnlyWhileTheKeyIsPending) {
   std::latch running(1);
   stampede_test::OpenOnExit open_on_exit(release);
   EXPECT_FALSE(r.probably_pending("a"));
-  ASSERT_EQ(r.submit("a", [&] {
-    running.count_down();
-    release.wait();
-  }), Submit::queued);
+  ASSERT_EQ(r.submit("a",
+                     [&] {
+                       running.count_down();
+                       release.wait();
+                     }),
+            Submit::queued);
   running.wait();
   EXPECT_TRUE(r.probably_pending("a"));
   EXPECT_FALSE(r.probably_pending("b"));
   release.open();
   r.wait_idle();
-  EXPECT_FALSE(r.probably_pending("a")) << "a finished key still looks pending: its refreshes would be skipped";
+  EXPECT_FALSE(r.probably_pending("a"))
+      << "a finished key still looks pending: its refreshes would be skipped";
 }
 
 TEST(RefresherTest, BadOptionsThrowInvalidArgument) {

@@ -1,5 +1,7 @@
 // MemoryTokenLock and LockLease behaviours beyond the backend-agnostic lock_conformance.hpp suite:
 // token uniqueness across fork(), mutual exclusion under contention, clock-driven expiry.
+#include "stampede/token_lock.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -17,7 +19,6 @@
 
 #include "stampede/clock.hpp"
 #include "stampede/memory.hpp"
-#include "stampede/token_lock.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -101,8 +102,8 @@ TEST(MemoryTokenLockTest, ContendersNeverHoldTheLockTogether) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kRounds; ++i) {
-        auto token = stampede::acquire(*lock, "k", 1h, {.timeout = stampede_test::kHangGuard, .retry = 1ms,
-                                                         .max_retry = 2ms});
+        auto token = stampede::acquire(
+            *lock, "k", 1h, {.timeout = stampede_test::kHangGuard, .retry = 1ms, .max_retry = 2ms});
         if (!token) {
           ADD_FAILURE() << "acquire timed out";
           return;
@@ -212,7 +213,8 @@ TEST(LockLeaseTest, AcquireReturnsEmptyOnTimeout) {
   auto lock = std::make_shared<stampede::MemoryTokenLock>();
   auto held = lock->try_acquire("k", 1h);
   ASSERT_TRUE(held);
-  EXPECT_FALSE(stampede::LockLease::acquire(lock, "k", 1h, {.timeout = 20ms, .retry = 5ms, .max_retry = 5ms}));
+  EXPECT_FALSE(
+      stampede::LockLease::acquire(lock, "k", 1h, {.timeout = 20ms, .retry = 5ms, .max_retry = 5ms}));
   EXPECT_THROW((void)stampede::LockLease::acquire(nullptr, "k", 1h), std::invalid_argument);
 }
 

@@ -114,7 +114,8 @@ class CountingLock final : public stampede::TokenLock {
  public:
   explicit CountingLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
 
-  std::optional<stampede::LockToken> try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
+  std::optional<stampede::LockToken> try_acquire(std::string_view key,
+                                                 std::chrono::milliseconds ttl) override {
     std::optional<stampede::LockToken> token = inner_->try_acquire(key, ttl);
     (token ? acquired_ : failed_).fetch_add(1, std::memory_order_acq_rel);
     return token;
