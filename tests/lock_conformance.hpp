@@ -306,21 +306,21 @@ TYPED_TEST_P(LockConformance, LockLeaseReleaseReportsWhetherTheLockWasStillOurs)
 
 TYPED_TEST_P(LockConformance, WatchdogKeepsTheLeasePastItsTtl) {
   auto lock = TypeParam::lock(stampede::system_clock());  // the watchdog runs on real time
-  constexpr auto kTtl = std::chrono::milliseconds(200);
+  constexpr auto kTtl = std::chrono::milliseconds(300);
   auto token = lock->try_acquire("k", kTtl);
   ASSERT_TRUE(token);
   std::atomic<int> lost_calls{0};
   stampede::LockLease lease(lock, "k", *token, kTtl,
                             {.enabled = true, .on_lost = [&] { lost_calls.fetch_add(1); }});
-  // Another contender fails for 25 x 40 ms, at least 5 TTLs (sleep_for never returns early).
+  // Another contender fails for 20 x 75 ms, at least 5 TTLs (sleep_for never returns early).
   std::thread contender([&] {
-    for (int i = 0; i < 25; ++i) {
+    for (int i = 0; i < 20; ++i) {
       if (auto stolen = lock->try_acquire("k", kTtl)) {
         ADD_FAILURE() << "the lease expired under its watchdog after " << i << " attempts";
         lock->release("k", stolen->token);
         return;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(40));
+      std::this_thread::sleep_for(std::chrono::milliseconds(75));
     }
   });
   contender.join();
