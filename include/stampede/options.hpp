@@ -67,7 +67,9 @@ struct CacheOptions {
   std::size_t refresh_threads = 1;
   /// Refreshes waiting for a thread; more are dropped and counted. >= 1.
   std::size_t refresh_queue = 1024;
-  /// In-process backend capacity in entries; 0 = unbounded. Eviction: see MemoryStore.
+  /// Capacity, in entries, of the embedded backend that Cache(options) creates; 0 = unbounded.
+  /// Eviction: see MemoryStore. Ignored when a Backend is passed (give memory_backend<T>(n) the
+  /// capacity instead).
   std::size_t max_entries = 0;
   /// Receives structured events; empty = none.
   EventHook on_event;
