@@ -175,8 +175,8 @@ Reply run(redisContext* c, std::span<const std::string_view> argv, const std::st
     ptrs.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  auto* r =
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
   if (r == nullptr) {
     const std::string why = c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
                                 ? "timed out"
@@ -190,8 +190,9 @@ Reply run(redisContext* c, std::span<const std::string_view> argv, const std::st
 }
 
 std::string describe(const Endpoint& ep) {
-  return ep.unix_socket ? ep.path : (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) +
-                                        ":" + std::to_string(ep.port);
+  return ep.unix_socket ? ep.path
+                        : (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
+                              std::to_string(ep.port);
 }
 
 ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const std::string& address) {
@@ -221,7 +222,8 @@ ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const 
     const std::string db = std::to_string(ep.db);
     std::array<std::string_view, 2> argv{"SELECT", db};
     Reply r = run(c.get(), argv, address);
-    if (r.type == Reply::Type::error) throw backend_error("redis " + address + ": SELECT " + db + " failed: " + r.str);
+    if (r.type == Reply::Type::error)
+      throw backend_error("redis " + address + ": SELECT " + db + " failed: " + r.str);
   }
   const timeval none{};
   redisSetTimeout(c.get(), options.command_timeout.count() > 0 ? to_timeval(options.command_timeout) : none);
@@ -263,7 +265,8 @@ Endpoint parse_url(std::string_view url) {
     } else {
       const auto colon = authority.rfind(':');
       ep.host = std::string(authority.substr(0, colon));
-      if (colon != std::string_view::npos) ep.port = parse_int(url, authority.substr(colon + 1), "port", 1, 65535);
+      if (colon != std::string_view::npos)
+        ep.port = parse_int(url, authority.substr(colon + 1), "port", 1, 65535);
     }
     if (ep.host.empty()) bad_url(url, "no host");
     if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
@@ -291,9 +294,7 @@ Endpoint parse_url(std::string_view url) {
   return ep;
 }
 
-std::string reply_error::code() const {
-  return server_message_.substr(0, server_message_.find(' '));
-}
+std::string reply_error::code() const { return server_message_.substr(0, server_message_.find(' ')); }
 
 Script::Script(std::string source) : source_(std::move(source)), sha1_(sha1_hex(source_)) {}
 
@@ -413,7 +414,8 @@ struct Client::Impl {
 };
 
 std::shared_ptr<Client> Client::connect(std::string_view url, ClientOptions options) {
-  if (options.pool_size == 0) throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
+  if (options.pool_size == 0)
+    throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
   if (options.connect_timeout.count() < 0 || options.command_timeout.count() < 0 ||
       options.borrow_timeout.count() < 0) {
     throw std::invalid_argument("stampede::redis::ClientOptions: timeouts must be >= 0");
@@ -428,8 +430,8 @@ std::shared_ptr<Client> Client::connect(std::string_view url, ClientOptions opti
   try {
     client->command({"PING"});
   } catch (const reply_error& e) {
-    throw backend_error("redis " + client->address() + ": the server refused PING (password needed?): " +
-                        e.server_message());
+    throw backend_error("redis " + client->address() +
+                        ": the server refused PING (password needed?): " + e.server_message());
   }
   return client;
 }

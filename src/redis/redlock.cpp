@@ -15,8 +15,8 @@ void check_key(std::string_view key) {
 }
 
 [[noreturn]] void no_majority(std::size_t answered, std::size_t n, const std::string& last) {
-  throw backend_error("stampede::redis::Redlock: only " + std::to_string(answered) + " of " + std::to_string(n) +
-                      " nodes answered (need a majority); last error: " + last);
+  throw backend_error("stampede::redis::Redlock: only " + std::to_string(answered) + " of " +
+                      std::to_string(n) + " nodes answered (need a majority); last error: " + last);
 }
 
 }  // namespace
@@ -24,7 +24,8 @@ void check_key(std::string_view key) {
 Redlock::Redlock(std::vector<std::shared_ptr<Client>> nodes, std::string prefix, RedlockOptions options)
     : prefix_(std::move(prefix)), options_(options) {
   if (nodes.empty()) throw std::invalid_argument("stampede::redis::Redlock: needs at least one node");
-  if (!(options_.clock_drift_factor >= 0 && options_.clock_drift_factor < 1) || options_.drift_floor.count() < 0) {
+  if (!(options_.clock_drift_factor >= 0 && options_.clock_drift_factor < 1) ||
+      options_.drift_floor.count() < 0) {
     throw std::invalid_argument("stampede::redis::Redlock: bad RedlockOptions");
   }
   for (auto& n : nodes) {
@@ -35,7 +36,8 @@ Redlock::Redlock(std::vector<std::shared_ptr<Client>> nodes, std::string prefix,
 
 Redlock::~Redlock() = default;
 
-std::uint64_t Redlock::raise_fence(std::string_view key, std::uint64_t fence, const std::vector<std::size_t>& on) {
+std::uint64_t Redlock::raise_fence(std::string_view key, std::uint64_t fence,
+                                   const std::vector<std::size_t>& on) {
   const std::string fk = detail::fence_key(prefix_, key), m = std::to_string(fence);
   std::size_t raised = 0;
   std::string last;
@@ -83,8 +85,9 @@ std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono:
       }
     }
   };
-  const auto drift = std::chrono::duration_cast<std::chrono::milliseconds>(ttl * options_.clock_drift_factor) +
-                     options_.drift_floor;
+  const auto drift =
+      std::chrono::duration_cast<std::chrono::milliseconds>(ttl * options_.clock_drift_factor) +
+      options_.drift_floor;
   const auto elapsed = std::chrono::steady_clock::now() - start;
   if (granted.size() >= quorum() && elapsed + drift < ttl) {
     try {

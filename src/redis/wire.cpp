@@ -1,10 +1,11 @@
+#include "stampede/redis/detail/wire.hpp"
+
 #include <charconv>
 #include <stdexcept>
 
 #include "scripts.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/redis/client.hpp"
-#include "stampede/redis/detail/wire.hpp"
 
 namespace stampede::redis::detail {
 
@@ -109,7 +110,9 @@ Int parse_field(std::string_view name, const std::string& text) {
 std::string value_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "", key); }
 std::string lock_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "lock:", key); }
 std::string fence_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "fence:", key); }
-std::string done_channel(std::string_view prefix, std::string_view key) { return tagged(prefix, "done:", key); }
+std::string done_channel(std::string_view prefix, std::string_view key) {
+  return tagged(prefix, "done:", key);
+}
 
 void check_prefix(std::string_view prefix) {
   if (prefix.find_first_of("{}") != std::string_view::npos) {

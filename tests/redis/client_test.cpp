@@ -1,7 +1,6 @@
 // tests/redis/client_test.cpp: Client: URL parsing, AUTH/SELECT, binary-safe commands, scripts with
 // the NOSCRIPT fallback, the pool's borrow timeout, and reconnecting after a restart.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <future>
@@ -51,8 +50,9 @@ TEST(ParseUrl, ReadsAUnixSocketUrl) {
 }
 
 TEST(ParseUrl, RejectsBadUrlsWithInvalidArgument) {
-  for (const char* bad : {"http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/db",
-                          "unix://", "unix://host/path", "unix:///s?database=1", "redis://a%zz@h", "redis://[::1"}) {
+  for (const char* bad :
+       {"http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/db", "unix://",
+        "unix://host/path", "unix:///s?database=1", "redis://a%zz@h", "redis://[::1"}) {
     EXPECT_THROW(parse_url(bad), std::invalid_argument) << bad;
   }
 }
@@ -114,7 +114,8 @@ TEST(Client, EvalFallsBackToEvalWhenTheScriptIsNotLoaded) {
   EXPECT_EQ(client->command({"SCRIPT", "EXISTS", script.sha1()}).elements.at(0).integer, 1);
   client->command({"SCRIPT", "FLUSH"});
   EXPECT_EQ(client->eval(script, {"k2"}, {"b"}).elements.at(0).str, "k2");
-  EXPECT_THROW(client->eval(Script("return redis.call('NOSUCHCOMMAND')"), {}, {}), stampede::redis::reply_error);
+  EXPECT_THROW(client->eval(Script("return redis.call('NOSUCHCOMMAND')"), {}, {}),
+               stampede::redis::reply_error);
 }
 
 TEST(Client, RequirepassRightWrongAndMissingPassword) {

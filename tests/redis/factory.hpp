@@ -2,7 +2,6 @@
 #pragma once
 
 #include <memory>
-
 #include <stampede/redis/redis.hpp>
 
 #include "redis_server.hpp"

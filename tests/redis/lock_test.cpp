@@ -8,17 +8,17 @@
 #include <string>
 #include <thread>
 
-#include "lock_conformance.hpp"
 #include "factory.hpp"
+#include "lock_conformance.hpp"
 #include "redis_server.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using stampede::redis::Client;
-using stampede::redis::RedisTokenLock;
 using redis_test::shared_client;
 using redis_test::unique_prefix;
+using stampede::redis::Client;
+using stampede::redis::RedisTokenLock;
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, LockConformance, redis_test::RedisFactory);
 

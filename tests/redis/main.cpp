@@ -1,7 +1,6 @@
 // tests/redis/main.cpp: runs the Redis tests, or (with --child) one of the child processes that
 // the multi-process tests start from this same binary.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <atomic>

@@ -1,7 +1,6 @@
 // tests/redis/process_test.cpp: several processes against one Redis (child processes of this binary,
 // see main.cpp): one load in total for a stampede; a paused lock holder cannot overwrite newer data.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <memory>
@@ -53,7 +52,7 @@ TEST(RedisProcesses, APausedLockHolderCannotOverwriteANewerValue) {
   const std::string prefix = redis_test::unique_prefix();
   Child holder({"paused", url, prefix, "k"});
   ASSERT_EQ(holder.read_line(), "loading");  // it holds the lock (300 ms lease, watchdog) and loads
-  holder.signal(SIGSTOP);                     // its watchdog stops too: the lease runs out
+  holder.signal(SIGSTOP);                    // its watchdog stops too: the lease runs out
   ASSERT_TRUE(stampede_test::eventually([&] {
     return client->command({"EXISTS", prefix + "lock:{k}"}).integer == 0;
   })) << "the paused holder's lock never expired";
@@ -66,7 +65,7 @@ TEST(RedisProcesses, APausedLockHolderCannotOverwriteANewerValue) {
   holder.signal(SIGCONT);
   const auto report = nlohmann::json::parse(holder.read_line());
   EXPECT_EQ(holder.wait(), 0);
-  EXPECT_EQ(report["result"], "old");  // the paused caller still gets what it loaded...
+  EXPECT_EQ(report["result"], "old");             // the paused caller still gets what it loaded...
   EXPECT_EQ(report["stale_writes_rejected"], 1);  // ...but its write was refused
   EXPECT_EQ(cache.get("k").value_or("<missing>"), "new");
 }

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -16,8 +17,6 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace redis_test {
 
@@ -91,8 +90,9 @@ RedisServer::~RedisServer() { kill(); }
 
 void RedisServer::start() {
   if (pid_ > 0) return;
-  std::vector<std::string> argv = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                   "--save", "", "--appendonly", "no", "--protected-mode", "no"};
+  std::vector<std::string> argv = {
+      "redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
+      "--appendonly", "no",     "--protected-mode",    "no"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pid_ = spawn(argv, nullptr, nullptr, true);
   // Wait until it accepts connections (a readiness check, bounded; not a timing assertion).
@@ -109,7 +109,8 @@ void RedisServer::start() {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      throw std::runtime_error("redis-server exited at start (is it installed? port " + std::to_string(port_) + ")");
+      throw std::runtime_error("redis-server exited at start (is it installed? port " +
+                               std::to_string(port_) + ")");
     }
     if (std::chrono::steady_clock::now() > deadline) {
       kill();
@@ -129,8 +130,8 @@ void RedisServer::kill() {
 }
 
 std::string RedisServer::url(const std::string& password) const {
-  return "redis://" + (password.empty() ? std::string() : ":" + password + "@") + "127.0.0.1:" +
-         std::to_string(port_);
+  return "redis://" + (password.empty() ? std::string() : ":" + password + "@") +
+         "127.0.0.1:" + std::to_string(port_);
 }
 
 namespace {

@@ -6,9 +6,9 @@
 #include <atomic>
 #include <latch>
 #include <map>
-#include <set>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <stampede/redis/redis.hpp>
 #include <stampede/stampede.hpp>
 #include <string>
@@ -30,6 +30,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name)
 namespace {
 
 using namespace std::chrono_literals;
+using redis_test::shared_client;
+using redis_test::unique_prefix;
 using shop::Item;
 using stampede::Cache;
 using stampede::CacheOptions;
@@ -37,8 +39,6 @@ using stampede::Entry;
 using stampede::PutResult;
 using stampede::redis::Client;
 using stampede::redis::RedisStore;
-using redis_test::shared_client;
-using redis_test::unique_prefix;
 using time_point = std::chrono::system_clock::time_point;
 
 std::map<std::string, std::string> hgetall(Client& client, const std::string& key) {
@@ -63,12 +63,15 @@ TEST(RedisWireFormat, ValueIsAHashReadableWithAPlainClientAndAJsonParser) {
   EXPECT_EQ(value["name"], "apple");
   EXPECT_GE(std::stoull(h["fence"]), 1u);
   const auto soft = std::stoll(h["soft_expiry_ms"]), hard = std::stoll(h["hard_expiry_ms"]);
-  const auto before_ms = std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
+  const auto before_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
   EXPECT_EQ(soft, hard);  // blocking mode
   // The default clock may be coarse (a few ms), so compare with a second of slack.
   EXPECT_GE(hard, before_ms + 29000);
   EXPECT_LE(hard, std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count() + 31000);
+                      std::chrono::system_clock::now().time_since_epoch())
+                          .count() +
+                      31000);
   EXPECT_TRUE(h.contains("load_time_ms"));
   // The key outlives its hard expiry by the grace period (for serve_stale), and no longer.
   const long long pttl = client->command({"PTTL", prefix + "{item:1}"}).integer;
@@ -80,8 +83,8 @@ TEST(RedisStore, RefusesAWriteWithALowerFenceAndInvalidateRaisesTheFloor) {
   RedisStore<std::string, stampede::StringCodec> store(shared_client(), unique_prefix());
   const auto now = std::chrono::system_clock::now();
   auto entry = [&](std::string v, std::uint64_t fence) {
-    return Entry<std::string>{.value = std::move(v), .soft_expiry = now + 1min, .hard_expiry = now + 1min,
-                              .fence = fence};
+    return Entry<std::string>{
+        .value = std::move(v), .soft_expiry = now + 1min, .hard_expiry = now + 1min, .fence = fence};
   };
   EXPECT_EQ(store.put("k", entry("five", 5), now), PutResult::stored);
   EXPECT_EQ(store.put("k", entry("three", 3), now), PutResult::stale_fence);
@@ -114,19 +117,24 @@ TEST(RedisStore, KeepsAnExpiredValueForTheGracePeriodForServeStale) {
 TEST(RedisCache, ServeStaleGetsTheOldValueWhileAnotherProcessLoads) {
   auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
   const std::string prefix = unique_prefix();
-  CacheOptions opts{.ttl = 1s, .lock_ttl = 60s, .wait_timeout = 50ms,
-                    .on_wait_timeout = stampede::OnWaitTimeout::serve_stale, .clock = clock};
+  CacheOptions opts{.ttl = 1s,
+                    .lock_ttl = 60s,
+                    .wait_timeout = 50ms,
+                    .on_wait_timeout = stampede::OnWaitTimeout::serve_stale,
+                    .clock = clock};
   Cache<std::string> a(opts, stampede::redis::backend<std::string>(shared_client(), prefix));
   Cache<std::string> b(opts, stampede::redis::backend<std::string>(shared_client(), prefix));
   a.put("k", "old");
   clock->advance(2s);
   stampede_test::Gate loading, finish;
   std::thread loader([&] {
-    EXPECT_EQ(a.get_or_compute("k", [&] {
-      loading.open();
-      finish.wait();
-      return std::string("new");
-    }), "new");
+    EXPECT_EQ(a.get_or_compute("k",
+                               [&] {
+                                 loading.open();
+                                 finish.wait();
+                                 return std::string("new");
+                               }),
+              "new");
   });
   {
     stampede_test::OpenOnExit release(finish);
@@ -176,12 +184,13 @@ TEST(RedisCache, GarbageAtTheValueKeyIsAMissCountedAndReplaced) {
 
 TEST(RedisCache, BinaryKeysAndOneMebibyteValues) {
   const std::string prefix = unique_prefix();
-  Cache<std::string> cache({.ttl = 30s},
-                           stampede::redis::backend<std::string, stampede::StringCodec>(shared_client(), prefix));
+  Cache<std::string> cache(
+      {.ttl = 30s}, stampede::redis::backend<std::string, stampede::StringCodec>(shared_client(), prefix));
   std::string big(1 << 20, '\0');
   for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7 + i / 256) % 256);
-  const std::vector<std::string> keys = {"with spaces", "with\nnewlines\r\n", std::string("nul\0one", 7),
-                                         std::string("nul\0two", 7), "{braces}", "}x{"};
+  const std::vector<std::string> keys = {
+      "with spaces", "with\nnewlines\r\n", std::string("nul\0one", 7), std::string("nul\0two", 7), "{braces}",
+      "}x{"};
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const std::string value = big + keys[i];
     EXPECT_TRUE(cache.get_or_compute(keys[i], [&] { return value; }) == value);
@@ -219,10 +228,12 @@ TEST(RedisCache, OneProcessMakesOneLockAttemptPerKey) {
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&] {
       start.arrive_and_wait();
-      EXPECT_EQ(cache.get_or_compute("k", [&] {
-        std::this_thread::sleep_for(100ms);  // a slow DB
-        return ++loads;
-      }), 1);
+      EXPECT_EQ(cache.get_or_compute("k",
+                                     [&] {
+                                       std::this_thread::sleep_for(100ms);  // a slow DB
+                                       return ++loads;
+                                     }),
+                1);
     });
   }
   for (auto& t : threads) t.join();
@@ -233,8 +244,8 @@ TEST(RedisCache, OneProcessMakesOneLockAttemptPerKey) {
 TEST(RedisCache, StaleWhileRevalidateRefreshesOnceAcrossProcesses) {
   auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
   const std::string prefix = unique_prefix();
-  CacheOptions opts{.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 60s,
-                    .clock = clock};
+  CacheOptions opts{
+      .mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 10s, .swr_window = 60s, .clock = clock};
   Cache<int> a(opts, stampede::redis::backend<int>(shared_client(), prefix));
   Cache<int> b(opts, stampede::redis::backend<int>(shared_client(), prefix));
   std::atomic<int> loads{0};
@@ -330,7 +341,9 @@ void stampede_with_redis_killed(stampede::BackendFailure mode) {
   EXPECT_EQ(loads.load(), 1) << "the restarted Redis is not shared again";
 }
 
-TEST(RedisCache, RedisKilledDuringAStampedeFailOpen) { stampede_with_redis_killed(stampede::BackendFailure::fail_open); }
+TEST(RedisCache, RedisKilledDuringAStampedeFailOpen) {
+  stampede_with_redis_killed(stampede::BackendFailure::fail_open);
+}
 TEST(RedisCache, RedisKilledDuringAStampedeFailClosed) {
   stampede_with_redis_killed(stampede::BackendFailure::fail_closed);
 }

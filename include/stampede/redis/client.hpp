@@ -58,9 +58,9 @@ Endpoint parse_url(std::string_view url);
 struct Reply {
   enum class Type { nil, string, integer, array, status, error };
   Type type = Type::nil;
-  std::string str;                ///< string, status and error replies
-  long long integer = 0;          ///< integer replies
-  std::vector<Reply> elements;    ///< array replies
+  std::string str;              ///< string, status and error replies
+  long long integer = 0;        ///< integer replies
+  std::vector<Reply> elements;  ///< array replies
   [[nodiscard]] bool is_nil() const noexcept { return type == Type::nil; }
 };
 

@@ -53,8 +53,8 @@ class Redlock final : public TokenLock {
   /// @param nodes >= 1 clients of independent servers (3 or 5 in practice), none null.
   /// @param prefix as for RedisTokenLock; must not contain '{' or '}'.
   /// @throws std::invalid_argument for no node, a null node, a bad prefix or options.
-  explicit Redlock(std::vector<std::shared_ptr<Client>> nodes, std::string prefix = "stampede:",
-                   RedlockOptions options = {});
+  explicit Redlock(std::vector<std::shared_ptr<Client>> nodes,
+                   std::string prefix = "stampede:", RedlockOptions options = {});
   ~Redlock() override;
 
   /// @return the token and fence if a majority granted it in time, std::nullopt if the lock is

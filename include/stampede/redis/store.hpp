@@ -49,8 +49,8 @@ class RedisStore final : public Store<T> {
   /// @param prefix put in front of every key; must not contain '{' or '}'.
   /// @param grace how long Redis keeps a value past its hard expiry; >= 0 (0 = drop at expiry).
   /// @throws std::invalid_argument for a null client, a bad prefix or a negative grace.
-  explicit RedisStore(std::shared_ptr<Client> client, std::string prefix = "stampede:",
-                      std::chrono::milliseconds grace = kDefaultGrace)
+  explicit RedisStore(std::shared_ptr<Client> client,
+                      std::string prefix = "stampede:", std::chrono::milliseconds grace = kDefaultGrace)
       : client_(std::move(client)), prefix_(std::move(prefix)), grace_(grace) {
     if (!client_) throw std::invalid_argument("stampede::redis::RedisStore: client must not be null");
     if (grace_.count() < 0) throw std::invalid_argument("stampede::redis::RedisStore: grace must be >= 0");
@@ -109,8 +109,10 @@ class RedisStore final : public Store<T> {
   // end in 2262).
   static time_point from_ms(std::int64_t ms) {
     using std::chrono::milliseconds;
-    constexpr auto kMax = std::chrono::duration_cast<milliseconds>(time_point::max().time_since_epoch()).count();
-    constexpr auto kMin = std::chrono::duration_cast<milliseconds>(time_point::min().time_since_epoch()).count();
+    constexpr auto kMax =
+        std::chrono::duration_cast<milliseconds>(time_point::max().time_since_epoch()).count();
+    constexpr auto kMin =
+        std::chrono::duration_cast<milliseconds>(time_point::min().time_since_epoch()).count();
     if (ms >= kMax) return time_point::max();
     if (ms <= kMin) return time_point::min();
     return time_point(std::chrono::duration_cast<time_point::duration>(milliseconds(ms)));
@@ -128,8 +130,8 @@ class RedisStore final : public Store<T> {
 /// @param grace see RedisStore.
 /// @throws std::invalid_argument as RedisStore and RedisTokenLock do.
 template <class T, class Codec = JsonCodec<T>>
-Backend<T> backend(std::shared_ptr<Client> client, std::string prefix = "stampede:",
-                   std::chrono::milliseconds grace = kDefaultGrace) {
+Backend<T> backend(std::shared_ptr<Client> client,
+                   std::string prefix = "stampede:", std::chrono::milliseconds grace = kDefaultGrace) {
   auto store = std::make_shared<RedisStore<T, Codec>>(client, prefix, grace);
   auto lock = std::make_shared<RedisTokenLock>(std::move(client), std::move(prefix));
   return Backend<T>{std::move(store), std::move(lock), "redis"};
