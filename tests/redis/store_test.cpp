@@ -249,11 +249,20 @@ TEST(RedisCache, StaleWhileRevalidateRefreshesOnceAcrossProcesses) {
   Cache<int> a(opts, stampede::redis::backend<int>(shared_client(), prefix));
   Cache<int> b(opts, stampede::redis::backend<int>(shared_client(), prefix));
   std::atomic<int> loads{0};
-  auto loader = [&loads] { return ++loads; };
+  stampede_test::Gate both_served;
+  // The refresh (load 2) cannot store before both caches have served the stale value.
+  auto loader = [&loads, &both_served] {
+    const int n = ++loads;
+    if (n > 1) both_served.wait();
+    return n;
+  };
   EXPECT_EQ(a.get_or_compute("k", loader), 1);
   clock->advance(11s);
-  EXPECT_EQ(a.get_or_compute("k", loader), 1);  // stale, served at once
-  EXPECT_EQ(b.get_or_compute("k", loader), 1);
+  {
+    stampede_test::OpenOnExit open(both_served);
+    EXPECT_EQ(a.get_or_compute("k", loader), 1);  // stale, served at once
+    EXPECT_EQ(b.get_or_compute("k", loader), 1);
+  }
   a.wait_idle();
   b.wait_idle();
   EXPECT_EQ(loads.load(), 2) << "more than one refresh for one soft expiry";
