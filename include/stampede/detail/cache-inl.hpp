@@ -281,8 +281,10 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
   auto scaled = [jitter](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::system_clock::duration>(d * jitter);
   };
-  Entry<T> entry{.value = value, .fence = fence,
-                 .load_time = std::chrono::duration_cast<std::chrono::milliseconds>(load_time)};
+  // Every field, in order: a designated initialiser that skips fields trips GCC 12's
+  // -Wmissing-field-initializers in each user TU that instantiates this under -Wextra.
+  Entry<T> entry{value, time_point{}, time_point{}, fence,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(load_time)};
   if (options_.mode == Mode::blocking) {
     entry.soft_expiry = entry.hard_expiry = now + scaled(options_.ttl);
   } else {
