@@ -11,18 +11,23 @@
 # The Redis suite runs when the stampede::redis target exists: the script starts its own
 # redis-server on a free loopback port (no persistence) and stops it on exit, also on failure.
 # Environment: STAMPEDE_BENCH_BUILD_DIR (default build/bench).
+#   --prebuilt DIR: use the benchmark binaries already built in DIR (no configure, no build), e.g.
+#   scripts/test.sh runs `scripts/bench.sh --smoke --prebuilt build/dev` so they keep working in CI.
 set -euo pipefail
 
 profile=quick
 extra=()
+prebuilt=""
+
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --smoke) profile=smoke ;;
     --quick) profile=quick ;;
     --full) profile=full ;;
+    --prebuilt) shift; prebuilt="${1:?--prebuilt needs a build directory}" ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$1' (--smoke, --quick, --full, -- <benchmark flags>)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument '$1' (--smoke, --quick, --full, --prebuilt DIR, -- <benchmark flags>)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -44,15 +49,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== configure + build (Release) in $build"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSTAMPEDE_BUILD_TESTS=OFF \
-  -DSTAMPEDE_BUILD_DEMOS=OFF -DSTAMPEDE_BUILD_BENCHMARKS=ON >/dev/null
 targets=(stampede_bench)
-build_targets="$(cmake --build "$build" --target help 2>/dev/null || true)"
-if grep -qw 'stampede_bench_redis' <<<"$build_targets"; then
-  targets+=(stampede_bench_redis)
+if [[ -n "$prebuilt" ]]; then
+  build="$(cd "$prebuilt" && pwd)"
+  echo "== prebuilt benchmarks in $build"
+  [[ -x "$build/benchmarks/stampede_bench" ]] || { echo "bench.sh: no $build/benchmarks/stampede_bench" >&2; exit 1; }
+  [[ -x "$build/benchmarks/stampede_bench_redis" ]] && targets+=(stampede_bench_redis)
+else
+  echo "== configure + build (Release) in $build"
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSTAMPEDE_BUILD_TESTS=OFF \
+    -DSTAMPEDE_BUILD_DEMOS=OFF -DSTAMPEDE_BUILD_BENCHMARKS=ON >/dev/null
+  build_targets="$(cmake --build "$build" --target help 2>/dev/null || true)"
+  if grep -qw 'stampede_bench_redis' <<<"$build_targets"; then
+    targets+=(stampede_bench_redis)
+  fi
+  cmake --build "$build" -j2 --target "${targets[@]}"
 fi
-cmake --build "$build" -j2 --target "${targets[@]}"
 
 {
   echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

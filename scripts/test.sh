@@ -14,6 +14,7 @@
 #   package              cmake --install build/dev into build/package-test/prefix, then configure,
 #                        build and run tests/consumer (find_package(stampede CONFIG REQUIRED))
 #   demo                 cache_rebuild_blocking --workers 64 --db-ms 200 --json reports db_hits 1, served 64
+#   bench smoke          scripts/bench.sh --smoke --prebuilt build/dev: each benchmark once, nothing asserted
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -119,11 +120,18 @@ demo_smoke() {
   echo "demo: 64 workers, 1 db hit, 64 served"
 }
 
+# The benchmarks (built by the dev preset) run once, briefly, so they keep building and working;
+# their numbers are never asserted.
+bench_smoke() {
+  "$root/scripts/bench.sh" --smoke --prebuilt "$root/build/dev"
+}
+
 if ((dev_built)); then
   stage package package_test
   stage demo demo_smoke
+  stage "bench smoke" bench_smoke
 elif [[ " ${presets[*]} " == *" dev "* ]]; then
-  skip package "dev build failed"; skip demo "dev build failed"
+  skip package "dev build failed"; skip demo "dev build failed"; skip "bench smoke" "dev build failed"
 fi
 
 summary
