@@ -160,7 +160,14 @@ std::shared_ptr<stampede::redis::Client> shared_client() {
   static std::shared_ptr<stampede::redis::Client> client;
   static int port = 0;
   if (!client || port != shared_server().port()) {
-    client = stampede::redis::Client::connect(shared_server().url());
+    // Generous timeouts: under TSan on a loaded 2-core CI machine a round trip can take longer
+    // than the 1 s defaults, and a timed-out lock attempt makes fail_open skip the lock, which
+    // the suites would (rightly) report as a broken stampede guarantee.
+    stampede::redis::ClientOptions options;
+    options.connect_timeout = std::chrono::seconds(10);
+    options.command_timeout = std::chrono::seconds(10);
+    options.borrow_timeout = std::chrono::seconds(10);
+    client = stampede::redis::Client::connect(shared_server().url(), options);
     port = shared_server().port();
   }
   return client;
