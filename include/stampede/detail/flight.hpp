@@ -41,9 +41,9 @@ template <class T>
 class Flight {
  public:
   /// Publishes the value and wakes the waiters. Only the first set_value/set_error counts.
-  void set_value(T value) {
-    if (!claim()) return;
-    value_.emplace(std::move(value));
+  void set_value(const T& value) {
+    if (!claim()) return;  // before copying: the leader calls this twice on its normal path
+    value_.emplace(value);
     publish(kValue);
   }
   void set_error(std::exception_ptr error) {
