@@ -1,0 +1,25 @@
+// stampede/detail/fork.hpp: noticing that this process is a fork()ed child.
+//
+// After fork() only the forking thread exists in the child. Every other thread of the parent is
+// gone, and with it whatever it was doing: a mutex it held stays locked, a flight it led never
+// completes, a socket it shared with the parent now has two readers. Each stateful part of
+// stampede therefore remembers the fork generation it was built in and, when it sees a newer
+// one, replaces its mutable state with a fresh one instead of touching the old (the old state is
+// abandoned, never destroyed: destroying it could block on a mutex of a thread that no longer
+// exists, or join such a thread).
+//
+//   if (state_->generation != detail::fork_generation()) reset_after_fork();
+//
+// The check is one relaxed load of a word that only a fork() writes, so it is cheap on hot paths.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace stampede::detail {
+
+/// @return how many fork()s separate this process from the first process that loaded stampede:
+///         0 there, incremented in each child (by a pthread_atfork child handler). Thread-safe.
+std::uint64_t fork_generation() noexcept;
+
+}  // namespace stampede::detail
