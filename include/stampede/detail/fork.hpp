@@ -18,8 +18,14 @@
 
 namespace stampede::detail {
 
+/// The counter behind fork_generation(); only the library's pthread_atfork child handler writes
+/// it. Read it through fork_generation().
+extern std::atomic<std::uint64_t> fork_generation_counter;
+
 /// @return how many fork()s separate this process from the first process that loaded stampede:
 ///         0 there, incremented in each child (by a pthread_atfork child handler). Thread-safe.
-std::uint64_t fork_generation() noexcept;
+inline std::uint64_t fork_generation() noexcept {
+  return fork_generation_counter.load(std::memory_order_relaxed);
+}
 
 }  // namespace stampede::detail
