@@ -19,6 +19,18 @@ Clock::time_point CoarseSystemClock::now() const noexcept {
   return std::chrono::system_clock::now();
 }
 
+Clock::time_point MonotonicClock::now() const noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::seconds(ts.tv_sec) +
+                                                                     std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
+std::shared_ptr<const Clock> monotonic_clock() {
+  static const auto clock = std::make_shared<const MonotonicClock>();
+  return clock;
+}
+
 std::shared_ptr<const Clock> system_clock() {
   static const auto clock = std::make_shared<const CoarseSystemClock>();
   return clock;

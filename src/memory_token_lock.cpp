@@ -134,3 +134,14 @@ std::optional<std::string> MemoryTokenLock::holder(std::string_view key) const {
 }
 
 }  // namespace stampede
+
+namespace stampede {
+std::size_t MemoryTokenLock::tracked_keys() const {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < kLockStripes; ++i) {
+    detail::MutexLock l(stripes_[i].mu);
+    n += stripes_[i].holders.size() + stripes_[i].fences.size();
+  }
+  return n;
+}
+}  // namespace stampede

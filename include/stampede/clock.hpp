@@ -44,6 +44,14 @@ class CoarseSystemClock final : public Clock {
 /// in CacheOptions::clock if expiries need sub-millisecond precision.
 std::shared_ptr<const Clock> system_clock();
 
+/// CLOCK_MONOTONIC_COARSE. Its epoch is meaningless. Thread-safe.
+class MonotonicClock final : public Clock {
+ public:
+  time_point now() const noexcept override;
+};
+
+std::shared_ptr<const Clock> monotonic_clock();
+
 /// A clock that moves only when told to. Thread-safe (an atomic time point).
 class ManualClock final : public Clock {
  public:

@@ -80,6 +80,7 @@ class MemoryTokenLock final : public TokenLock {
 
   /// @return the current holder's token of `key`, if the lock is held and unexpired (for tests/tools).
   [[nodiscard]] std::optional<std::string> holder(std::string_view key) const;
+  std::size_t tracked_keys() const;
 
  private:
   struct Stripe;
@@ -110,6 +111,7 @@ template <class T>
 class MemoryStore final : public Store<T> {
  public:
   using time_point = std::chrono::system_clock::time_point;
+  static constexpr std::chrono::milliseconds kDefaultGrace{std::chrono::seconds{60}};
 
   /// @param max_entries capacity; 0 = unbounded.
   explicit MemoryStore(std::size_t max_entries = 0) : max_entries_(max_entries) {}
