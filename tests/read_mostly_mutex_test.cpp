@@ -1,4 +1,6 @@
 // Tests of detail::ReadMostlyMutex and the per-thread stripes under it.
+#include "stampede/detail/read_mostly_mutex.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -14,7 +16,6 @@
 #include <vector>
 
 #include "stampede/detail/counters.hpp"
-#include "stampede/detail/read_mostly_mutex.hpp"
 #include "support/test_support.hpp"
 
 namespace {
