@@ -22,7 +22,11 @@ Clock::time_point CoarseSystemClock::now() const noexcept {
 
 Clock::time_point MonotonicClock::now() const noexcept {
   timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#ifdef CLOCK_MONOTONIC_COARSE
+  if (::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) ::clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
   return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::seconds(ts.tv_sec) +
                                                                      std::chrono::nanoseconds(ts.tv_nsec)));
 }
