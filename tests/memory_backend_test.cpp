@@ -93,7 +93,7 @@ TEST(MemoryStoreFenceTest, InvalidateOfAnAbsentKeyStillBeatsALoadInFlight) {
 
 TEST(MemoryReclaimTest, ExpiredKeysAndLocksAreReclaimedAfterTheGracePeriod) {
   constexpr int kKeys = 200'000;
-  constexpr int kHot = 64;             // the ordinary traffic afterwards: writes of these keys
+  constexpr int kHot = 64;  // the ordinary traffic afterwards: writes of these keys
   constexpr int kTrafficWrites = 200'000;
   constexpr std::size_t kBound = 4096;  // what may be left: independent of kKeys
   auto clock = std::make_shared<stampede::ManualClock>();
