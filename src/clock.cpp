@@ -1,5 +1,6 @@
 #include "stampede/clock.hpp"
 
+#include <pthread.h>
 #include <time.h>
 
 #include <random>
@@ -19,6 +20,22 @@ Clock::time_point CoarseSystemClock::now() const noexcept {
   return std::chrono::system_clock::now();
 }
 
+Clock::time_point MonotonicClock::now() const noexcept {
+  timespec ts{};
+#ifdef CLOCK_MONOTONIC_COARSE
+  if (::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) ::clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+  return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::seconds(ts.tv_sec) +
+                                                                     std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
+std::shared_ptr<const Clock> monotonic_clock() {
+  static const auto clock = std::make_shared<const MonotonicClock>();
+  return clock;
+}
+
 std::shared_ptr<const Clock> system_clock() {
   static const auto clock = std::make_shared<const CoarseSystemClock>();
   return clock;
@@ -30,6 +47,29 @@ namespace {
 // Bit i set = exclusive stripe i is owned by a live thread.
 std::atomic<std::uint32_t> owned_stripes{0};
 static_assert(kExclusiveStripes < 32);
+
+// Constructed on the thread's claim of an exclusive stripe, so destroyed at its exit after every
+// thread_local constructed later and before every one constructed earlier.
+struct StripeReleaser {
+  StripeSlot* slot = nullptr;
+  StripeReleaser() = default;
+  StripeReleaser(const StripeReleaser&) = delete;
+  StripeReleaser& operator=(const StripeReleaser&) = delete;
+  ~StripeReleaser() {
+    if (slot == nullptr || !slot->exclusive) return;
+    const std::size_t index = slot->index;
+    // First switch: a destructor that runs after this one must not use the stripe as its own.
+    *slot = {kStripes - 1, false};
+    release_stripe(index);
+  }
+};
+
+// In a fork()ed child only the forking thread exists: keep its stripe, free the others.
+[[maybe_unused]] const int stripes_reset_in_child = ::pthread_atfork(nullptr, nullptr, [] {
+  const StripeSlot& mine = this_thread_slot();
+  owned_stripes.store(mine.exclusive ? std::uint32_t{1} << mine.index : 0, std::memory_order_relaxed);
+});
+
 }  // namespace
 
 StripeSlot claim_stripe() noexcept {
@@ -50,6 +90,14 @@ StripeSlot claim_stripe() noexcept {
 void release_stripe(std::size_t index) noexcept {
   // release: the next owner's plain load-and-store continues from this thread's last store.
   owned_stripes.fetch_and(~(std::uint32_t{1} << index), std::memory_order_release);
+}
+
+void claim_this_thread_stripe(StripeSlot& slot) noexcept {
+  slot = claim_stripe();
+  if (slot.exclusive) {
+    thread_local StripeReleaser releaser;
+    releaser.slot = &slot;
+  }
 }
 
 std::minstd_rand& thread_rng() noexcept {

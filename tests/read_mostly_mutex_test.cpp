@@ -1,9 +1,14 @@
 // Tests of detail::ReadMostlyMutex and the per-thread stripes under it.
+#include "stampede/detail/read_mostly_mutex.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <future>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -11,7 +16,7 @@
 #include <vector>
 
 #include "stampede/detail/counters.hpp"
-#include "stampede/detail/read_mostly_mutex.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -128,6 +133,115 @@ TEST(StripedCounters, CountsEveryIncrementFromManyThreads) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(counters.sum(1), static_cast<std::uint64_t>(kThreads) * kIncrements);
   EXPECT_EQ(counters.sum(0), 0u);
+}
+
+// ---- thread exit --------------------------------------------------------------------------------
+
+// What the thread_local destructors of the exiting thread below use. Owned by the test.
+struct ExitScenario {
+  ReadMostlyMutex mu;
+  stampede::detail::StripedCounters<1> counters;
+  std::atomic<std::uint64_t> increments{0};
+  std::atomic<bool> other_done{false};
+  stampede_test::Gate exiting_uses_it;  // opened by the destructor that runs after the release
+};
+
+// Read-locks and counts until the other thread is done (or a bounded number of rounds).
+void hammer_until_other_done(ExitScenario& s) {
+  std::uint64_t n = 0;
+  for (; n < 50'000'000 && !s.other_done.load(std::memory_order_relaxed); ++n) {
+    std::shared_lock lock(s.mu);
+    s.counters.add(0);
+  }
+  s.increments.fetch_add(n);
+}
+
+// A thread_local whose destructor uses the mutex and the counters of `scenario`, if set.
+struct UsesOnExit {
+  ExitScenario* scenario = nullptr;
+  bool after_release = false;
+  ~UsesOnExit() {
+    if (scenario == nullptr) return;
+    if (after_release) {
+      scenario->exiting_uses_it.open();
+      hammer_until_other_done(*scenario);
+    } else {
+      for (int i = 0; i < 1000; ++i) {
+        std::shared_lock lock(scenario->mu);
+        scenario->counters.add(0);
+      }
+      scenario->increments.fetch_add(1000);
+    }
+  }
+};
+
+// A thread_local constructed before the thread's first use of a stripe is destroyed after the
+// thread gave its stripe back. If its destructor then still used that stripe as its own, it would
+// race (plain stores) with the stripe's next owner: a lost reader count makes every later writer
+// spin forever, a lost counter increment makes the sum wrong.
+TEST(ThreadStripes, ThreadLocalDestructorsUseNoStripeTheThreadGaveBack) {
+  auto s = std::make_shared<ExitScenario>();
+  std::promise<std::size_t> exiting_stripe;
+  std::latch fillers_ready(1);
+  std::jthread exiting([&, s] {
+    thread_local UsesOnExit before;  // constructed before the first use of a stripe
+    before.scenario = s.get();
+    before.after_release = true;
+    const stampede::detail::StripeSlot slot = stampede::detail::this_thread_stripe();
+    { std::shared_lock lock(s->mu); }
+    thread_local UsesOnExit after;  // constructed after it: destroyed while the stripe is owned
+    after.scenario = s.get();
+    exiting_stripe.set_value(slot.exclusive ? slot.index : stampede::detail::kStripes);
+    fillers_ready.wait();
+  });
+  const std::size_t index = exiting_stripe.get_future().get();
+  if (index == stampede::detail::kStripes) {
+    fillers_ready.count_down();
+    GTEST_SKIP() << "every exclusive stripe is taken by other live threads";
+  }
+  // Take every other free exclusive stripe, so the exiting thread's is the only one to reuse.
+  std::latch done(1);
+  std::vector<std::jthread> fillers;
+  for (;;) {
+    std::promise<bool> got;
+    auto exclusive = got.get_future();
+    fillers.emplace_back([&] {
+      got.set_value(stampede::detail::this_thread_stripe().exclusive);
+      done.wait();
+    });
+    if (!exclusive.get()) break;
+    ASSERT_LE(fillers.size(), stampede::detail::kExclusiveStripes);
+  }
+  fillers_ready.count_down();  // the exiting thread returns: its thread_locals are destroyed
+  ASSERT_TRUE(s->exiting_uses_it.wait_for());
+  // The exiting thread is past its release: this thread gets the stripe it gave back.
+  std::jthread next([&, s] {
+    const stampede::detail::StripeSlot slot = stampede::detail::this_thread_stripe();
+    EXPECT_TRUE(slot.exclusive);
+    EXPECT_EQ(slot.index, index) << "not the stripe the exiting thread gave back";
+    std::uint64_t n = 0;
+    for (; n < 2'000'000; ++n) {
+      std::shared_lock lock(s->mu);
+      s->counters.add(0);
+    }
+    s->increments.fetch_add(n);
+    s->other_done.store(true);
+  });
+  next.join();
+  exiting.join();
+  done.count_down();
+  fillers.clear();
+
+  // A writer must get in: with a reader count lost it would spin forever (hang-guarded).
+  auto got_in = std::make_shared<std::promise<void>>();
+  auto writer = got_in->get_future();
+  std::thread([s, got_in] {
+    std::unique_lock lock(s->mu);
+    got_in->set_value();
+  }).detach();  // if it spins forever it is left behind, holding its own copies; the test fails
+  ASSERT_EQ(writer.wait_for(stampede_test::kHangGuard), std::future_status::ready)
+      << "a writer waited for a reader count that never drained";
+  EXPECT_EQ(s->counters.sum(0), s->increments.load()) << "increments lost on a shared stripe";
 }
 
 }  // namespace

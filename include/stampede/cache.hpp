@@ -49,14 +49,20 @@ struct Backend {
   std::shared_ptr<TokenLock> lock;
   /// Shown in demos and events: "memory", "redis", ...
   std::string name = "custom";
+  /// The clock the backend's expiries are measured on, used when CacheOptions::clock is null;
+  /// null = system_clock() (epoch time, what a backend shared between hosts needs).
+  /// (A default member initializer, so that {store, lock, name} draws no -Wmissing-field-initializers.)
+  std::shared_ptr<const Clock> clock = nullptr;
 };
 
-/// The embedded in-process backend: MemoryStore<T> + MemoryTokenLock on `clock`.
+/// The embedded in-process backend: MemoryStore<T> + MemoryTokenLock, both on `clock`
+/// (default: monotonic_clock(), so a step of the wall clock changes no lifetime).
 template <class T>
 Backend<T> memory_backend(std::size_t max_entries = 0,
-                          std::shared_ptr<const Clock> clock = system_clock()) {
-  return {std::make_shared<MemoryStore<T>>(max_entries),
-          std::make_shared<MemoryTokenLock>(std::move(clock)), "memory"};
+                          std::shared_ptr<const Clock> clock = monotonic_clock()) {
+  if (!clock) clock = monotonic_clock();
+  return {std::make_shared<MemoryStore<T>>(max_entries), std::make_shared<MemoryTokenLock>(clock), "memory",
+          clock};
 }
 
 /// A loader for Cache<T>: callable with no arguments, returning something convertible to T.

@@ -1,8 +1,18 @@
-// stampede/clock.hpp: injectable wall clock for TTLs and staleness.
+// stampede/clock.hpp: injectable clocks for TTLs and staleness.
 //
 // Expiry times (TTL, soft TTL, lock expiry in the in-process backend) are read from a `Clock`,
-// so tests move a `ManualClock` instead of sleeping. How long a caller *blocks* (wait_timeout,
-// poll_interval, lock acquire timeouts) is always real time on std::chrono::steady_clock.
+// so tests move a `ManualClock` instead of sleeping. Which clock measures what:
+//   - the embedded backend (memory_backend(), Cache without a backend or CacheOptions::clock):
+//     monotonic_clock(), CLOCK_MONOTONIC_COARSE. Its time points only mean something inside this
+//     process, which is all an in-process store and lock need; a wall clock stepped back (or
+//     forward) neither keeps entries and locks past their TTL nor expires them early.
+//   - the Redis backend: system_clock(), epoch time (CLOCK_REALTIME_COARSE), because expiries are
+//     written to Redis and judged by every process that reads them. Each process judges an
+//     entry's epoch-millisecond expiry by its own wall clock: a process S ahead of the writer sees
+//     entries expire S early (extra loads, never a wrong value); one S behind serves them up to
+//     min(S, grace) longer, bounded by Redis's own PEXPIRE. Lock leases are Redis's own PX.
+//   - how long a caller *blocks* (wait_timeout, poll_interval, lock acquire timeouts): always
+//     std::chrono::steady_clock, real time.
 //
 //   auto clock = std::make_shared<stampede::ManualClock>();
 //   stampede::Cache<int> cache({.ttl = 30s, .clock = clock});
@@ -15,7 +25,9 @@
 
 namespace stampede {
 
-/// A source of wall-clock time (epoch based, so expiries can be shared across processes).
+/// A source of time for expiries. Its time_point is a system_clock::time_point, but only
+/// system_clock() and SystemClock mean epoch time by it; monotonic_clock() and ManualClock count
+/// from their own origin. Entries and locks must be judged by the clock that stamped them.
 /// Implementations must be thread-safe.
 class Clock {
  public:
@@ -40,9 +52,23 @@ class CoarseSystemClock final : public Clock {
   time_point now() const noexcept override;
 };
 
-/// The shared default clock of Cache and MemoryTokenLock: a CoarseSystemClock. Pass a SystemClock
-/// in CacheOptions::clock if expiries need sub-millisecond precision.
+/// The shared wall clock: a CoarseSystemClock. The default of a Cache over a backend that names no
+/// clock (the Redis backend, whose expiries are epoch times). Pass a SystemClock in
+/// CacheOptions::clock if expiries need sub-millisecond precision.
 std::shared_ptr<const Clock> system_clock();
+
+/// Linux CLOCK_MONOTONIC_COARSE (time since boot as of the last timer tick, resolution 1-4 ms,
+/// as cheap as the coarse wall clock) in a system_clock::time_point whose epoch is meaningless:
+/// it never jumps when the wall clock is set, and means nothing outside this process (nor across
+/// a reboot). Thread-safe.
+class MonotonicClock final : public Clock {
+ public:
+  time_point now() const noexcept override;
+};
+
+/// The shared default clock of the embedded backend (memory_backend(), MemoryTokenLock, and
+/// Cache(options) without options.clock): a MonotonicClock.
+std::shared_ptr<const Clock> monotonic_clock();
 
 /// A clock that moves only when told to. Thread-safe (an atomic time point).
 class ManualClock final : public Clock {
@@ -56,8 +82,7 @@ class ManualClock final : public Clock {
   /// Moves the clock forward (or backward, for a negative duration).
   template <class Rep, class Period>
   void advance(std::chrono::duration<Rep, Period> d) noexcept {
-    now_.fetch_add(std::chrono::duration_cast<time_point::duration>(d).count(),
-                   std::memory_order_acq_rel);
+    now_.fetch_add(std::chrono::duration_cast<time_point::duration>(d).count(), std::memory_order_acq_rel);
   }
   void set(time_point t) noexcept { now_.store(t.time_since_epoch().count(), std::memory_order_release); }
 

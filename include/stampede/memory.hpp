@@ -1,12 +1,16 @@
 // stampede/memory.hpp: the in-process backend, the embedded default (no server needed).
 //
 // MemoryTokenLock and MemoryStore<T> keep locks and entries in this process. A Cache built
-// without a backend uses them; they are also usable on their own:
+// without a backend uses them; they are also usable on their own. Their clock should be
+// monotonic (stampede::monotonic_clock(), the default of memory_backend() and of Cache without
+// CacheOptions::clock): a step of the wall clock then neither keeps entries and locks alive past
+// their TTL nor expires them early.
 //
 //   auto lock = std::make_shared<stampede::MemoryTokenLock>();
 //   if (auto t = lock->try_acquire("job:1", 5s)) { work(); lock->release("job:1", t->token); }
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -19,11 +23,13 @@
 #include <optional>
 #include <random>
 #include <shared_mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
 #include "stampede/clock.hpp"
+#include "stampede/detail/fork.hpp"
 #include "stampede/detail/read_mostly_mutex.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 #include "stampede/store.hpp"
@@ -56,18 +62,41 @@ struct PrehashedEqual {
   bool operator()(const PrehashedKey& a, std::string_view b) const noexcept { return a.key == b; }
   bool operator()(std::string_view a, const PrehashedKey& b) const noexcept { return a == b.key; }
 };
+
+/// Keeps `state` reachable for the rest of the process without ever destroying it: how the
+/// embedded backend abandons the state it replaces in a fork()ed child (its mutexes may be held
+/// by threads that do not exist there). Lock-free; safe in a fork()ed child. (src/memory_token_lock.cpp)
+void keep_abandoned(const void* state) noexcept;
 }  // namespace detail
 
 /// In-process token lock. Thread-safe.
 ///
-/// Locks expire by the injected Clock, so tests can expire a lease by moving a ManualClock.
-/// Waiters are woken by a condition variable on release/notify (striped: a signal may wake
-/// waiters of other keys, which then re-check). Fence counters are kept per key for the life of
-/// the object (a few dozen bytes per key ever locked), so fences never go backwards.
+/// Locks expire by the injected Clock (default: monotonic_clock()), so tests can expire a lease by
+/// moving a ManualClock. Waiters are woken by a condition variable on release/notify (striped: a
+/// signal may wake waiters of other keys, which then re-check).
+///
+/// Fences come from one counter per lock object, shared by all keys: every fence handed out is
+/// greater than every earlier one, of any key. So fences never go backwards for a key, and the
+/// lock keeps no memory per key for them. MemoryStore relies on this (see its Fencing notes).
+///
+/// Memory: a holder entry lives until its release, or, for a lease that expired without one, until
+/// an incremental sweep drops it: every try_acquire looks at a few hash buckets of its own stripe,
+/// and every 8th also at a rotating other stripe. What is held stays bounded by the live locks,
+/// not by the keys ever locked.
+///
+/// fork(): a child gets a lock with no holders (the parent's other threads, which held them, do not
+/// exist there) and fences that continue from the parent's counter. The parent's lock state is
+/// abandoned in the child, never destroyed. A Subscription taken before the fork returns at once
+/// (a spurious wake-up: re-check).
+///
+/// Lifetime: Subscriptions must not outlive the lock.
 class MemoryTokenLock final : public TokenLock {
  public:
-  explicit MemoryTokenLock(std::shared_ptr<const Clock> clock = system_clock());
+  /// @param clock the time of lock expiry; null = monotonic_clock().
+  explicit MemoryTokenLock(std::shared_ptr<const Clock> clock = monotonic_clock());
   ~MemoryTokenLock() override;
+  MemoryTokenLock(const MemoryTokenLock&) = delete;
+  MemoryTokenLock& operator=(const MemoryTokenLock&) = delete;
 
   [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
                                                      std::chrono::milliseconds ttl) override;
@@ -80,14 +109,22 @@ class MemoryTokenLock final : public TokenLock {
 
   /// @return the current holder's token of `key`, if the lock is held and unexpired (for tests/tools).
   [[nodiscard]] std::optional<std::string> holder(std::string_view key) const;
+  /// @return holder entries kept, held or expired and not yet swept (for tests of memory bounds).
+  [[nodiscard]] std::size_t tracked_keys() const;
 
  private:
   struct Stripe;
+  struct State;
   class StripeSubscription;
-  Stripe& stripe_for(std::string_view key) const noexcept;
+  State& current() const;
+  static Stripe& stripe_for(State& state, std::string_view key) noexcept;
+  void sweep_some(State& state, Clock::time_point now) const;
 
   std::shared_ptr<const Clock> clock_;
-  std::unique_ptr<Stripe[]> stripes_;
+  std::atomic<std::uint64_t> last_fence_{0};
+  // The mutable state of this process generation; replaced (and the old one abandoned) in a
+  // fork()ed child.
+  mutable std::atomic<State*> state_;
 };
 
 /// In-process entry store. Thread-safe.
@@ -96,78 +133,129 @@ class MemoryTokenLock final : public TokenLock {
 /// detail::ReadMostlyMutex whose readers write only their own cache line; get() copies the entry
 /// out under it. Writes take their shard exclusively.
 ///
-/// Fences: a put with a lower fence than the key's last write or invalidation is refused.
-/// invalidate() leaves a tombstone (key + fence, no value) to remember that fence.
+/// Fencing: a put with a lower fence than the key's stored entry is refused. A key that is absent
+/// may have been dropped (by invalidate(), by eviction, by the sweep of expired entries): each
+/// shard keeps a table of 2048 "floors", indexed by a hash of the key, holding the highest fence of
+/// every key dropped from that slot; a put to an absent key is refused unless its fence is above
+/// its slot's floor. Dropping a key never lets a lower fence win. The price is a false refusal: a
+/// write to an absent key whose fence was handed out before the drop of *another* key of the same
+/// slot is refused too (the caller still gets its value; it is just not cached, and counted in
+/// stale_writes_rejected). With fences from one counter across keys (MemoryTokenLock), only a
+/// write whose fence predates the drop can be refused, i.e. a load that was in flight while a key
+/// of its slot was dropped: about (keys dropped during one load) / 32768 of loads. Paired with a
+/// lock whose fences are counted per key (e.g. Redis), refusals of keys new to the store are far
+/// more frequent; use a store of the same backend as the lock. The table (16 KiB per shard) is
+/// allocated on the shard's first drop.
+///
+/// Memory: entries stay readable as stale (get() with a time before their expiry, which is what
+/// OnWaitTimeout::serve_stale does) for `grace` past their hard expiry, then a sweep reclaims
+/// them: every put looks at 8 hash buckets of its shard for entries past expiry + grace, and every
+/// 16th put also at 128 buckets of a rotating other shard. The hit path never sweeps (it writes
+/// nothing shared). Memory held is bounded by the entries written within the last ttl + grace
+/// (plus one sweep round), not by the keys ever used; a shard's hash table shrinks once a sweep
+/// round finds it mostly empty.
 ///
 /// Capacity (max_entries > 0): when an insert takes the store past max_entries, entries are
 /// evicted one at a time from the inserting shard (or the next non-empty one): among up to 8
-/// entries sampled from a random position, the one with the earliest hard expiry goes
-/// (tombstones and expired entries first, as their expiry is earliest). This approximates
-/// "evict what dies soonest" at O(1) cost, like Redis's sampled volatile-ttl policy. Evicting a
-/// tombstone forgets its fence; an in-flight load older than that invalidation could then still
-/// store, so size max_entries well above the working set if invalidations race loads.
+/// entries sampled from a random position, the one with the earliest hard expiry goes (expired
+/// entries first, as their expiry is earliest). This approximates "evict what dies soonest" at
+/// O(1) cost, like Redis's sampled volatile-ttl policy. An evicted key's fence goes to its floor.
+///
+/// fork(): a child gets an empty store (the parent's other threads may have been inside a write,
+/// holding a shard's lock, when it forked). Every floor of the child's store starts at the highest
+/// fence the parent's store had seen, so a write of a load that was in flight at the fork is
+/// refused; loads started in the child get higher fences from the lock. The parent's state is
+/// abandoned in the child, never destroyed. The hit path checks for a fork with one relaxed load
+/// and a compare.
+///
+/// Lifetime: the usual; no call may be in progress when the store is destroyed.
 template <class T>
 class MemoryStore final : public Store<T> {
  public:
   using time_point = std::chrono::system_clock::time_point;
+  /// How long past its hard expiry an entry stays servable as stale, like the Redis store's grace.
+  static constexpr std::chrono::milliseconds kDefaultGrace{std::chrono::seconds{60}};
 
   /// @param max_entries capacity; 0 = unbounded.
-  explicit MemoryStore(std::size_t max_entries = 0) : max_entries_(max_entries) {}
+  /// @param grace how long past its hard expiry an entry is kept for OnWaitTimeout::serve_stale
+  ///        before a sweep may reclaim it. >= 0.
+  /// @throws std::invalid_argument for a negative grace.
+  explicit MemoryStore(std::size_t max_entries = 0, std::chrono::milliseconds grace = kDefaultGrace)
+      : max_entries_(max_entries),
+        grace_(check_grace(grace)),
+        state_(new State(detail::fork_generation(), 0)) {}
+  ~MemoryStore() override { delete state_.load(std::memory_order_acquire); }
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
 
   std::optional<Entry<T>> get(std::string_view key, time_point now) override {
     const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
-    const Shard& s = shards_[shard_index(k.hash)];
+    const Shard& s = current().shards[shard_index(k.hash)];
     std::shared_lock lock(s.mu);
     auto it = s.map.find(k);
-    if (it == s.map.end() || !it->second.entry || now >= it->second.entry->hard_expiry) {
-      return std::nullopt;
-    }
-    return it->second.entry;
+    if (it == s.map.end() || now >= it->second.hard_expiry) return std::nullopt;
+    return it->second;
   }
 
-  PutResult put(std::string_view key, const Entry<T>& entry, time_point /*now*/) override {
-    std::size_t index = shard_index(key);
-    Shard& s = shards_[index];
+  PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
+    State& st = current();
+    const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
+    const std::size_t index = shard_index(k.hash);
+    Shard& s = st.shards[index];
     bool inserted = false;
     {
       std::unique_lock lock(s.mu);
-      auto it = s.map.find(key);
+      sweep(st, s, now, kSweepBuckets);
+      auto it = s.map.find(k);
       if (it == s.map.end()) {
-        it = s.map.emplace(std::string(key), Slot{}).first;
+        if (entry.fence <= floor_of(st, s, k.hash)) return PutResult::stale_fence;
+        s.map.emplace(std::string(key), entry);
         inserted = true;
       } else if (entry.fence < it->second.fence) {
         return PutResult::stale_fence;
+      } else {
+        it->second = entry;
       }
-      it->second.entry = entry;
-      it->second.fence = entry.fence;
     }
-    if (inserted && size_.fetch_add(1, std::memory_order_relaxed) + 1 > max_entries_ && max_entries_ > 0) {
-      evict_one(index, key);
+    raise_max_fence(entry.fence);
+    if (inserted && st.size.fetch_add(1, std::memory_order_relaxed) + 1 > max_entries_ && max_entries_ > 0) {
+      evict_one(st, index, key);
+    }
+    // Shards that nobody writes are swept too, a larger step every kShards-th put.
+    const std::uint64_t n = st.puts.fetch_add(1, std::memory_order_relaxed);
+    if (n % kShards == 0) {
+      const std::size_t other = (n / kShards) % kShards;
+      if (other != index) {
+        Shard& o = st.shards[other];
+        std::unique_lock lock(o.mu);
+        sweep(st, o, now, kSweepBuckets * kShards);
+      }
     }
     return PutResult::stored;
   }
 
   void invalidate(std::string_view key, std::uint64_t fence) override {
-    std::size_t index = shard_index(key);
-    Shard& s = shards_[index];
-    bool inserted = false;
+    State& st = current();
+    const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
+    Shard& s = st.shards[shard_index(k.hash)];
+    bool erased = false;
     {
       std::unique_lock lock(s.mu);
-      auto it = s.map.find(key);
-      if (it == s.map.end()) {
-        it = s.map.emplace(std::string(key), Slot{}).first;
-        inserted = true;
+      auto it = s.map.find(k);
+      std::uint64_t floor = fence;
+      if (it != s.map.end()) floor = std::max(floor, it->second.fence);
+      raise_floor(s, k.hash, floor);  // before the erase: if it throws, nothing changed
+      if (it != s.map.end()) {
+        s.map.erase(it);
+        erased = true;
       }
-      it->second.entry.reset();
-      if (fence > it->second.fence) it->second.fence = fence;
     }
-    if (inserted && size_.fetch_add(1, std::memory_order_relaxed) + 1 > max_entries_ && max_entries_ > 0) {
-      evict_one(index, key);
-    }
+    if (erased) st.size.fetch_sub(1, std::memory_order_relaxed);
+    raise_max_fence(fence);
   }
 
-  /// @return entries and tombstones held.
-  [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  /// @return entries held, including expired ones not yet reclaimed.
+  [[nodiscard]] std::size_t size() const { return current().size.load(std::memory_order_relaxed); }
   /// @return entries evicted for capacity so far.
   [[nodiscard]] std::uint64_t evictions() const noexcept {
     return evictions_.load(std::memory_order_relaxed);
@@ -176,29 +264,110 @@ class MemoryStore final : public Store<T> {
  private:
   static constexpr std::size_t kShards = 16;
   static constexpr std::size_t kSample = 8;
+  static constexpr std::size_t kSweepBuckets = 8;
+  static constexpr unsigned kFloorBits = 11;
+  static constexpr std::size_t kFloorSlots = std::size_t{1} << kFloorBits;
+  // A sweep round that ends with fewer entries than 1/kShrinkRatio of the buckets shrinks the table.
+  static constexpr std::size_t kShrinkRatio = 4;
+  static constexpr std::size_t kMinBuckets = 64;
 
-  struct Slot {
-    std::optional<Entry<T>> entry;  // empty: tombstone
-    std::uint64_t fence = 0;        // highest fence seen (write or invalidation)
-  };
   struct alignas(detail::kCacheLine) Shard {
     mutable detail::ReadMostlyMutex mu;
-    std::unordered_map<std::string, Slot, detail::PrehashedHash, detail::PrehashedEqual> map;
+    std::unordered_map<std::string, Entry<T>, detail::PrehashedHash, detail::PrehashedEqual> map;
+    // Highest fence of a key dropped from each slot; null until the shard's first drop.
+    std::unique_ptr<std::uint64_t[]> floors;
+    std::size_t sweep_cursor = 0;  // next bucket to sweep
+  };
+  struct State {
+    State(std::uint64_t gen, std::uint64_t floor) : generation(gen), base_floor(floor) {}
+    const std::uint64_t generation;  // detail::fork_generation() when built
+    const std::uint64_t base_floor;  // the floor of every slot (a fork()ed child's start)
+    std::array<Shard, kShards> shards;
+    std::atomic<std::size_t> size{0};
+    std::atomic<std::uint64_t> puts{0};
   };
 
+  static std::chrono::milliseconds check_grace(std::chrono::milliseconds grace) {
+    if (grace.count() < 0) throw std::invalid_argument("stampede::MemoryStore: grace must be >= 0");
+    return grace;
+  }
   static std::size_t shard_index(std::size_t hash) noexcept {
     // Use high bits: the shard's map uses the low bits of the same hash for its buckets.
     return (hash >> 20) % kShards;
   }
-  static std::size_t shard_index(std::string_view key) noexcept {
-    return shard_index(detail::PrehashedHash{}(key));
+  static std::size_t floor_index(std::size_t hash) noexcept {
+    // Fibonacci hashing: the top bits of the product depend on every bit of the hash.
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(hash) * 0x9E3779B97F4A7C15ULL) >>
+                                    (64 - kFloorBits));
+  }
+
+  State& current() const {
+    State* st = state_.load(std::memory_order_acquire);
+    if (st->generation != detail::fork_generation()) [[unlikely]] {
+      st = replace_after_fork(st);
+    }
+    return *st;
+  }
+  // In a fork()ed child: an empty state whose floors cover every fence the parent's store saw.
+  State* replace_after_fork(State* old) const {
+    auto* fresh = new State(detail::fork_generation(),
+                            std::max(old->base_floor, max_fence_.load(std::memory_order_relaxed)));
+    if (state_.compare_exchange_strong(old, fresh, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      detail::keep_abandoned(old);
+      return fresh;
+    }
+    delete fresh;  // another thread of the child replaced it first: `old` is now its state
+    return old;
+  }
+
+  static std::uint64_t floor_of(const State& st, const Shard& s, std::size_t hash) noexcept {
+    const std::uint64_t slot = s.floors ? s.floors[floor_index(hash)] : 0;
+    return std::max(st.base_floor, slot);
+  }
+  static void raise_floor(Shard& s, std::size_t hash, std::uint64_t fence) {
+    if (!s.floors) s.floors = std::make_unique<std::uint64_t[]>(kFloorSlots);  // zeroed
+    std::uint64_t& floor = s.floors[floor_index(hash)];
+    if (fence > floor) floor = fence;
+  }
+  void raise_max_fence(std::uint64_t fence) noexcept {
+    std::uint64_t seen = max_fence_.load(std::memory_order_relaxed);
+    while (fence > seen && !max_fence_.compare_exchange_weak(seen, fence, std::memory_order_relaxed)) {
+    }
+  }
+
+  // Drops the entries of the next `buckets` buckets of `s` that are past hard expiry + grace.
+  // Requires s.mu held exclusively.
+  void sweep(State& st, Shard& s, time_point now, std::size_t buckets) {
+    const time_point cutoff = now - grace_;
+    for (std::size_t b = 0; b < buckets; ++b) {
+      if (s.sweep_cursor >= s.map.bucket_count()) {
+        s.sweep_cursor = 0;
+        // A round is over: give back the buckets of a table that emptied (rehash(0) shrinks it).
+        if (s.map.bucket_count() > kMinBuckets && s.map.size() * kShrinkRatio < s.map.bucket_count()) {
+          s.map.rehash(0);
+        }
+      }
+      const std::size_t bucket = s.sweep_cursor++;
+      for (auto it = s.map.begin(bucket); it != s.map.end(bucket);) {
+        if (it->second.hard_expiry > cutoff) {
+          ++it;
+          continue;
+        }
+        const std::size_t hash = detail::PrehashedHash{}(it->first);
+        raise_floor(s, hash, it->second.fence);
+        auto victim = s.map.find(detail::PrehashedKey{it->first, hash});
+        ++it;  // stays valid: an erase invalidates only iterators to the erased element
+        s.map.erase(victim);
+        st.size.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
   }
 
   // Evicts one entry other than `keep`, starting at shard `start`.
-  void evict_one(std::size_t start, std::string_view keep) {
+  void evict_one(State& st, std::size_t start, std::string_view keep) {
     thread_local std::minstd_rand rng{std::random_device{}()};
     for (std::size_t n = 0; n < kShards; ++n) {
-      Shard& s = shards_[(start + n) % kShards];
+      Shard& s = st.shards[(start + n) % kShards];
       std::unique_lock lock(s.mu);
       if (s.map.empty() || (s.map.size() == 1 && s.map.begin()->first == keep)) continue;
       auto bucket = std::uniform_int_distribution<std::size_t>(0, s.map.bucket_count() - 1)(rng);
@@ -211,23 +380,26 @@ class MemoryStore final : public Store<T> {
           if (it->first == keep) continue;
           ++seen;
           auto candidate = s.map.find(it->first);
-          if (victim == s.map.end() || expiry(candidate->second) < expiry(victim->second)) victim = candidate;
+          if (victim == s.map.end() || candidate->second.hard_expiry < victim->second.hard_expiry) {
+            victim = candidate;
+          }
         }
       }
       if (victim == s.map.end()) continue;
+      raise_floor(s, detail::PrehashedHash{}(victim->first), victim->second.fence);
       s.map.erase(victim);
-      size_.fetch_sub(1, std::memory_order_relaxed);
+      st.size.fetch_sub(1, std::memory_order_relaxed);
       evictions_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
-  static time_point expiry(const Slot& slot) noexcept {
-    return slot.entry ? slot.entry->hard_expiry : time_point::min();
-  }
 
-  std::size_t max_entries_;
-  std::array<Shard, kShards> shards_;
-  std::atomic<std::size_t> size_{0};
+  const std::size_t max_entries_;
+  const std::chrono::milliseconds grace_;
+  mutable std::atomic<State*> state_;
+  // Highest fence this store accepted or was invalidated with, in any process generation: the
+  // floor of a fork()ed child's fresh state.
+  std::atomic<std::uint64_t> max_fence_{0};
   std::atomic<std::uint64_t> evictions_{0};
 };
 

@@ -73,7 +73,8 @@ struct CacheOptions {
   std::size_t max_entries = 0;
   /// Receives structured events; empty = none.
   EventHook on_event;
-  /// Time source for expiries; null = the system clock.
+  /// Time source for expiries; null = the backend's (Backend::clock: monotonic_clock() for the
+  /// embedded backend), or system_clock() if it names none (Redis).
   std::shared_ptr<const Clock> clock;
 };
 

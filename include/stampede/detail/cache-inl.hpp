@@ -27,13 +27,14 @@ template <class T>
 Cache<T>::Cache(CacheOptions options, Backend<T> backend)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      clock_(options_.clock ? options_.clock : system_clock()),
       refresher_((validate(options_), Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
   if (!backend_.store && !backend_.lock) {
-    backend_ = memory_backend<T>(options_.max_entries, clock_);
+    backend_ = memory_backend<T>(options_.max_entries, options_.clock);
   } else if (!backend_.store || !backend_.lock) {
     throw std::invalid_argument("stampede::Cache: backend needs both a store and a lock");
   }
+  // Expiries: the caller's clock, else the one the backend wants (memory: monotonic), else wall.
+  clock_ = options_.clock ? options_.clock : backend_.clock ? backend_.clock : system_clock();
 }
 
 template <class T>

@@ -4,8 +4,21 @@
 // hot key would serialise on it. Each thread claims a stripe on first use. The first
 // kExclusiveStripes live threads each own one exclusively: only that thread writes it, so it
 // can update it with a plain load + store instead of a locked read-modify-write. Threads beyond
-// that share the last stripe and use atomic read-modify-writes on it. A thread gives its stripe
-// back when it exits.
+// that share the last stripe and use atomic read-modify-writes on it.
+//
+// Thread exit. A thread gives its exclusive stripe back when it exits, and from that moment on it
+// uses the shared stripe (atomic read-modify-writes) for whatever it still does: thread_local
+// destructors that run after the release (those of objects constructed before the thread's first
+// use of a stripe) may still take a ReadMostlyMutex or count, while another thread already owns
+// the stripe. The thread's slot is a trivially destructible thread_local (readable until the thread
+// is gone); a separate thread_local releaser, constructed at the claim, switches the slot to the
+// shared stripe and then gives the exclusive one back. A thread never claims an exclusive stripe
+// again after that. (A thread whose first use of a stripe happens after its thread_local
+// destructors have run, e.g. in a pthread key destructor, keeps its stripe claimed for good: one
+// stripe fewer for later threads, never a conflict.)
+//
+// fork(): in the child only the forking thread exists; the child starts with only that thread's
+// stripe claimed, so stripes of the parent's other threads are free again.
 //
 //   detail::StripedCounters<2> c;
 //   c.add(0);                 // this thread's stripe
@@ -43,20 +56,28 @@ StripeSlot claim_stripe() noexcept;
 /// Gives an exclusive stripe back. (src/clock.cpp)
 void release_stripe(std::size_t index) noexcept;
 
-struct ThreadStripe {
-  StripeSlot slot = claim_stripe();
-  ThreadStripe() = default;
-  ThreadStripe(const ThreadStripe&) = delete;
-  ThreadStripe& operator=(const ThreadStripe&) = delete;
-  ~ThreadStripe() {
-    if (slot.exclusive) release_stripe(slot.index);
-  }
-};
+/// The index of a slot whose thread has not claimed a stripe yet.
+inline constexpr std::size_t kUnclaimedStripe = kStripes;
 
-/// This thread's stripe, claimed on first use and released when the thread exits.
+/// The calling thread's slot: kUnclaimedStripe until its first use. Trivially destructible, so it
+/// stays readable through all of the thread's thread_local destructors.
+inline StripeSlot& this_thread_slot() noexcept {
+  thread_local constinit StripeSlot slot{kUnclaimedStripe, false};
+  return slot;
+}
+
+/// Claims a stripe into `slot` (the calling thread's) and, for an exclusive one, arranges for it
+/// to be given back at thread exit after the slot was switched to the shared stripe. (src/clock.cpp)
+void claim_this_thread_stripe(StripeSlot& slot) noexcept;
+
+/// This thread's stripe, claimed on first use. Exclusive until the thread starts exiting (see the
+/// banner), the shared one after.
 inline const StripeSlot& this_thread_stripe() noexcept {
-  thread_local const ThreadStripe stripe;
-  return stripe.slot;
+  StripeSlot& slot = this_thread_slot();
+  if (slot.index == kUnclaimedStripe) [[unlikely]] {
+    claim_this_thread_stripe(slot);
+  }
+  return slot;
 }
 
 /// N relaxed counters striped over kStripes cache lines. Thread-safe; sum() is a snapshot that
