@@ -15,8 +15,9 @@
 // - get_or_compute on a miss runs the loader exactly once and returns its value (or rethrows its
 //   exception); on a live value it runs none (a stale SWR hit runs exactly one refresh).
 //   get never runs the loader.
-// - Fences handed out per key only grow; the store never refuses a write (every write here has
-//   the newest fence) and returns only the entry of the key's last accepted write.
+// - Fences handed out per key only grow; every write reaches the store with a fence above every
+//   fence the key has seen (write or invalidation), is accepted, and a read returns only the
+//   entry of the key's last accepted write.
 // What the model allows: an entry may vanish once the store reports an eviction after its write
 // (then a miss and a new load are correct), and an expired entry may come back to life when the
 // clock moves back (the memory store keeps it until overwritten).
@@ -128,6 +129,11 @@ class CheckingStore final : public stampede::Store<std::string> {
     const stampede::PutResult r = inner_->put(key, entry, now);
     std::lock_guard l(mu_);
     Written& w = written_[std::string(key)];
+    // Single-threaded, every write carries a fence drawn for it: higher than any the key has seen.
+    if (entry.fence <= w.fence) {
+      violation("write of " + entry.value + " carries fence " + std::to_string(entry.fence) +
+                ", not above the key's highest fence " + std::to_string(w.fence));
+    }
     if (r != stampede::PutResult::stored) {
       violation("store refused " + entry.value + " with fence " + std::to_string(entry.fence) +
                 " (highest fence written for the key: " + std::to_string(w.fence) + ")");
