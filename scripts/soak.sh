@@ -7,9 +7,10 @@
 #
 # It starts its own redis-server on a free 127.0.0.1 port (no persistence), then 16 soak_worker
 # processes x 8 threads calling get_or_compute on 50 keys (ttl 1 s, 20% jitter; lock_ttl 1 s;
-# wait_timeout 2 s; a load takes 20 ms). Every 10 s one worker is killed -9 and restarted, and
-# another is SIGSTOPped for 1.5 s (longer than lock_ttl) and resumed with SIGCONT. At the end the
-# workers get SIGTERM and `soak_worker report` prints:
+# wait_timeout 2 s; a load takes 100 ms, so a kill or a stop often hits a lock holder). Every 10 s
+# one worker is killed -9 and restarted, and another is SIGSTOPped for 1.5 s (longer than
+# lock_ttl) and resumed with SIGCONT. At the end the workers get SIGTERM and `soak_worker report`
+# prints:
 #   loads_per_expiry             {"<loads>": <expiries>}: loads that replaced the same value; 1
 #                                except where a holder was killed or stopped mid-load (explained_by_
 #                                kill_or_stop; "unexplained" must be 0)
@@ -34,7 +35,7 @@ while [[ $# -gt 0 ]]; do
       [[ $# -ge 2 && "$2" =~ ^[0-9]*\.?[0-9]+$ ]] && awk "BEGIN{exit !($2 > 0)}" ||
         { echo "soak.sh: --minutes needs a positive number" >&2; exit 2; }
       minutes="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown argument '$1' (--minutes M, --help)" >&2; exit 2 ;;
   esac
   shift
@@ -88,7 +89,7 @@ incarnation=0
 start_worker() {  # start_worker INDEX
   incarnation=$((incarnation + 1))
   "$worker" run --redis "$url" --worker "$1" --threads "$threads" --keys "$keys" --ttl-ms 1000 \
-    --lock-ttl-ms 1000 --wait-timeout-ms 2000 --load-ms 20 --seconds $((total_s + 60)) \
+    --lock-ttl-ms 1000 --wait-timeout-ms 2000 --load-ms 100 --seconds $((total_s + 60)) \
     --stats "$dir/stats/worker-$1-$incarnation.json" >>"$dir/logs/worker-$1.log" 2>&1 &
   pids[$1]=$!
   echo "start $1 ${pids[$1]} $(now_ms)" >>"$events"
