@@ -34,7 +34,7 @@ while [[ $# -gt 0 ]]; do
         { echo "fuzz.sh: --fuzzer needs one of: ${all_fuzzers[*]}" >&2; exit 2; }
       fuzzers+=("$2"); shift ;;
     --build-only) build_only=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (--seconds N, --fuzzer NAME, --build-only, --help)" >&2; exit 2 ;;
   esac
   shift

@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
       [[ $# -ge 2 && "$2" =~ ^[0-9]*\.?[0-9]+$ ]] && awk "BEGIN{exit !($2 > 0)}" ||
         { echo "soak.sh: --minutes needs a positive number" >&2; exit 2; }
       minutes="$2"; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown argument '$1' (--minutes M, --help)" >&2; exit 2 ;;
   esac
   shift

@@ -34,7 +34,7 @@ while [[ $# -gt 0 ]]; do
         fuzz) run_fuzz=1 ;;
         *) echo "test.sh: unknown preset '$2' (dev, tsan, asan, fuzz)" >&2; exit 2 ;; esac
       shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument '$1' (--preset NAME, --help)" >&2; exit 2 ;;
   esac
   shift
