@@ -62,7 +62,8 @@ namespace detail {
 ///
 /// A renewal that throws (the server failed: it cannot tell whether the lease is still ours) is
 /// retried after a short backoff (kFirstRetry, doubling up to kMaxRetry) until the lease's known
-/// expiry: the steady_clock time of its acquisition or last successful renewal plus its TTL. The
+/// expiry: the steady_clock time of the lease's construction or of the start of its last
+/// successful renewal, plus its TTL. The
 /// lease is lost when a renewal returns false (a definite refusal) or when one fails at or after
 /// the known expiry.
 ///

@@ -165,7 +165,8 @@ class LockLease {
   /// @return the token and fence of this lease. Precondition: owns_lock().
   [[nodiscard]] const LockToken& token() const noexcept;
   [[nodiscard]] const std::string& key() const noexcept;
-  /// Renews now; on success the watchdog's known expiry moves too.
+  /// Renews now (after a watchdog renewal of this lease in progress); on success the watchdog's
+  /// known expiry moves too.
   /// @return false if the lease is no longer ours (or was inherited across fork()).
   /// @throws backend_error.
   [[nodiscard]] bool renew();
