@@ -63,9 +63,8 @@ namespace detail {
 /// A renewal that throws (the server failed: it cannot tell whether the lease is still ours) is
 /// retried after a short backoff (kFirstRetry, doubling up to kMaxRetry) until the lease's known
 /// expiry: the steady_clock time of the lease's construction or of the start of its last
-/// successful renewal, plus its TTL. The
-/// lease is lost when a renewal returns false (a definite refusal) or when one fails at or after
-/// the known expiry.
+/// successful renewal, plus its TTL. The lease is lost when a renewal returns false (a definite
+/// refusal) or when one fails at or after the known expiry.
 ///
 /// Lifetime and fork(): the state (map, mutex, threads) lives in a Core built on first use and
 /// never destroyed (a lease may outlive static destruction); its threads are detached. A fork()ed
