@@ -4,6 +4,7 @@
 #
 #   scripts/test.sh                  # everything (~what CI runs: .ci/run)
 #   scripts/test.sh --preset tsan    # one preset only (repeatable); package + demo stages need dev
+#   scripts/test.sh --preset fuzz    # the fuzz stage only
 #
 # Stages, each counted in the closing "N passed, N failed" line:
 #   deps                 missing Debian packages are installed (root) or the apt-get line is printed
@@ -15,25 +16,33 @@
 #                        build and run tests/consumer (find_package(stampede CONFIG REQUIRED))
 #   demo                 cache_rebuild_blocking --workers 64 --db-ms 200 --json reports db_hits 1, served 64
 #   bench smoke          scripts/bench.sh --smoke --prebuilt build/dev: each benchmark once, nothing asserted
+#   fuzz                 scripts/fuzz.sh --seconds 30: builds the fuzz preset (clang, libFuzzer) and runs
+#                        each fuzzer 30 s on its seed corpus (skipped without clang++); longer runs:
+#                        scripts/fuzz.sh --seconds 3600
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root" || exit 1
 
 presets=()
+run_fuzz=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --preset)
       [[ $# -ge 2 ]] || { echo "test.sh: --preset needs a name (dev, tsan, asan)" >&2; exit 2; }
       case "$2" in dev|tsan|asan) presets+=("$2") ;;
-        *) echo "test.sh: unknown preset '$2' (dev, tsan, asan)" >&2; exit 2 ;; esac
+        fuzz) run_fuzz=1 ;;
+        *) echo "test.sh: unknown preset '$2' (dev, tsan, asan, fuzz)" >&2; exit 2 ;; esac
       shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument '$1' (--preset NAME, --help)" >&2; exit 2 ;;
   esac
   shift
 done
-((${#presets[@]})) || presets=(dev tsan asan)
+if ((${#presets[@]} == 0 && run_fuzz == 0)); then
+  presets=(dev tsan asan)
+  run_fuzz=1
+fi
 
 passed=0
 failed=0
@@ -132,6 +141,14 @@ if ((dev_built)); then
   stage "bench smoke" bench_smoke
 elif [[ " ${presets[*]} " == *" dev "* ]]; then
   skip package "dev build failed"; skip demo "dev build failed"; skip "bench smoke" "dev build failed"
+fi
+
+if ((run_fuzz)); then
+  if command -v clang++ >/dev/null; then
+    stage fuzz "$root/scripts/fuzz.sh" --seconds 30
+  else
+    skip fuzz "clang++ not installed"
+  fi
 fi
 
 summary

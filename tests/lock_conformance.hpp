@@ -26,12 +26,55 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "stampede/clock.hpp"
+#include "stampede/errors.hpp"
 #include "stampede/token_lock.hpp"
 #include "support/test_support.hpp"
+
+namespace lock_conformance {
+
+/// A TokenLock that forwards to another, except that its first `failures` renew() calls throw
+/// backend_error without reaching it (a server that failed mid-call). Counts the renewals that
+/// reached the inner lock and succeeded. Thread-safe.
+class FailingRenewals final : public stampede::TokenLock {
+ public:
+  FailingRenewals(std::shared_ptr<stampede::TokenLock> inner, int failures)
+      : inner_(std::move(inner)), failures_left_(failures) {}
+
+  std::optional<stampede::LockToken> try_acquire(std::string_view key,
+                                                 std::chrono::milliseconds ttl) override {
+    return inner_->try_acquire(key, ttl);
+  }
+  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    if (failures_left_.fetch_sub(1, std::memory_order_acq_rel) > 0) {
+      throw stampede::backend_error("injected renew failure");
+    }
+    const bool renewed = inner_->renew(key, token, ttl);
+    if (renewed) renewed_.fetch_add(1, std::memory_order_acq_rel);
+    return renewed;
+  }
+  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+    return inner_->subscribe(key);
+  }
+  void notify(std::string_view key) override { inner_->notify(key); }
+
+  /// @return renewals that the inner lock accepted.
+  int renewed() const noexcept { return renewed_.load(std::memory_order_acquire); }
+
+ private:
+  std::shared_ptr<stampede::TokenLock> inner_;
+  std::atomic<int> failures_left_;
+  std::atomic<int> renewed_{0};
+};
+
+}  // namespace lock_conformance
 
 template <class Factory>
 class LockConformance : public ::testing::Test {
@@ -366,6 +409,25 @@ TYPED_TEST_P(LockConformance, WatchdogReportsLossWhenTheLeaseExpiredBeforeRenewa
   EXPECT_TRUE(lease.lost());
 }
 
+TYPED_TEST_P(LockConformance, WatchdogKeepsTheLeaseThroughRenewalsThatThrow) {
+  // Real time: the lease must really stay ours in the backend across several TTLs.
+  auto inner = TypeParam::lock(stampede::system_clock());
+  auto lock = std::make_shared<lock_conformance::FailingRenewals>(inner, 2);
+  constexpr auto kTtl = std::chrono::milliseconds(600);
+  auto token = lock->try_acquire("k", kTtl);
+  ASSERT_TRUE(token);
+  std::atomic<int> lost_calls{0};
+  stampede::LockLease lease(lock, "k", *token, kTtl,
+                            {.enabled = true, .on_lost = [&] { lost_calls.fetch_add(1); }});
+  // Two renewals throw; the watchdog must retry before the TTL runs out. Four accepted renewals
+  // (each proves the lock was still ours) span more than one TTL.
+  ASSERT_TRUE(stampede_test::eventually([&] { return lock->renewed() >= 4 || lease.lost(); }));
+  EXPECT_FALSE(lease.lost()) << "a renewal that threw gave the lease up";
+  EXPECT_EQ(lost_calls.load(), 0);
+  EXPECT_FALSE(inner->try_acquire("k", kTtl)) << "the lease is no longer held";
+  EXPECT_TRUE(lease.release());
+}
+
 TYPED_TEST_P(LockConformance, BadArgumentsThrowInvalidArgument) {
   using ms = std::chrono::milliseconds;
   EXPECT_THROW((void)this->lock_->try_acquire("", ms(1000)), std::invalid_argument);
@@ -393,4 +455,4 @@ REGISTER_TYPED_TEST_SUITE_P(
     SubscriptionSeesASignalSentAfterSubscribing, LockLeaseReleasesInItsDestructor,
     LockLeaseReleaseReportsWhetherTheLockWasStillOurs, WatchdogKeepsTheLeasePastItsTtl,
     WatchdogReportsLossWhenTheLockIsTaken, WatchdogReportsLossWhenTheLeaseExpiredBeforeRenewal,
-    BadArgumentsThrowInvalidArgument);
+    WatchdogKeepsTheLeaseThroughRenewalsThatThrow, BadArgumentsThrowInvalidArgument);

@@ -10,15 +10,22 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "stampede/clock.hpp"
 #include "stampede/detail/counters.hpp"
+#include "stampede/errors.hpp"
 #include "stampede/memory.hpp"
 #include "support/test_support.hpp"
 
@@ -239,6 +246,222 @@ TEST(LockLeaseTest, AcquireReturnsEmptyOnTimeout) {
   EXPECT_FALSE(
       stampede::LockLease::acquire(lock, "k", 1h, {.timeout = 20ms, .retry = 5ms, .max_retry = 5ms}));
   EXPECT_THROW((void)stampede::LockLease::acquire(nullptr, "k", 1h), std::invalid_argument);
+}
+
+// ---- LeaseRenewer: slow renewals, transient failures, released leases, fork -------------------
+
+/// A TokenLock that forwards to another, counts renew() calls per key and can steer each key's
+/// renewals: block them on a gate (after opening an "entered" gate), make them throw backend_error
+/// a number of times (or always), or make them refuse (return false). Thread-safe; set the plans
+/// before a renewal of the key can run.
+class SteeredLock final : public stampede::TokenLock {
+ public:
+  explicit SteeredLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
+
+  /// Renewals of `key` open `entered`, then wait for `proceed` to open.
+  void block(const std::string& key, stampede_test::Gate* entered, stampede_test::Gate* proceed) {
+    std::lock_guard l(mu_);
+    plans_[key].entered = entered;
+    plans_[key].proceed = proceed;
+  }
+  /// The next `n` renewals of `key` throw backend_error; n < 0: every one does.
+  void fail(const std::string& key, int n) {
+    std::lock_guard l(mu_);
+    plans_[key].throws = n;
+  }
+  /// Renewals of `key` return false without reaching the inner lock.
+  void refuse(const std::string& key) {
+    std::lock_guard l(mu_);
+    plans_[key].refuse = true;
+  }
+  /// @return renew() calls for `key` so far (counted on entry).
+  int renews(const std::string& key) const {
+    std::lock_guard l(mu_);
+    auto it = calls_.find(key);
+    return it == calls_.end() ? 0 : it->second;
+  }
+
+  std::optional<stampede::LockToken> try_acquire(std::string_view key,
+                                                 std::chrono::milliseconds ttl) override {
+    return inner_->try_acquire(key, ttl);
+  }
+  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    Plan plan;
+    bool throw_now = false;
+    {
+      std::lock_guard l(mu_);
+      ++calls_[std::string(key)];
+      auto it = plans_.find(std::string(key));
+      if (it != plans_.end()) {
+        plan = it->second;
+        if (it->second.throws != 0) {
+          throw_now = true;
+          if (it->second.throws > 0) --it->second.throws;
+        }
+      }
+    }
+    if (plan.entered != nullptr) plan.entered->open();
+    if (plan.proceed != nullptr) plan.proceed->wait();
+    if (throw_now) throw stampede::backend_error("injected renew failure");
+    if (plan.refuse) return false;
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+    return inner_->subscribe(key);
+  }
+  void notify(std::string_view key) override { inner_->notify(key); }
+
+ private:
+  struct Plan {
+    stampede_test::Gate* entered = nullptr;
+    stampede_test::Gate* proceed = nullptr;
+    int throws = 0;
+    bool refuse = false;
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Plan> plans_;
+  std::map<std::string, int> calls_;
+  std::shared_ptr<stampede::TokenLock> inner_;
+};
+
+/// A watched lease on `key` of `lock`, taken at once (the key must be free).
+stampede::LockLease watched_lease(const std::shared_ptr<stampede::TokenLock>& lock, const std::string& key,
+                                  std::chrono::milliseconds ttl, std::chrono::milliseconds interval,
+                                  std::function<void()> on_lost = {}) {
+  auto token = lock->try_acquire(key, ttl);
+  if (!token) throw std::logic_error("watched_lease: " + key + " is taken");
+  return stampede::LockLease(lock, key, *token, ttl,
+                             {.enabled = true, .interval = interval, .on_lost = std::move(on_lost)});
+}
+
+TEST(LeaseRenewerTest, OtherLeasesAreRenewedWhileOneRenewalIsStuck) {
+  // The clock never moves, so every lease stays valid in the lock; only the renewer is observed.
+  auto memory = std::make_shared<stampede::MemoryTokenLock>(std::make_shared<stampede::ManualClock>());
+  auto lock = std::make_shared<SteeredLock>(memory);
+  stampede_test::Gate stuck_entered;
+  stampede_test::Gate unstick;
+  lock->block("slow", &stuck_entered, &unstick);
+
+  stampede::LockLease slow = watched_lease(lock, "slow", 30ms, 1ms);
+  std::vector<stampede::LockLease> others;
+  for (const char* key : {"a", "b", "c"}) others.push_back(watched_lease(lock, key, 30ms, 1ms));
+  stampede_test::OpenOnExit unstick_on_exit(unstick);  // before the leases' destructors wait for it
+
+  ASSERT_TRUE(stuck_entered.wait_for());
+  for (const char* key : {"a", "b", "c"}) {
+    const int seen = lock->renews(key);
+    EXPECT_TRUE(stampede_test::eventually([&] { return lock->renews(key) >= seen + 3; }))
+        << key << " was not renewed while the renewal of another lease was stuck";
+  }
+  EXPECT_EQ(lock->renews("slow"), 1);
+  EXPECT_FALSE(slow.lost());
+  unstick.open();
+  EXPECT_TRUE(slow.release());
+  for (auto& lease : others) {
+    EXPECT_FALSE(lease.lost());
+    EXPECT_TRUE(lease.release());
+  }
+}
+
+TEST(LeaseRenewerTest, RenewalsThatThrowAreRetriedAndTheLeaseIsKept) {
+  auto memory = std::make_shared<stampede::MemoryTokenLock>(std::make_shared<stampede::ManualClock>());
+  auto lock = std::make_shared<SteeredLock>(memory);
+  lock->fail("k", 3);
+  std::atomic<int> lost_calls{0};
+  stampede::LockLease lease = watched_lease(lock, "k", 1h, 1ms, [&] { lost_calls.fetch_add(1); });
+  // Three failures, then at least two successful renewals (or a loss, which fails below).
+  ASSERT_TRUE(stampede_test::eventually([&] { return lock->renews("k") >= 5 || lease.lost(); }));
+  EXPECT_FALSE(lease.lost()) << "a renewal that threw (state unknown) gave the lease up";
+  EXPECT_EQ(lost_calls.load(), 0);
+  EXPECT_EQ(memory->holder("k"), lease.token().token);
+  EXPECT_TRUE(lease.release());
+}
+
+TEST(LeaseRenewerTest, RenewalsThatKeepThrowingLoseTheLeaseAtItsKnownExpiry) {
+  auto memory = std::make_shared<stampede::MemoryTokenLock>(std::make_shared<stampede::ManualClock>());
+  auto lock = std::make_shared<SteeredLock>(memory);
+  lock->fail("k", -1);
+  constexpr auto kTtl = 300ms;
+  std::promise<std::chrono::steady_clock::time_point> lost_at;
+  const auto before = std::chrono::steady_clock::now();  // the lease's known expiry is >= before + kTtl
+  stampede::LockLease lease =
+      watched_lease(lock, "k", kTtl, 20ms, [&] { lost_at.set_value(std::chrono::steady_clock::now()); });
+  auto lost = lost_at.get_future();
+  ASSERT_EQ(lost.wait_for(stampede_test::kHangGuard), std::future_status::ready);
+  const auto lost_after = std::chrono::duration_cast<std::chrono::milliseconds>(lost.get() - before);
+  EXPECT_GE(lost_after.count(), kTtl.count()) << "declared lost before the lease's known expiry (ms)";
+  EXPECT_GE(lock->renews("k"), 2) << "a renewal that threw was not retried";
+  EXPECT_TRUE(lease.lost());
+}
+
+TEST(LeaseRenewerTest, RefusedRenewalLosesTheLeaseAtOnce) {
+  auto memory = std::make_shared<stampede::MemoryTokenLock>(std::make_shared<stampede::ManualClock>());
+  auto lock = std::make_shared<SteeredLock>(memory);
+  lock->refuse("k");
+  std::promise<void> lost;
+  // The known expiry is an hour away: only the refusal can make the lease lost within the guard.
+  stampede::LockLease lease = watched_lease(lock, "k", 1h, 1ms, [&] { lost.set_value(); });
+  ASSERT_EQ(lost.get_future().wait_for(stampede_test::kHangGuard), std::future_status::ready);
+  EXPECT_TRUE(lease.lost());
+  EXPECT_EQ(lock->renews("k"), 1) << "a refused renewal was retried";
+}
+
+TEST(LeaseRenewerTest, ReleasedLeasesLeaveTheRenewerAtOnce) {
+  constexpr int kCycles = 20000;
+  auto lock = std::make_shared<stampede::MemoryTokenLock>();
+  const std::size_t before = stampede::detail::lease_renewer_pending();
+  {
+    auto held = stampede::LockLease::acquire(lock, "held", 30min, {.timeout = 0ms}, {.enabled = true});
+    ASSERT_TRUE(held);
+    EXPECT_EQ(stampede::detail::lease_renewer_pending(), before + 1);
+  }
+  for (int i = 0; i < kCycles; ++i) {
+    auto lease = stampede::LockLease::acquire(lock, "k", 30min, {.timeout = 0ms}, {.enabled = true});
+    ASSERT_TRUE(lease);
+    EXPECT_TRUE(lease->release());
+  }
+  EXPECT_EQ(stampede::detail::lease_renewer_pending(), before)
+      << "released leases are still held by the renewer";
+}
+
+TEST(LeaseRenewerTest, AForkedChildRenewsItsOwnLeasesAndLeavesTheParentsAlone) {
+#if defined(STAMPEDE_TSAN)
+  GTEST_SKIP() << "ThreadSanitizer cannot start threads in a child of a multi-threaded fork()";
+#else
+  auto memory = std::make_shared<stampede::MemoryTokenLock>(std::make_shared<stampede::ManualClock>());
+  auto lock = std::make_shared<SteeredLock>(memory);
+  stampede_test::Gate entered;
+  stampede_test::Gate proceed;
+  lock->block("parent", &entered, &proceed);
+  stampede::LockLease parent = watched_lease(lock, "parent", 1h, 1ms);
+  stampede_test::OpenOnExit proceed_on_exit(proceed);
+  // fork() while a renewer thread is inside the parent's lease (holding its state).
+  ASSERT_TRUE(entered.wait_for());
+
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(60);  // hang guard: a deadlock in the child ends it with SIGALRM
+    // The inherited lease is the parent's: not released from here, still held.
+    if (parent.release()) ::_exit(1);
+    if (memory->holder("parent") != parent.token().token) ::_exit(2);
+    // A lease of the child's own is renewed by the child's renewer.
+    stampede::LockLease own = watched_lease(lock, "child", 1h, 1ms);
+    if (!stampede_test::eventually([&] { return lock->renews("child") >= 3; })) ::_exit(3);
+    if (own.lost() || !own.release()) ::_exit(4);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  proceed.open();
+  EXPECT_FALSE(parent.lost());
+  EXPECT_TRUE(parent.release());
+#endif
 }
 
 }  // namespace
