@@ -445,9 +445,9 @@ TEST(LeaseRenewerTest, AForkedChildRenewsItsOwnLeasesAndLeavesTheParentsAlone) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::alarm(60);  // hang guard: a deadlock in the child ends it with SIGALRM
-    // The inherited lease is the parent's: not released from here, still held.
+    // The inherited lease is the parent's: the child neither releases nor renews it. (The child's
+    // copy of an in-process lock has no holders at all: MemoryForkTest covers that.)
     if (parent.release()) ::_exit(1);
-    if (memory->holder("parent") != parent.token().token) ::_exit(2);
     // A lease of the child's own is renewed by the child's renewer.
     stampede::LockLease own = watched_lease(lock, "child", 1h, 1ms);
     if (!stampede_test::eventually([&] { return lock->renews("child") >= 3; })) ::_exit(3);
