@@ -16,6 +16,7 @@ STAMPEDE_DEBIAN_PACKAGES=(
   libhiredis-dev redis-server        # Redis backend and its integration tests
   gnuplot-nox                        # benchmark plots
   jq                                 # JSON checks in scripts/test.sh
+  clang libclang-rt-14-dev           # the fuzz stage (libFuzzer) and the clang thread-safety build
 )
 
 # Prints the packages from STAMPEDE_DEBIAN_PACKAGES that are not installed, one per line.
