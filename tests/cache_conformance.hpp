@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <latch>
 #include <map>
@@ -81,6 +82,44 @@ class CacheConformance : public ::testing::Test {
     o.on_wait_timeout = policy;
     return o;
   }
+
+  /// "Update the row, invalidate (or put), read your own write": a load of "k" reads the row and
+  /// is held right after; the row changes and `update(cache)` runs; a caller that starts after
+  /// that must get the new row, not the held load's value. The held load is released only once
+  /// the new caller has started a flight of its own (it then finds the held load's lock).
+  void expect_a_later_caller_to_read_the_new_row(const std::function<void(stampede::Cache<int>&)>& update) {
+    stampede::CacheOptions o = options();
+    o.lock_ttl = std::chrono::hours(1);  // the held load keeps its lock whatever the test clock does
+    stampede::Cache<int> cache(o, backend());
+    std::atomic<int> row{1};
+    std::atomic<int> loads{0};
+    stampede_test::Gate loading;
+    stampede_test::Gate release_old_load;
+    auto loader = [&] {
+      const int value = row.load();
+      if (loads.fetch_add(1) == 0) {  // the first load: paused after reading the old row
+        loading.open();
+        release_old_load.wait();
+      }
+      return value;
+    };
+    auto old_caller = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+    std::future<int> new_caller;
+    stampede_test::OpenOnExit open_on_exit(release_old_load);  // runs before the futures are waited for
+    ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+    row.store(2);
+    update(cache);
+    new_caller = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+    EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().lock_contended >= 1; }))
+        << "the new caller joined the load that started before the update instead of starting its own";
+    release_old_load.open();
+    EXPECT_EQ(old_caller.get(), 1) << "the held load's caller gets the value it loaded";
+    EXPECT_EQ(new_caller.get(), 2) << "a call that began after the update got a value loaded before it";
+    EXPECT_EQ(loads.load(), 2);
+    EXPECT_EQ(cache.get("k"), 2);
+    EXPECT_EQ(cache.stats().stale_writes_rejected, 1u) << "the held load's value was stored";
+  }
+
 };
 
 TYPED_TEST_SUITE_P(CacheConformance);
@@ -224,6 +263,72 @@ TYPED_TEST_P(CacheConformance, WaitTimeoutComputeRunsTheLoaderWithoutStoring) {
   EXPECT_EQ(st.wait_timeouts, 1u);
   EXPECT_EQ(st.fallback_computes, 1u);
   EXPECT_GE(st.lock_contended, 1u);
+  EXPECT_EQ(cache.get("k"), std::nullopt) << "a value computed without the lock was stored";
+  EXPECT_TRUE(backend.lock->release("k", other->token));
+}
+
+TYPED_TEST_P(CacheConformance, WaitTimeoutComputeWaitersOfASlowLoadShareOneFallbackLoad) {
+  constexpr int kWaiters = 49;
+  stampede::Cache<int> cache(this->impatient(stampede::OnWaitTimeout::compute), this->backend());
+  std::atomic<int> loads{0};
+  stampede_test::Gate loading;
+  auto loader = [&] {
+    const int n = loads.fetch_add(1) + 1;
+    if (n == 1) {
+      // The leader's load is slower than wait_timeout: it returns only once every waiter has
+      // timed out and gone on to its fallback.
+      loading.open();
+      EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().wait_timeouts >= kWaiters; }));
+    }
+    return n;
+  };
+  auto leader = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+  std::vector<int> got(kWaiters, -1);
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kWaiters; ++i) {
+      threads.emplace_back([&, i] { got[i] = cache.get_or_compute("k", loader); });
+    }
+  }
+  EXPECT_EQ(leader.get(), 1);
+  EXPECT_LE(loads.load(), 2) << "the timed-out waiters did not share one fallback load";
+  EXPECT_EQ(std::count_if(got.begin(), got.end(), [](int v) { return v == 1 || v == 2; }), kWaiters)
+      << "every waiter gets the leader's or the one fallback's value";
+  const stampede::Stats st = cache.stats();
+  EXPECT_EQ(st.wait_timeouts, static_cast<std::uint64_t>(kWaiters));
+  EXPECT_EQ(st.fallback_computes, 1u);
+  EXPECT_EQ(cache.get("k"), 1) << "the leader's value is stored, the fallback's is not";
+}
+
+TYPED_TEST_P(CacheConformance, WaitTimeoutComputeLeaderAndWaitersShareOneFallbackLoad) {
+  // Another process holds the lock past wait_timeout: the flight's leader times out in its lock
+  // wait and its waiters in their flight wait; this process still loads once.
+  constexpr int kCallers = 50;
+  stampede::Backend<int> backend = this->backend();
+  stampede::Cache<int> cache(this->impatient(stampede::OnWaitTimeout::compute), backend);
+  auto other = backend.lock->try_acquire("k", std::chrono::hours(1));
+  ASSERT_TRUE(other);
+  std::atomic<int> loads{0};
+  auto loader = [&] {
+    loads.fetch_add(1);
+    // Returns only once every caller has timed out, so each had its chance to load.
+    EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().wait_timeouts >= kCallers; }));
+    return 5;
+  };
+  auto leader = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+  ASSERT_TRUE(stampede_test::eventually([&] { return cache.stats().lock_contended >= 1; }));
+  std::vector<int> got(kCallers - 1, -1);
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kCallers - 1; ++i) {
+      threads.emplace_back([&, i] { got[i] = cache.get_or_compute("k", loader); });
+    }
+  }
+  EXPECT_EQ(leader.get(), 5);
+  EXPECT_EQ(loads.load(), 1) << "the timed-out callers did not share one fallback load";
+  EXPECT_EQ(std::count(got.begin(), got.end(), 5), kCallers - 1);
+  EXPECT_EQ(cache.stats().fallback_computes, 1u);
   EXPECT_EQ(cache.get("k"), std::nullopt) << "a value computed without the lock was stored";
   EXPECT_TRUE(backend.lock->release("k", other->token));
 }
@@ -394,6 +499,17 @@ TYPED_TEST_P(CacheConformance, PutDuringALoadWins) {
   EXPECT_EQ(caller.get(), 1);
   EXPECT_EQ(cache.get("k"), 99) << "an older load overwrote put()";
   EXPECT_EQ(cache.stats().stale_writes_rejected, 1u);
+}
+
+TYPED_TEST_P(CacheConformance, CallerAfterInvalidateNeverGetsALoadThatStartedBeforeIt) {
+  this->expect_a_later_caller_to_read_the_new_row([](stampede::Cache<int>& cache) { cache.invalidate("k"); });
+}
+
+TYPED_TEST_P(CacheConformance, CallerAfterPutNeverGetsALoadThatStartedBeforeIt) {
+  this->expect_a_later_caller_to_read_the_new_row([this](stampede::Cache<int>& cache) {
+    cache.put("k", 2);
+    this->clock_->advance(std::chrono::seconds(31));  // the put's entry expires: the caller misses
+  });
 }
 
 TYPED_TEST_P(CacheConformance, StoreRejectsAWriteWithALowerFence) {
@@ -855,11 +971,13 @@ TYPED_TEST_P(CacheConformance, ThrowingEventHookChangesNothing) {
 REGISTER_TYPED_TEST_SUITE_P(
     CacheConformance, ThousandCallersOnAColdKeyShareOneLoad, ManyKeysAtOnceLoadOncePerKey,
     LoaderExceptionReachesEveryWaiterAndNothingIsStored, WaitTimeoutComputeRunsTheLoaderWithoutStoring,
-    WaitTimeoutThrowErrorThrowsTimeoutError, WaitTimeoutServeStaleServesAnExpiredValue,
-    WaitTimeoutServeStaleWithNothingToServeThrowsTimeoutError, ValueStoredWhileTheLeaderWaitsForTheLockIsUsed,
-    DoubleCheckUnderTheLockUsesAValueStoredAfterTheFirstMiss,
+    WaitTimeoutComputeWaitersOfASlowLoadShareOneFallbackLoad,
+    WaitTimeoutComputeLeaderAndWaitersShareOneFallbackLoad, WaitTimeoutThrowErrorThrowsTimeoutError,
+    WaitTimeoutServeStaleServesAnExpiredValue, WaitTimeoutServeStaleWithNothingToServeThrowsTimeoutError,
+    ValueStoredWhileTheLeaderWaitsForTheLockIsUsed, DoubleCheckUnderTheLockUsesAValueStoredAfterTheFirstMiss,
     SecondCacheOnTheSameBackendWaitsForTheFirstOnesLoad, InvalidateDuringALoadKeepsThatLoadsValueOut,
-    PutDuringALoadWins, StoreRejectsAWriteWithALowerFence,
+    PutDuringALoadWins, CallerAfterInvalidateNeverGetsALoadThatStartedBeforeIt,
+    CallerAfterPutNeverGetsALoadThatStartedBeforeIt, StoreRejectsAWriteWithALowerFence,
     SlowLoaderWhoseLockExpiredCannotOverwriteANewerValue, BlockingEntryExpiresAfterItsTtl,
     PutStoresAndInvalidateRemoves, KeysAndStringValuesAreBinarySafe, EmptyKeyIsRejected,
     SwrServesStaleAtOnceWhileTheRefreshIsBlocked, SwrManyConcurrentStaleHitsRefreshOnce,

@@ -76,15 +76,15 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
     }
     count(kWaitTimeouts);
     emit(EventType::lock_timeout, key, "in-process flight");
-    return on_wait_timeout(key, loader);
+    return on_wait_timeout(key, loader, *flight);
   }
   try {
     T value = lead(key, loader, *flight);
     flight->set_value(value);  // no-op if lead() already published it
-    flights_.leave(key);
+    flights_.leave(key, flight.get());
     return value;
   } catch (...) {
-    flights_.leave(key);
+    flights_.leave(key, flight.get());
     flight->set_error(std::current_exception());
     throw;
   }
@@ -160,18 +160,15 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
   }
   count(kWaitTimeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
-  return on_wait_timeout(key, loader);
+  return on_wait_timeout(key, loader, flight);
 }
 
 template <class T>
 template <class Loader>
-T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader) {
+T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
   switch (options_.on_wait_timeout) {
-    case OnWaitTimeout::compute: {
-      count(kFallbackComputes);
-      std::chrono::nanoseconds took{};
-      return run_loader(key, loader, took);  // holds no fence, so it is not stored
-    }
+    case OnWaitTimeout::compute:
+      return compute_fallback(key, loader, flight);
     case OnWaitTimeout::serve_stale:
       // Ask the store for anything it still holds, however old (a time before every expiry).
       if (std::optional<Entry<T>> e = read(key, time_point::min())) return std::move(e->value);
@@ -181,6 +178,34 @@ T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader) {
   }
   throw timeout_error("stampede: waited " + std::to_string(options_.wait_timeout.count()) +
                       " ms for another caller's load of '" + std::string(key) + "'");
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+  // The callers of one flight that gave up waiting (its waiters, and its leader when another
+  // process holds the lock) share one fallback load.
+  auto [fallback, leader] = flight.join_fallback();
+  if (!leader) {
+    T value = fallback.wait();  // the fallback's load, or the flight's value if that comes first
+    count(kCoalesced);
+    return value;
+  }
+  try {
+    if (std::optional<T> v = flight.value_if_published()) {  // the flight finished meanwhile
+      fallback.set_value(*v);
+      count(kCoalesced);
+      return std::move(*v);
+    }
+    count(kFallbackComputes);
+    std::chrono::nanoseconds took{};
+    T value = run_loader(key, loader, took);  // holds no fence, so it is not stored
+    fallback.set_value(value);
+    return value;
+  } catch (...) {
+    fallback.set_error(std::current_exception());
+    throw;
+  }
 }
 
 template <class T>
@@ -347,12 +372,14 @@ void Cache<T>::put(std::string_view key, T value) {
   const std::uint64_t fence = backend_.lock->bump_fence(key);
   write(key, value, fence, std::chrono::nanoseconds{0});
   backend_.lock->notify(key);
+  flights_.detach(key);  // after the write: a later caller must not join a load older than it
 }
 
 template <class T>
 void Cache<T>::invalidate(std::string_view key) {
   check_key(key);
   backend_.store->invalidate(key, backend_.lock->bump_fence(key));
+  flights_.detach(key);  // after the invalidation: a later caller must not join a load older than it
 }
 
 template <class T>
