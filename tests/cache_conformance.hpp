@@ -46,6 +46,29 @@ struct ConformanceLoadError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A Store<T> that forwards to another, except that put() calls `fail` first (which throws, or
+/// returns to let the write through). Thread-safe once built.
+template <class T>
+class FailingPutStore final : public stampede::Store<T> {
+ public:
+  FailingPutStore(std::shared_ptr<stampede::Store<T>> inner, std::function<void()> fail)
+      : inner_(std::move(inner)), fail_(std::move(fail)) {}
+  std::optional<stampede::Entry<T>> get(std::string_view key,
+                                        std::chrono::system_clock::time_point now) override {
+    return inner_->get(key, now);
+  }
+  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
+                          std::chrono::system_clock::time_point now) override {
+    fail_();
+    return inner_->put(key, entry, now);
+  }
+  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+
+ private:
+  std::shared_ptr<stampede::Store<T>> inner_;
+  std::function<void()> fail_;
+};
+
 template <class Factory>
 class CacheConformance : public ::testing::Test {
  protected:
@@ -120,6 +143,58 @@ class CacheConformance : public ::testing::Test {
     EXPECT_EQ(cache.stats().stale_writes_rejected, 1u) << "the held load's value was stored";
   }
 
+  /// The leader's store write fails with what `fail` throws: every caller still gets the loaded
+  /// value; the failure is counted (store_failures) and reported (store_failed, with its text).
+  void expect_every_caller_to_get_the_value_when_the_store_fails(stampede::CacheOptions o,
+                                                                 std::function<void()> fail,
+                                                                 const std::string& why) {
+    constexpr int kCallers = 8;
+    stampede::Backend<int> inner = backend();
+    std::mutex mu;
+    std::vector<std::string> store_failed;
+    o.on_event = [&](const stampede::Event& e) {
+      std::lock_guard lock(mu);
+      if (e.type == stampede::EventType::store_failed) store_failed.emplace_back(e.detail);
+    };
+    stampede::Cache<int>* cache_ptr = nullptr;
+    // The write fails only once every waiter has been served (they get the value as soon as it is
+    // loaded): the flight stays in the table until the leader's write returns, so every caller
+    // that missed has joined it.
+    auto store = std::make_shared<FailingPutStore<int>>(inner.store, [&, fail] {
+      EXPECT_TRUE(stampede_test::eventually([&] { return cache_ptr->stats().coalesced >= kCallers - 1; }));
+      fail();
+    });
+    stampede::Cache<int> cache(o, {store, inner.lock, inner.name});
+    cache_ptr = &cache;
+    std::latch start(kCallers);
+    std::atomic<int> loads{0};
+    auto loader = [&] {
+      EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().misses >= kCallers; }));
+      loads.fetch_add(1);
+      return 42;
+    };
+    std::vector<std::string> got(kCallers);
+    {
+      std::vector<std::jthread> threads;
+      for (int i = 0; i < kCallers; ++i) {
+        threads.emplace_back([&, i] {
+          start.arrive_and_wait();
+          try {
+            got[i] = std::to_string(cache.get_or_compute("k", loader));
+          } catch (const std::exception& e) {
+            got[i] = std::string("exception: ") + e.what();
+          }
+        });
+      }
+    }
+    EXPECT_EQ(loads.load(), 1);
+    for (int i = 0; i < kCallers; ++i) EXPECT_EQ(got[i], "42") << "caller " << i;
+    EXPECT_EQ(cache.stats().store_failures, 1u);
+    EXPECT_EQ(cache.stats().to_json()["store_failures"], 1u);
+    std::lock_guard lock(mu);
+    ASSERT_EQ(store_failed.size(), 1u) << "the failed store was not reported";
+    EXPECT_NE(store_failed[0].find(why), std::string::npos) << store_failed[0];
+  }
 };
 
 TYPED_TEST_SUITE_P(CacheConformance);
@@ -886,6 +961,21 @@ TYPED_TEST_P(CacheConformance, EarlyRefreshOffNeverRefreshesAFreshEntry) {
   EXPECT_EQ(cache.stats().refreshes, 0u);
 }
 
+// ---- store failures -----------------------------------------------------------------------------
+
+TYPED_TEST_P(CacheConformance, EncodeErrorOnTheLeadersStoreGivesEveryCallerTheValue) {
+  this->expect_every_caller_to_get_the_value_when_the_store_fails(
+      this->options(), [] { throw stampede::codec_error("cannot encode this value"); },
+      "cannot encode this value");
+}
+
+TYPED_TEST_P(CacheConformance, FailClosedBackendErrorOnTheLeadersStoreGivesEveryCallerTheValue) {
+  stampede::CacheOptions o = this->options();
+  o.backend_failure = stampede::BackendFailure::fail_closed;
+  this->expect_every_caller_to_get_the_value_when_the_store_fails(
+      o, [] { throw stampede::backend_error("the store write failed"); }, "the store write failed");
+}
+
 // ---- stats and events ---------------------------------------------------------------------------
 
 TYPED_TEST_P(CacheConformance, StatsCountWhatHappened) {
@@ -984,5 +1074,6 @@ REGISTER_TYPED_TEST_SUITE_P(
     SwrFailedRefreshKeepsTheStaleValueUntilHardExpiry, SwrCallAfterHardExpiryIsAMiss,
     DestroyingACacheWaitsForItsRunningRefreshAndDropsQueuedOnes, FullRefreshQueueDropsAndCounts,
     TtlJitterSpreadsExpiriesWithinBounds, EarlyRefreshBetaRefreshesAFreshEntryInTheBackground,
-    EarlyRefreshOffNeverRefreshesAFreshEntry, StatsCountWhatHappened, EventHookSeesLoadsFailuresAndTimeouts,
-    ThrowingEventHookChangesNothing);
+    EarlyRefreshOffNeverRefreshesAFreshEntry, EncodeErrorOnTheLeadersStoreGivesEveryCallerTheValue,
+    FailClosedBackendErrorOnTheLeadersStoreGivesEveryCallerTheValue, StatsCountWhatHappened,
+    EventHookSeesLoadsFailuresAndTimeouts, ThrowingEventHookChangesNothing);

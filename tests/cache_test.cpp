@@ -164,7 +164,8 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
   for (std::uint64_t* field :
        {&s.hits, &s.misses, &s.stale_hits, &s.loads, &s.load_failures, &s.coalesced, &s.lock_acquired,
         &s.lock_contended, &s.wait_timeouts, &s.fallback_computes, &s.refreshes, &s.refresh_failures,
-        &s.refreshes_dropped, &s.stale_writes_rejected, &s.backend_errors, &s.decode_errors, &s.evictions}) {
+        &s.refreshes_dropped, &s.stale_writes_rejected, &s.backend_errors, &s.store_failures,
+        &s.decode_errors, &s.evictions}) {
     *field = n++;
   }
   s.load_time = std::chrono::nanoseconds(n);
@@ -184,9 +185,10 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
                                                                        {"refreshes_dropped", 13},
                                                                        {"stale_writes_rejected", 14},
                                                                        {"backend_errors", 15},
-                                                                       {"decode_errors", 16},
-                                                                       {"evictions", 17},
-                                                                       {"load_time_ns", 18}};
+                                                                       {"store_failures", 16},
+                                                                       {"decode_errors", 17},
+                                                                       {"evictions", 18},
+                                                                       {"load_time_ns", 19}};
   EXPECT_EQ(j.size(), expected.size()) << j.dump();
   for (const auto& [key, value] : expected) {
     ASSERT_TRUE(j.contains(key)) << key;
@@ -197,14 +199,14 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
 TEST(EventsTest, EveryEventTypeHasADistinctName) {
   using E = stampede::EventType;
   std::set<std::string_view> names;
-  for (E e :
-       {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
-        E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed, E::backend_error}) {
+  for (E e : {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
+              E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed,
+              E::backend_error, E::store_failed}) {
     const std::string_view name = stampede::to_string(e);
     EXPECT_NE(name, "unknown");
     names.insert(name);
   }
-  EXPECT_EQ(names.size(), 11u);
+  EXPECT_EQ(names.size(), 12u);
   EXPECT_EQ(stampede::to_string(E::lock_acquired), "lock_acquired");
 }
 
@@ -462,6 +464,77 @@ TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
       << "every waiter gets the copy's exception";
   ASSERT_TRUE(cache.get("k"));
   EXPECT_EQ(cache.get("k")->value, 7);
+}
+
+// ---- a subscribe that fails ----------------------------------------------------------------------
+
+/// A TokenLock that forwards to another, except that subscribe() fails like a Redis user without
+/// channel rights (the Redis 7 default for new ACL users).
+class NoSubscribeLock final : public stampede::TokenLock {
+ public:
+  explicit NoSubscribeLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
+  std::optional<stampede::LockToken> try_acquire(std::string_view key,
+                                                 std::chrono::milliseconds ttl) override {
+    return inner_->try_acquire(key, ttl);
+  }
+  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> subscribe(std::string_view) override {
+    throw stampede::backend_error("NOPERM this user has no permissions to access one of the channels");
+  }
+  void notify(std::string_view key) override { inner_->notify(key); }
+
+ private:
+  std::shared_ptr<stampede::TokenLock> inner_;
+};
+
+TEST(CacheTest, FailedSubscribeMakesTheWaitingLeaderPollInsteadOfLoading) {
+  auto clock = std::make_shared<stampede::ManualClock>();
+  stampede::Backend<int> backend = stampede::memory_backend<int>(0, clock);
+  CacheOptions o;
+  o.clock = clock;
+  o.wait_timeout = 10min;
+  o.poll_interval = 10ms;
+  Cache<int> first(o, backend);  // another process, loading
+  std::atomic<int> backend_events{0};
+  CacheOptions o2 = o;
+  o2.on_event = [&](const stampede::Event& e) {
+    if (e.type == stampede::EventType::backend_error) backend_events.fetch_add(1);
+  };
+  Cache<int> second(o2, {backend.store, std::make_shared<NoSubscribeLock>(backend.lock), "no-subscribe"});
+  stampede_test::Gate loading;
+  stampede_test::Gate release_load;
+  std::atomic<int> second_loads{0};
+  auto a = std::async(std::launch::async, [&] {
+    return first.get_or_compute("k", [&] {
+      loading.open();
+      release_load.wait();
+      return 5;
+    });
+  });
+  std::future<int> b;
+  stampede_test::OpenOnExit open_on_exit(release_load);  // runs before a and b are waited for
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+  b = std::async(std::launch::async, [&] {
+    return second.get_or_compute("k", [&] {
+      second_loads.fetch_add(1);
+      return -1;
+    });
+  });
+  ASSERT_TRUE(stampede_test::eventually([&] { return second.stats().backend_errors >= 1; }))
+      << "the second cache never tried to subscribe";
+  release_load.open();
+  EXPECT_EQ(a.get(), 5);
+  EXPECT_EQ(b.get(), 5) << "the waiting leader loaded instead of waiting for the holder's value";
+  EXPECT_EQ(second_loads.load(), 0);
+  const stampede::Stats st = second.stats();
+  EXPECT_EQ(st.backend_errors, 1u) << "one failed subscribe, counted once";
+  EXPECT_EQ(backend_events.load(), 1);
+  EXPECT_EQ(st.coalesced, 1u);
+  EXPECT_EQ(st.loads, 0u);
 }
 
 // ---- fork() --------------------------------------------------------------------------------------

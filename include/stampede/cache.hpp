@@ -34,6 +34,12 @@
 //   in a process: the leader's, and one fallback load that all callers who gave up share (also
 //   when the leader itself gave up waiting for another process's lock). The fallback's value is
 //   returned but not stored; if the leader's value comes first, they get that one.
+// - The value was loaded but cannot be stored (Store::put throws codec_error, e.g. the codec
+//   cannot encode it, or backend_error)? Every caller, the leader included, gets the value, in
+//   both failure modes: the load succeeded. Nothing is stored; stats().store_failures counts it
+//   and EventType::store_failed reports it (a backend_error also counts in backend_errors).
+// - The backend refuses wake-up subscriptions (a Redis ACL user without channel rights)? Waiting
+//   callers poll every poll_interval instead; counted in backend_errors, never a load.
 // - In SWR mode (and with early_refresh_beta > 0) the loader can run *after* get_or_compute
 //   returned, on a refresher thread. Capture by value, or only what outlives the Cache.
 #pragma once
@@ -103,7 +109,8 @@ class Cache {
   /// @throws std::invalid_argument for an empty key; whatever `loader` throws (also in every
   ///         caller that waited for that load); whatever T's copy constructor throws when the
   ///         loaded value is handed to a waiter; timeout_error (OnWaitTimeout::throw_error, or
-  ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed).
+  ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed, when
+  ///         the backend cannot be read or locked; a failed store of a loaded value is not thrown).
   template <class Loader>
     requires LoaderFor<Loader, T>
   T get_or_compute(std::string_view key, Loader&& loader);
@@ -141,7 +148,8 @@ class Cache {
   enum Counter : std::size_t {
     kHits, kMisses, kStaleHits, kLoads, kLoadFailures, kLoadTimeNs, kCoalesced, kLockAcquired,
     kLockContended, kWaitTimeouts, kFallbackComputes, kRefreshes, kRefreshFailures,
-    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kDecodeErrors, kCounterCount
+    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kStoreFailures, kDecodeErrors,
+    kCounterCount
   };
   using time_point = std::chrono::system_clock::time_point;
 
@@ -151,6 +159,9 @@ class Cache {
   T on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight);
   template <class Loader>
   T compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight);
+  std::unique_ptr<Subscription> subscribe(std::string_view key, bool& can_subscribe);
+  void wait_for_signal(std::string_view key, Subscription* sub, std::chrono::steady_clock::time_point until,
+                       bool& can_subscribe);
   template <class Loader>
   void schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader);
   template <class Loader>
@@ -161,6 +172,8 @@ class Cache {
   std::optional<Entry<T>> read(std::string_view key, time_point now);
   PutResult write(std::string_view key, const T& value, std::uint64_t fence,
                   std::chrono::nanoseconds load_time);
+  void store_loaded(std::string_view key, const T& value, std::uint64_t fence,
+                    std::chrono::nanoseconds load_time);
   bool xfetch_due(const Entry<T>& e, time_point now) const;
   void on_backend_error(std::string_view key, const std::exception& e);
   void emit(EventType type, std::string_view key, std::string_view detail = {},
