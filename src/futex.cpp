@@ -26,6 +26,10 @@ std::uint32_t* word_address(const std::atomic<std::uint32_t>& word) noexcept {
 
 void futex_wait_until(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
                       std::chrono::steady_clock::time_point deadline) noexcept {
+  if (deadline == std::chrono::steady_clock::time_point::max()) {  // no deadline
+    ::syscall(SYS_futex, word_address(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+    return;
+  }
   const auto left = deadline - std::chrono::steady_clock::now();
   if (left <= std::chrono::steady_clock::duration::zero()) return;
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();

@@ -5,44 +5,68 @@
 
 namespace stampede {
 
-Refresher::Refresher(Options options) : options_(options) {
-  if (options_.threads == 0) throw std::invalid_argument("Refresher: threads must be >= 1");
-  if (options_.queue == 0) throw std::invalid_argument("Refresher: queue must be >= 1");
+Refresher::Refresher(Options options) {
+  if (options.threads == 0) throw std::invalid_argument("Refresher: threads must be >= 1");
+  if (options.queue == 0) throw std::invalid_argument("Refresher: queue must be >= 1");
+  core_.store(new std::shared_ptr<Core>(std::make_shared<Core>(options, detail::fork_generation())),
+              std::memory_order_release);
 }
 
-Refresher::~Refresher() { stop(); }
+Refresher::~Refresher() {
+  stop();
+  delete core_.load(std::memory_order_acquire);  // the workers hold their own references
+}
+
+const std::shared_ptr<Refresher::Core>& Refresher::core() {
+  const std::uint64_t generation = detail::fork_generation();
+  std::shared_ptr<Core>* current = core_.load(std::memory_order_acquire);
+  while ((*current)->generation != generation) {
+    auto fresh =
+        std::make_unique<std::shared_ptr<Core>>(std::make_shared<Core>((*current)->options, generation));
+    if (core_.compare_exchange_strong(current, fresh.get(), std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      current = fresh.release();
+    }  // else `current` is now the core another thread installed: check it
+  }
+  return *current;
+}
 
 Refresher::Submit Refresher::submit(std::string_view key, std::function<void()> task) {
-  detail::MutexLock lock(mu_);
-  if (stopping_) return Submit::stopped;
-  if (keys_.contains(std::string(key))) return Submit::duplicate;
-  if (queue_.size() >= options_.queue) return Submit::dropped;
-  if (threads_.empty()) {
-    threads_.reserve(options_.threads);
-    for (std::size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { run(); });
+  const std::shared_ptr<Core>& shared = core();
+  Core& c = *shared;
+  detail::MutexLock lock(c.mu);
+  if (c.stopping) return Submit::stopped;
+  if (c.keys.contains(std::string(key))) return Submit::duplicate;
+  if (c.queue.size() >= c.options.queue) return Submit::dropped;
+  if (c.threads.empty()) {
+    c.threads.reserve(c.options.threads);
+    for (std::size_t i = 0; i < c.options.threads; ++i) c.threads.emplace_back([shared] { run(shared); });
   }
-  keys_.emplace(key);
+  c.keys.emplace(key);
   const std::uint64_t h = hash(key);
-  hints_[h % kHints].store(h, std::memory_order_relaxed);
-  queue_.push_back(Task{std::string(key), std::move(task)});
-  work_cv_.notify_one();
+  c.hints[h % kHints].store(h, std::memory_order_relaxed);
+  c.queue.push_back(Task{std::string(key), std::move(task)});
+  c.work_cv.notify_one();
   return Submit::queued;
 }
 
-void Refresher::clear_hint(std::string_view key) noexcept {
+void Refresher::clear_hint(Core& core, std::string_view key) noexcept {
   const std::uint64_t h = hash(key);
   std::uint64_t expected = h;
-  hints_[h % kHints].compare_exchange_strong(expected, 0, std::memory_order_relaxed);
+  core.hints[h % kHints].compare_exchange_strong(expected, 0, std::memory_order_relaxed);
 }
 
-void Refresher::run() noexcept {
-  detail::MutexLock lock(mu_);
+// A worker uses only its own reference to the core, never the Refresher: a task may destroy the
+// Refresher (its last captures are destroyed below, outside the lock).
+void Refresher::run(const std::shared_ptr<Core>& shared) noexcept {
+  Core& c = *shared;
+  detail::MutexLock lock(c.mu);
   for (;;) {
-    work_cv_.wait(lock, [this]() STAMPEDE_REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
-    if (stopping_) return;
-    Task task = std::move(queue_.front());
-    queue_.pop_front();
-    ++running_;
+    c.work_cv.wait(lock, [&c]() STAMPEDE_REQUIRES(c.mu) { return c.stopping || !c.queue.empty(); });
+    if (c.stopping) return;
+    Task task = std::move(c.queue.front());
+    c.queue.pop_front();
+    ++c.running;
     lock.unlock();
     try {
       task.fn();
@@ -51,38 +75,43 @@ void Refresher::run() noexcept {
     }
     task.fn = nullptr;  // destroy captures outside the lock
     lock.lock();
-    --running_;
-    keys_.erase(task.key);
-    clear_hint(task.key);
-    if (queue_.empty() && running_ == 0) idle_cv_.notify_all();
+    --c.running;
+    c.keys.erase(task.key);
+    clear_hint(c, task.key);
+    if (c.queue.empty() && c.running == 0) c.idle_cv.notify_all();
   }
 }
 
 void Refresher::stop() noexcept {
+  Core& c = *core();
   std::vector<std::thread> threads;
   std::deque<Task> discarded;
   {
-    detail::MutexLock lock(mu_);
-    stopping_ = true;
-    discarded.swap(queue_);
+    detail::MutexLock lock(c.mu);
+    c.stopping = true;
+    discarded.swap(c.queue);
     for (const Task& t : discarded) {
-      keys_.erase(t.key);
-      clear_hint(t.key);
+      c.keys.erase(t.key);
+      clear_hint(c, t.key);
     }
-    threads.swap(threads_);
-    work_cv_.notify_all();
-    idle_cv_.notify_all();
+    threads.swap(c.threads);
+    c.work_cv.notify_all();
+    c.idle_cv.notify_all();
   }
   for (auto& t : threads) {
-    if (t.joinable()) t.join();
+    if (t.get_id() == std::this_thread::get_id()) {
+      t.detach();  // called from a task: this worker returns by itself once the task is done
+    } else if (t.joinable()) {
+      t.join();
+    }
   }
 }
 
 void Refresher::wait_idle() {
-  detail::MutexLock lock(mu_);
-  idle_cv_.wait(lock, [this]() STAMPEDE_REQUIRES(mu_) {
-    return stopping_ || (queue_.empty() && running_ == 0);
-  });
+  Core& c = *core();
+  detail::MutexLock lock(c.mu);
+  c.idle_cv.wait(
+      lock, [&c]() STAMPEDE_REQUIRES(c.mu) { return c.stopping || (c.queue.empty() && c.running == 0); });
 }
 
 }  // namespace stampede

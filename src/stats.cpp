@@ -24,6 +24,7 @@ nlohmann::json Stats::to_json() const {
       {"refreshes_dropped", refreshes_dropped},
       {"stale_writes_rejected", stale_writes_rejected},
       {"backend_errors", backend_errors},
+      {"store_failures", store_failures},
       {"decode_errors", decode_errors},
       {"evictions", evictions},
   };
@@ -42,6 +43,7 @@ std::string_view to_string(EventType type) noexcept {
     case EventType::stale_write_rejected: return "stale_write_rejected";
     case EventType::decode_failed: return "decode_failed";
     case EventType::backend_error: return "backend_error";
+    case EventType::store_failed: return "store_failed";
   }
   return "unknown";
 }

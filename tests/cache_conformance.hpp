@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <latch>
 #include <map>
@@ -43,6 +44,29 @@
 /// What the loaders of this suite throw; carries which load it was.
 struct ConformanceLoadError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+/// A Store<T> that forwards to another, except that put() calls `fail` first (which throws, or
+/// returns to let the write through). Thread-safe once built.
+template <class T>
+class FailingPutStore final : public stampede::Store<T> {
+ public:
+  FailingPutStore(std::shared_ptr<stampede::Store<T>> inner, std::function<void()> fail)
+      : inner_(std::move(inner)), fail_(std::move(fail)) {}
+  std::optional<stampede::Entry<T>> get(std::string_view key,
+                                        std::chrono::system_clock::time_point now) override {
+    return inner_->get(key, now);
+  }
+  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
+                          std::chrono::system_clock::time_point now) override {
+    fail_();
+    return inner_->put(key, entry, now);
+  }
+  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+
+ private:
+  std::shared_ptr<stampede::Store<T>> inner_;
+  std::function<void()> fail_;
 };
 
 template <class Factory>
@@ -80,6 +104,96 @@ class CacheConformance : public ::testing::Test {
     o.wait_timeout = std::chrono::milliseconds(50);
     o.on_wait_timeout = policy;
     return o;
+  }
+
+  /// "Update the row, invalidate (or put), read your own write": a load of "k" reads the row and
+  /// is held right after; the row changes and `update(cache)` runs; a caller that starts after
+  /// that must get the new row, not the held load's value. The held load is released only once
+  /// the new caller has started a flight of its own (it then finds the held load's lock).
+  void expect_a_later_caller_to_read_the_new_row(const std::function<void(stampede::Cache<int>&)>& update) {
+    stampede::CacheOptions o = options();
+    o.lock_ttl = std::chrono::hours(1);  // the held load keeps its lock whatever the test clock does
+    stampede::Cache<int> cache(o, backend());
+    std::atomic<int> row{1};
+    std::atomic<int> loads{0};
+    stampede_test::Gate loading;
+    stampede_test::Gate release_old_load;
+    auto loader = [&] {
+      const int value = row.load();
+      if (loads.fetch_add(1) == 0) {  // the first load: paused after reading the old row
+        loading.open();
+        release_old_load.wait();
+      }
+      return value;
+    };
+    auto old_caller = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+    std::future<int> new_caller;
+    stampede_test::OpenOnExit open_on_exit(release_old_load);  // runs before the futures are waited for
+    ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+    row.store(2);
+    update(cache);
+    new_caller = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+    EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().lock_contended >= 1; }))
+        << "the new caller joined the load that started before the update instead of starting its own";
+    release_old_load.open();
+    EXPECT_EQ(old_caller.get(), 1) << "the held load's caller gets the value it loaded";
+    EXPECT_EQ(new_caller.get(), 2) << "a call that began after the update got a value loaded before it";
+    EXPECT_EQ(loads.load(), 2);
+    EXPECT_EQ(cache.get("k"), 2);
+    EXPECT_EQ(cache.stats().stale_writes_rejected, 1u) << "the held load's value was stored";
+  }
+
+  /// The leader's store write fails with what `fail` throws: every caller still gets the loaded
+  /// value; the failure is counted (store_failures) and reported (store_failed, with its text).
+  void expect_every_caller_to_get_the_value_when_the_store_fails(stampede::CacheOptions o,
+                                                                 std::function<void()> fail,
+                                                                 const std::string& why) {
+    constexpr int kCallers = 8;
+    stampede::Backend<int> inner = backend();
+    std::mutex mu;
+    std::vector<std::string> store_failed;
+    o.on_event = [&](const stampede::Event& e) {
+      std::lock_guard lock(mu);
+      if (e.type == stampede::EventType::store_failed) store_failed.emplace_back(e.detail);
+    };
+    stampede::Cache<int>* cache_ptr = nullptr;
+    // The write fails only once every waiter has been served (they get the value as soon as it is
+    // loaded): the flight stays in the table until the leader's write returns, so every caller
+    // that missed has joined it.
+    auto store = std::make_shared<FailingPutStore<int>>(inner.store, [&, fail] {
+      EXPECT_TRUE(stampede_test::eventually([&] { return cache_ptr->stats().coalesced >= kCallers - 1; }));
+      fail();
+    });
+    stampede::Cache<int> cache(o, {store, inner.lock, inner.name});
+    cache_ptr = &cache;
+    std::latch start(kCallers);
+    std::atomic<int> loads{0};
+    auto loader = [&] {
+      EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().misses >= kCallers; }));
+      loads.fetch_add(1);
+      return 42;
+    };
+    std::vector<std::string> got(kCallers);
+    {
+      std::vector<std::jthread> threads;
+      for (int i = 0; i < kCallers; ++i) {
+        threads.emplace_back([&, i] {
+          start.arrive_and_wait();
+          try {
+            got[i] = std::to_string(cache.get_or_compute("k", loader));
+          } catch (const std::exception& e) {
+            got[i] = std::string("exception: ") + e.what();
+          }
+        });
+      }
+    }
+    EXPECT_EQ(loads.load(), 1);
+    for (int i = 0; i < kCallers; ++i) EXPECT_EQ(got[i], "42") << "caller " << i;
+    EXPECT_EQ(cache.stats().store_failures, 1u);
+    EXPECT_EQ(cache.stats().to_json()["store_failures"], 1u);
+    std::lock_guard lock(mu);
+    ASSERT_EQ(store_failed.size(), 1u) << "the failed store was not reported";
+    EXPECT_NE(store_failed[0].find(why), std::string::npos) << store_failed[0];
   }
 };
 
@@ -224,6 +338,72 @@ TYPED_TEST_P(CacheConformance, WaitTimeoutComputeRunsTheLoaderWithoutStoring) {
   EXPECT_EQ(st.wait_timeouts, 1u);
   EXPECT_EQ(st.fallback_computes, 1u);
   EXPECT_GE(st.lock_contended, 1u);
+  EXPECT_EQ(cache.get("k"), std::nullopt) << "a value computed without the lock was stored";
+  EXPECT_TRUE(backend.lock->release("k", other->token));
+}
+
+TYPED_TEST_P(CacheConformance, WaitTimeoutComputeWaitersOfASlowLoadShareOneFallbackLoad) {
+  constexpr int kWaiters = 49;
+  stampede::Cache<int> cache(this->impatient(stampede::OnWaitTimeout::compute), this->backend());
+  std::atomic<int> loads{0};
+  stampede_test::Gate loading;
+  auto loader = [&] {
+    const int n = loads.fetch_add(1) + 1;
+    if (n == 1) {
+      // The leader's load is slower than wait_timeout: it returns only once every waiter has
+      // timed out and gone on to its fallback.
+      loading.open();
+      EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().wait_timeouts >= kWaiters; }));
+    }
+    return n;
+  };
+  auto leader = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+  std::vector<int> got(kWaiters, -1);
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kWaiters; ++i) {
+      threads.emplace_back([&, i] { got[i] = cache.get_or_compute("k", loader); });
+    }
+  }
+  EXPECT_EQ(leader.get(), 1);
+  EXPECT_LE(loads.load(), 2) << "the timed-out waiters did not share one fallback load";
+  EXPECT_EQ(std::count_if(got.begin(), got.end(), [](int v) { return v == 1 || v == 2; }), kWaiters)
+      << "every waiter gets the leader's or the one fallback's value";
+  const stampede::Stats st = cache.stats();
+  EXPECT_EQ(st.wait_timeouts, static_cast<std::uint64_t>(kWaiters));
+  EXPECT_EQ(st.fallback_computes, 1u);
+  EXPECT_EQ(cache.get("k"), 1) << "the leader's value is stored, the fallback's is not";
+}
+
+TYPED_TEST_P(CacheConformance, WaitTimeoutComputeLeaderAndWaitersShareOneFallbackLoad) {
+  // Another process holds the lock past wait_timeout: the flight's leader times out in its lock
+  // wait and its waiters in their flight wait; this process still loads once.
+  constexpr int kCallers = 50;
+  stampede::Backend<int> backend = this->backend();
+  stampede::Cache<int> cache(this->impatient(stampede::OnWaitTimeout::compute), backend);
+  auto other = backend.lock->try_acquire("k", std::chrono::hours(1));
+  ASSERT_TRUE(other);
+  std::atomic<int> loads{0};
+  auto loader = [&] {
+    loads.fetch_add(1);
+    // Returns only once every caller has timed out, so each had its chance to load.
+    EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().wait_timeouts >= kCallers; }));
+    return 5;
+  };
+  auto leader = std::async(std::launch::async, [&] { return cache.get_or_compute("k", loader); });
+  ASSERT_TRUE(stampede_test::eventually([&] { return cache.stats().lock_contended >= 1; }));
+  std::vector<int> got(kCallers - 1, -1);
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kCallers - 1; ++i) {
+      threads.emplace_back([&, i] { got[i] = cache.get_or_compute("k", loader); });
+    }
+  }
+  EXPECT_EQ(leader.get(), 5);
+  EXPECT_EQ(loads.load(), 1) << "the timed-out callers did not share one fallback load";
+  EXPECT_EQ(std::count(got.begin(), got.end(), 5), kCallers - 1);
+  EXPECT_EQ(cache.stats().fallback_computes, 1u);
   EXPECT_EQ(cache.get("k"), std::nullopt) << "a value computed without the lock was stored";
   EXPECT_TRUE(backend.lock->release("k", other->token));
 }
@@ -394,6 +574,17 @@ TYPED_TEST_P(CacheConformance, PutDuringALoadWins) {
   EXPECT_EQ(caller.get(), 1);
   EXPECT_EQ(cache.get("k"), 99) << "an older load overwrote put()";
   EXPECT_EQ(cache.stats().stale_writes_rejected, 1u);
+}
+
+TYPED_TEST_P(CacheConformance, CallerAfterInvalidateNeverGetsALoadThatStartedBeforeIt) {
+  this->expect_a_later_caller_to_read_the_new_row([](stampede::Cache<int>& cache) { cache.invalidate("k"); });
+}
+
+TYPED_TEST_P(CacheConformance, CallerAfterPutNeverGetsALoadThatStartedBeforeIt) {
+  this->expect_a_later_caller_to_read_the_new_row([this](stampede::Cache<int>& cache) {
+    cache.put("k", 2);
+    this->clock_->advance(std::chrono::seconds(31));  // the put's entry expires: the caller misses
+  });
 }
 
 TYPED_TEST_P(CacheConformance, StoreRejectsAWriteWithALowerFence) {
@@ -770,6 +961,21 @@ TYPED_TEST_P(CacheConformance, EarlyRefreshOffNeverRefreshesAFreshEntry) {
   EXPECT_EQ(cache.stats().refreshes, 0u);
 }
 
+// ---- store failures -----------------------------------------------------------------------------
+
+TYPED_TEST_P(CacheConformance, EncodeErrorOnTheLeadersStoreGivesEveryCallerTheValue) {
+  this->expect_every_caller_to_get_the_value_when_the_store_fails(
+      this->options(), [] { throw stampede::codec_error("cannot encode this value"); },
+      "cannot encode this value");
+}
+
+TYPED_TEST_P(CacheConformance, FailClosedBackendErrorOnTheLeadersStoreGivesEveryCallerTheValue) {
+  stampede::CacheOptions o = this->options();
+  o.backend_failure = stampede::BackendFailure::fail_closed;
+  this->expect_every_caller_to_get_the_value_when_the_store_fails(
+      o, [] { throw stampede::backend_error("the store write failed"); }, "the store write failed");
+}
+
 // ---- stats and events ---------------------------------------------------------------------------
 
 TYPED_TEST_P(CacheConformance, StatsCountWhatHappened) {
@@ -855,16 +1061,19 @@ TYPED_TEST_P(CacheConformance, ThrowingEventHookChangesNothing) {
 REGISTER_TYPED_TEST_SUITE_P(
     CacheConformance, ThousandCallersOnAColdKeyShareOneLoad, ManyKeysAtOnceLoadOncePerKey,
     LoaderExceptionReachesEveryWaiterAndNothingIsStored, WaitTimeoutComputeRunsTheLoaderWithoutStoring,
-    WaitTimeoutThrowErrorThrowsTimeoutError, WaitTimeoutServeStaleServesAnExpiredValue,
-    WaitTimeoutServeStaleWithNothingToServeThrowsTimeoutError, ValueStoredWhileTheLeaderWaitsForTheLockIsUsed,
-    DoubleCheckUnderTheLockUsesAValueStoredAfterTheFirstMiss,
+    WaitTimeoutComputeWaitersOfASlowLoadShareOneFallbackLoad,
+    WaitTimeoutComputeLeaderAndWaitersShareOneFallbackLoad, WaitTimeoutThrowErrorThrowsTimeoutError,
+    WaitTimeoutServeStaleServesAnExpiredValue, WaitTimeoutServeStaleWithNothingToServeThrowsTimeoutError,
+    ValueStoredWhileTheLeaderWaitsForTheLockIsUsed, DoubleCheckUnderTheLockUsesAValueStoredAfterTheFirstMiss,
     SecondCacheOnTheSameBackendWaitsForTheFirstOnesLoad, InvalidateDuringALoadKeepsThatLoadsValueOut,
-    PutDuringALoadWins, StoreRejectsAWriteWithALowerFence,
+    PutDuringALoadWins, CallerAfterInvalidateNeverGetsALoadThatStartedBeforeIt,
+    CallerAfterPutNeverGetsALoadThatStartedBeforeIt, StoreRejectsAWriteWithALowerFence,
     SlowLoaderWhoseLockExpiredCannotOverwriteANewerValue, BlockingEntryExpiresAfterItsTtl,
     PutStoresAndInvalidateRemoves, KeysAndStringValuesAreBinarySafe, EmptyKeyIsRejected,
     SwrServesStaleAtOnceWhileTheRefreshIsBlocked, SwrManyConcurrentStaleHitsRefreshOnce,
     SwrFailedRefreshKeepsTheStaleValueUntilHardExpiry, SwrCallAfterHardExpiryIsAMiss,
     DestroyingACacheWaitsForItsRunningRefreshAndDropsQueuedOnes, FullRefreshQueueDropsAndCounts,
     TtlJitterSpreadsExpiriesWithinBounds, EarlyRefreshBetaRefreshesAFreshEntryInTheBackground,
-    EarlyRefreshOffNeverRefreshesAFreshEntry, StatsCountWhatHappened, EventHookSeesLoadsFailuresAndTimeouts,
-    ThrowingEventHookChangesNothing);
+    EarlyRefreshOffNeverRefreshesAFreshEntry, EncodeErrorOnTheLeadersStoreGivesEveryCallerTheValue,
+    FailClosedBackendErrorOnTheLeadersStoreGivesEveryCallerTheValue, StatsCountWhatHappened,
+    EventHookSeesLoadsFailuresAndTimeouts, ThrowingEventHookChangesNothing);

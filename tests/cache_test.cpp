@@ -2,7 +2,12 @@
 // capacity, stats/event plumbing, backend failures. The backend-agnostic behaviours are in
 // cache_conformance.hpp (run by memory_conformance_test).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -12,12 +17,14 @@
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "stampede/detail/counters.hpp"  // STAMPEDE_TSAN
 #include "stampede/stampede.hpp"
 #include "support/test_support.hpp"
 
@@ -157,7 +164,8 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
   for (std::uint64_t* field :
        {&s.hits, &s.misses, &s.stale_hits, &s.loads, &s.load_failures, &s.coalesced, &s.lock_acquired,
         &s.lock_contended, &s.wait_timeouts, &s.fallback_computes, &s.refreshes, &s.refresh_failures,
-        &s.refreshes_dropped, &s.stale_writes_rejected, &s.backend_errors, &s.decode_errors, &s.evictions}) {
+        &s.refreshes_dropped, &s.stale_writes_rejected, &s.backend_errors, &s.store_failures,
+        &s.decode_errors, &s.evictions}) {
     *field = n++;
   }
   s.load_time = std::chrono::nanoseconds(n);
@@ -177,9 +185,10 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
                                                                        {"refreshes_dropped", 13},
                                                                        {"stale_writes_rejected", 14},
                                                                        {"backend_errors", 15},
-                                                                       {"decode_errors", 16},
-                                                                       {"evictions", 17},
-                                                                       {"load_time_ns", 18}};
+                                                                       {"store_failures", 16},
+                                                                       {"decode_errors", 17},
+                                                                       {"evictions", 18},
+                                                                       {"load_time_ns", 19}};
   EXPECT_EQ(j.size(), expected.size()) << j.dump();
   for (const auto& [key, value] : expected) {
     ASSERT_TRUE(j.contains(key)) << key;
@@ -190,14 +199,14 @@ TEST(StatsTest, ToJsonHasEveryCounter) {
 TEST(EventsTest, EveryEventTypeHasADistinctName) {
   using E = stampede::EventType;
   std::set<std::string_view> names;
-  for (E e :
-       {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
-        E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed, E::backend_error}) {
+  for (E e : {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
+              E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed,
+              E::backend_error, E::store_failed}) {
     const std::string_view name = stampede::to_string(e);
     EXPECT_NE(name, "unknown");
     names.insert(name);
   }
-  EXPECT_EQ(names.size(), 11u);
+  EXPECT_EQ(names.size(), 12u);
   EXPECT_EQ(stampede::to_string(E::lock_acquired), "lock_acquired");
 }
 
@@ -319,6 +328,364 @@ TEST(CacheTest, UndecodableValueIsAMissAndIsReplaced) {
   EXPECT_GE(cache.stats().decode_errors, 1u);
   EXPECT_EQ(store->puts.load(), 1);
   EXPECT_EQ(cache.get("k"), std::nullopt);
+}
+
+// ---- a Cache destroyed on its own refresher thread ---------------------------------------------
+
+/// Declared before a Cache member, it is destroyed after the Cache: tells the test which thread
+/// destroyed it.
+struct DestroyedSignal {
+  std::promise<std::thread::id> promise;
+  ~DestroyedSignal() { promise.set_value(std::this_thread::get_id()); }
+};
+
+/// An application object that owns a Cache, as a service owns its cache.
+struct Owner {
+  explicit Owner(CacheOptions o) : cache(std::move(o)) {}
+  DestroyedSignal destroyed;
+  Cache<int> cache;
+};
+
+TEST(CacheLifetimeTest, LoaderHoldingTheLastReferenceToTheOwnerDestroysTheCacheOnItsRefresherThread) {
+  auto clock = std::make_shared<stampede::ManualClock>();
+  CacheOptions o;
+  o.mode = stampede::Mode::stale_while_revalidate;
+  o.soft_ttl = 10s;
+  o.swr_window = 10s;
+  o.clock = clock;
+  auto owner = std::make_shared<Owner>(o);
+  std::future<std::thread::id> destroyed = owner->destroyed.promise.get_future();
+  ASSERT_EQ(owner->cache.get_or_compute("k", [] { return 1; }), 1);
+  clock->advance(11s);
+  auto refreshing = std::make_shared<stampede_test::Gate>();
+  auto release = std::make_shared<stampede_test::Gate>();
+  // The refresh's loader captures the owner: "capture only what outlives the Cache".
+  EXPECT_EQ(owner->cache.get_or_compute("k",
+                                        [owner, refreshing, release] {
+                                          refreshing->open();
+                                          release->wait();
+                                          return 2;
+                                        }),
+            1);
+  ASSERT_TRUE(refreshing->wait_for()) << "the stale hit did not schedule a refresh";
+  const std::weak_ptr<Owner> weak = owner;
+  owner.reset();  // the refresh task now holds the last reference
+  release->open();
+  ASSERT_EQ(destroyed.wait_for(stampede_test::kHangGuard), std::future_status::ready)
+      << "the owner (and its Cache) was never destroyed";
+  EXPECT_NE(destroyed.get(), std::this_thread::get_id()) << "expected the refresher thread to destroy it";
+  EXPECT_TRUE(weak.expired());
+}
+
+// ---- a value whose copy throws while it is published -----------------------------------------------
+
+struct CopyError : std::runtime_error {
+  CopyError() : std::runtime_error("copy failed") {}
+};
+
+/// A value whose copy constructor throws CopyError once after `fail_next_copy` is set. Moves never
+/// throw.
+struct Fragile {
+  Fragile() = default;
+  explicit Fragile(int v) : value(v) {}
+  Fragile(const Fragile& other) : value(other.value) {
+    if (fail_next_copy.exchange(false)) throw CopyError();
+  }
+  Fragile(Fragile&&) noexcept = default;
+  Fragile& operator=(const Fragile&) = default;
+  Fragile& operator=(Fragile&&) noexcept = default;
+
+  int value = 0;
+  static inline std::atomic<bool> fail_next_copy{false};
+};
+
+/// A Store<T> that forwards to another and runs `before_put` before each put. Thread-safe.
+template <class T>
+class PutHookStore final : public stampede::Store<T> {
+ public:
+  PutHookStore(std::shared_ptr<stampede::Store<T>> inner, std::function<void()> before_put)
+      : inner_(std::move(inner)), before_put_(std::move(before_put)) {}
+  std::optional<stampede::Entry<T>> get(std::string_view key,
+                                        std::chrono::system_clock::time_point now) override {
+    return inner_->get(key, now);
+  }
+  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
+                          std::chrono::system_clock::time_point now) override {
+    before_put_();
+    return inner_->put(key, entry, now);
+  }
+  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+
+ private:
+  std::shared_ptr<stampede::Store<T>> inner_;
+  std::function<void()> before_put_;
+};
+
+TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
+  constexpr int kCallers = 5;
+  CacheOptions o;
+  // A waiter that is never told sits out wait_timeout: far longer than the hang guards below.
+  o.wait_timeout = 2min;
+  o.on_wait_timeout = stampede::OnWaitTimeout::throw_error;
+  std::atomic<int> returned{0};
+  // The leader writes after it published: hold it there (its flight stays joinable) until every
+  // waiter has returned.
+  auto store =
+      std::make_shared<PutHookStore<Fragile>>(std::make_shared<stampede::MemoryStore<Fragile>>(), [&] {
+        EXPECT_TRUE(stampede_test::eventually([&] { return returned.load() >= kCallers - 1; }))
+            << "the waiters were not told that publishing the value failed";
+      });
+  Cache<Fragile> cache(o, {store, std::make_shared<stampede::MemoryTokenLock>(), "memory"});
+  std::latch start(kCallers);
+  auto loader = [&] {
+    EXPECT_TRUE(stampede_test::eventually([&] { return cache.stats().misses >= kCallers; }));
+    Fragile::fail_next_copy = true;  // the next copy is the one that publishes the value
+    return Fragile(7);
+  };
+  std::vector<std::string> got(kCallers);
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kCallers; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();
+        try {
+          got[i] = std::to_string(cache.get_or_compute("k", loader).value);
+        } catch (const CopyError& e) {
+          got[i] = e.what();
+        } catch (const std::exception& e) {
+          got[i] = std::string("other exception: ") + e.what();
+        }
+        returned.fetch_add(1);
+      });
+    }
+  }
+  EXPECT_EQ(std::count(got.begin(), got.end(), "7"), 1) << "the leader keeps its value";
+  EXPECT_EQ(std::count(got.begin(), got.end(), "copy failed"), kCallers - 1)
+      << "every waiter gets the copy's exception";
+  ASSERT_TRUE(cache.get("k"));
+  EXPECT_EQ(cache.get("k")->value, 7);
+}
+
+// ---- a subscribe that fails ----------------------------------------------------------------------
+
+/// A TokenLock that forwards to another, except that subscribe() fails like a Redis user without
+/// channel rights (the Redis 7 default for new ACL users).
+class NoSubscribeLock final : public stampede::TokenLock {
+ public:
+  explicit NoSubscribeLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
+  std::optional<stampede::LockToken> try_acquire(std::string_view key,
+                                                 std::chrono::milliseconds ttl) override {
+    return inner_->try_acquire(key, ttl);
+  }
+  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> subscribe(std::string_view) override {
+    throw stampede::backend_error("NOPERM this user has no permissions to access one of the channels");
+  }
+  void notify(std::string_view key) override { inner_->notify(key); }
+
+ private:
+  std::shared_ptr<stampede::TokenLock> inner_;
+};
+
+TEST(CacheTest, FailedSubscribeMakesTheWaitingLeaderPollInsteadOfLoading) {
+  auto clock = std::make_shared<stampede::ManualClock>();
+  stampede::Backend<int> backend = stampede::memory_backend<int>(0, clock);
+  CacheOptions o;
+  o.clock = clock;
+  o.wait_timeout = 10min;
+  o.poll_interval = 10ms;
+  Cache<int> first(o, backend);  // another process, loading
+  std::atomic<int> backend_events{0};
+  CacheOptions o2 = o;
+  o2.on_event = [&](const stampede::Event& e) {
+    if (e.type == stampede::EventType::backend_error) backend_events.fetch_add(1);
+  };
+  Cache<int> second(o2, {backend.store, std::make_shared<NoSubscribeLock>(backend.lock), "no-subscribe"});
+  stampede_test::Gate loading;
+  stampede_test::Gate release_load;
+  std::atomic<int> second_loads{0};
+  auto a = std::async(std::launch::async, [&] {
+    return first.get_or_compute("k", [&] {
+      loading.open();
+      release_load.wait();
+      return 5;
+    });
+  });
+  std::future<int> b;
+  stampede_test::OpenOnExit open_on_exit(release_load);  // runs before a and b are waited for
+  ASSERT_TRUE(loading.wait_for()) << "the loader never ran";
+  b = std::async(std::launch::async, [&] {
+    return second.get_or_compute("k", [&] {
+      second_loads.fetch_add(1);
+      return -1;
+    });
+  });
+  ASSERT_TRUE(stampede_test::eventually([&] { return second.stats().backend_errors >= 1; }))
+      << "the second cache never tried to subscribe";
+  release_load.open();
+  EXPECT_EQ(a.get(), 5);
+  EXPECT_EQ(b.get(), 5) << "the waiting leader loaded instead of waiting for the holder's value";
+  EXPECT_EQ(second_loads.load(), 0);
+  const stampede::Stats st = second.stats();
+  EXPECT_EQ(st.backend_errors, 1u) << "one failed subscribe, counted once";
+  EXPECT_EQ(backend_events.load(), 1);
+  EXPECT_EQ(st.coalesced, 1u);
+  EXPECT_EQ(st.loads, 0u);
+}
+
+// ---- fork() --------------------------------------------------------------------------------------
+
+/// What a fork()ed child reported.
+struct ChildResult {
+  bool exited = false;  ///< false: it hung and was killed
+  int status = 0;       ///< waitpid status
+  std::string report;   ///< "ok", or what went wrong
+};
+
+/// Runs `child` in a fork()ed child, which reports its return value through a pipe and _exit()s
+/// (no atexit handlers, no gtest teardown in the child). The parent waits for it with a hang
+/// guard and kills it if it does not exit.
+ChildResult run_in_child(const std::function<std::string()>& child) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {false, 0, "pipe() failed"};
+  const pid_t pid = ::fork();
+  if (pid < 0) return {false, 0, "fork() failed"};
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string report;
+    try {
+      report = child();
+    } catch (const std::exception& e) {
+      report = std::string("exception: ") + e.what();
+    } catch (...) {
+      report = "non-std exception";
+    }
+    [[maybe_unused]] const ssize_t n = ::write(fds[1], report.data(), report.size());
+    ::_exit(report == "ok" ? 0 : 1);
+  }
+  ::close(fds[1]);
+  ChildResult result;
+  result.exited = stampede_test::eventually([&] { return ::waitpid(pid, &result.status, WNOHANG) == pid; });
+  if (!result.exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &result.status, 0);
+  }
+  char buf[256];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+    result.report.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  return result;
+}
+
+/// A TokenLock that forwards to another; in the process that built it (not in a fork()ed child),
+/// try_acquire first opens `entered` and waits for `release`.
+class ParentGatedLock final : public stampede::TokenLock {
+ public:
+  ParentGatedLock(std::shared_ptr<stampede::TokenLock> inner, stampede_test::Gate& entered,
+                  stampede_test::Gate& release)
+      : inner_(std::move(inner)), parent_(::getpid()), entered_(entered), release_(release) {}
+  std::optional<stampede::LockToken> try_acquire(std::string_view key,
+                                                 std::chrono::milliseconds ttl) override {
+    if (::getpid() == parent_) {
+      entered_.open();
+      release_.wait();
+    }
+    return inner_->try_acquire(key, ttl);
+  }
+  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+    return inner_->subscribe(key);
+  }
+  void notify(std::string_view key) override { inner_->notify(key); }
+
+ private:
+  std::shared_ptr<stampede::TokenLock> inner_;
+  const pid_t parent_;
+  stampede_test::Gate& entered_;
+  stampede_test::Gate& release_;
+};
+
+TEST(CacheForkTest, ChildLoadsAKeyThatItsParentWasLoadingWhenItForked) {
+#ifdef STAMPEDE_TSAN
+  GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+#endif
+  stampede_test::Gate entered;
+  stampede_test::Gate release;
+  // The parent's leader is held inside its flight before it takes the token lock, so the child
+  // inherits an in-progress flight (and no held lock).
+  auto lock =
+      std::make_shared<ParentGatedLock>(std::make_shared<stampede::MemoryTokenLock>(), entered, release);
+  CacheOptions o;
+  o.wait_timeout = 10min;
+  o.on_wait_timeout = stampede::OnWaitTimeout::throw_error;
+  Cache<int> cache(o, {std::make_shared<stampede::MemoryStore<int>>(), lock, "memory"});
+  auto parent_call =
+      std::async(std::launch::async, [&] { return cache.get_or_compute("k", [] { return 1; }); });
+  stampede_test::OpenOnExit open_on_exit(release);  // runs before parent_call is waited for
+  ASSERT_TRUE(entered.wait_for()) << "the parent's leader never reached the lock";
+
+  const ChildResult child = run_in_child([&]() -> std::string {
+    const int v = cache.get_or_compute("k", [] { return 2; });
+    return v == 2 ? "ok" : "the child got " + std::to_string(v);
+  });
+  EXPECT_TRUE(child.exited) << "the child hung on the flight whose leader exists only in the parent";
+  EXPECT_EQ(child.report, "ok");
+
+  release.open();
+  EXPECT_EQ(parent_call.get(), 1);
+  EXPECT_EQ(cache.get("k"), 1);
+}
+
+TEST(CacheForkTest, ChildRunsItsOwnRefreshesAndWaitIdleReturns) {
+#ifdef STAMPEDE_TSAN
+  GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+#endif
+  auto clock = std::make_shared<stampede::ManualClock>();
+  CacheOptions o;
+  o.mode = stampede::Mode::stale_while_revalidate;
+  o.soft_ttl = 10s;
+  o.swr_window = 10s;
+  o.lock_ttl = 1h;  // no lease renewal is due while the child runs
+  o.refresh_threads = 1;
+  o.clock = clock;
+  Cache<int> cache(o);
+  ASSERT_EQ(cache.get_or_compute("a", [] { return 1; }), 1);
+  ASSERT_EQ(cache.get_or_compute("b", [] { return 1; }), 1);
+  clock->advance(11s);
+  stampede_test::Gate refreshing;
+  stampede_test::Gate release;
+  stampede_test::OpenOnExit open_on_exit(release);
+  // The parent's only refresher thread is busy with "a" when it forks.
+  EXPECT_EQ(cache.get_or_compute("a",
+                                 [&] {
+                                   refreshing.open();
+                                   release.wait();
+                                   return 2;
+                                 }),
+            1);
+  ASSERT_TRUE(refreshing.wait_for()) << "the stale hit did not schedule a refresh";
+
+  const ChildResult child = run_in_child([&]() -> std::string {
+    if (cache.get_or_compute("b", [] { return 3; }) != 1)
+      return "the stale hit did not serve the stale value";
+    cache.wait_idle();
+    const std::optional<int> b = cache.get("b");
+    return b == 3 ? "ok" : "the child's refresh did not store its value";
+  });
+  EXPECT_TRUE(child.exited) << "the child's refresh never ran or its wait_idle() never returned";
+  EXPECT_EQ(child.report, "ok");
+
+  release.open();
+  cache.wait_idle();
+  EXPECT_EQ(cache.get("a"), 2);
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <barrier>
+#include <future>
 #include <latch>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -165,6 +167,58 @@ TEST(RefresherTest, DestructorWithoutAnySubmitStartsAndJoinsNothing) {
   Refresher r({.threads = 4, .queue = 1});
   r.wait_idle();  // nothing queued or running
   SUCCEED();
+}
+
+// A task may end the Refresher that runs it (its owner's last reference can go with the task):
+// stop() then detaches the calling worker instead of joining it, and the worker no longer touches
+// the Refresher object.
+
+TEST(RefresherTest, StopFromInsideATaskDetachesThatWorker) {
+  Refresher r({.threads = 2, .queue = 8});
+  auto stopped = std::make_shared<std::promise<Submit>>();
+  std::future<Submit> result = stopped->get_future();
+  ASSERT_EQ(r.submit("stopper",
+                     [&r, stopped] {
+                       r.stop();
+                       stopped->set_value(r.submit("after", [] {}));
+                     }),
+            Submit::queued);
+  ASSERT_EQ(result.wait_for(stampede_test::kHangGuard), std::future_status::ready) << "stop() never returned";
+  EXPECT_EQ(result.get(), Submit::stopped);
+  r.wait_idle();  // returns at once after stop
+}
+
+TEST(RefresherTest, DestroyingTheRefresherFromInsideATask) {
+  auto r =
+      std::make_shared<std::unique_ptr<Refresher>>(std::make_unique<Refresher>(Refresher::Options{2, 8}));
+  auto destroyed = std::make_shared<std::promise<void>>();
+  std::future<void> done = destroyed->get_future();
+  std::atomic<int> other_runs{0};
+  stampede_test::Gate release_other;
+  std::latch other_running(1);
+  stampede_test::OpenOnExit open_on_exit(release_other);
+  // A task on the other thread is running: the destroying task's stop() waits for it.
+  ASSERT_EQ((*r)->submit("other",
+                         [&] {
+                           other_running.count_down();
+                           release_other.wait();
+                           other_runs.fetch_add(1);
+                         }),
+            Submit::queued);
+  other_running.wait();
+  auto go = std::make_shared<stampede_test::Gate>();  // opened once submit() has returned
+  ASSERT_EQ((*r)->submit("destroyer",
+                         [r, destroyed, go] {
+                           (void)go->wait_for();
+                           r->reset();  // ~Refresher on its own worker thread
+                           destroyed->set_value();
+                         }),
+            Submit::queued);
+  go->open();
+  release_other.open();
+  ASSERT_EQ(done.wait_for(stampede_test::kHangGuard), std::future_status::ready)
+      << "the Refresher destroyed from its own task never finished";
+  EXPECT_EQ(other_runs.load(), 1) << "the running task was not waited for";
 }
 
 }  // namespace

@@ -10,7 +10,14 @@
 // Thread-safe: every method may be called concurrently from any thread.
 // Lifetime: the destructor stops background refreshes: queued ones are dropped, running ones are
 // waited for, so no refresh ever touches a destroyed Cache. No call may be in progress on another
-// thread when the Cache is destroyed.
+// thread when the Cache is destroyed. The destructor may run on a refresher thread (a refresh's
+// loader that holds the last reference to the Cache's owner): it then waits for the other running
+// refreshes and lets that thread finish by itself.
+// fork(): a fork()ed child may go on using a Cache it inherited. Loads that were in flight in the
+// parent are not the child's (their leaders stayed in the parent): the child's callers start new
+// flights. The parent's queued and running refreshes are dropped; the child's refreshes get
+// threads of their own on first use, and wait_idle() waits only for them. Entries and locks are
+// what the backend gives the child.
 //
 // FAQ
 // - Does a caller ever wait forever? No. A caller waits at most wait_timeout for another caller's
@@ -20,6 +27,19 @@
 // - Can a slow loader overwrite newer data? No. Its write carries the fence of its lock; if the
 //   lock expired and someone stored since (or invalidate()/put() ran), the write is refused and
 //   counted in stats().stale_writes_rejected. The caller still gets the value it loaded.
+// - After invalidate(k) or put(k, v) returned, can a call get a value loaded before? No. A load
+//   in flight keeps its callers, but a call that starts later never joins it: it starts its own
+//   load (which waits for the old one's lock, as another process would).
+// - The loader is slower than wait_timeout, policy compute: how many loads? At most two per flight
+//   in a process: the leader's, and one fallback load that all callers who gave up share (also
+//   when the leader itself gave up waiting for another process's lock). The fallback's value is
+//   returned but not stored; if the leader's value comes first, they get that one.
+// - The value was loaded but cannot be stored (Store::put throws codec_error, e.g. the codec
+//   cannot encode it, or backend_error)? Every caller, the leader included, gets the value, in
+//   both failure modes: the load succeeded. Nothing is stored; stats().store_failures counts it
+//   and EventType::store_failed reports it (a backend_error also counts in backend_errors).
+// - The backend refuses wake-up subscriptions (a Redis ACL user without channel rights)? Waiting
+//   callers poll every poll_interval instead; counted in backend_errors, never a load.
 // - In SWR mode (and with early_refresh_beta > 0) the loader can run *after* get_or_compute
 //   returned, on a refresher thread. Capture by value, or only what outlives the Cache.
 #pragma once
@@ -93,8 +113,10 @@ class Cache {
   /// @param loader called with no arguments; its result is converted to T.
   /// @return the value.
   /// @throws std::invalid_argument for an empty key; whatever `loader` throws (also in every
-  ///         caller that waited for that load); timeout_error (OnWaitTimeout::throw_error, or
-  ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed).
+  ///         caller that waited for that load); whatever T's copy constructor throws when the
+  ///         loaded value is handed to a waiter; timeout_error (OnWaitTimeout::throw_error, or
+  ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed, when
+  ///         the backend cannot be read or locked; a failed store of a loaded value is not thrown).
   template <class Loader>
     requires LoaderFor<Loader, T>
   T get_or_compute(std::string_view key, Loader&& loader);
@@ -106,11 +128,16 @@ class Cache {
   std::optional<T> get(std::string_view key);
 
   /// Stores `value` now with a new fence (so loads in flight cannot overwrite it) and wakes waiters.
+  /// A call that starts after put() returned never gets a value loaded before it.
+  /// @param key non-empty; any bytes.
+  /// @param value the value to store.
   /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes:
-  ///         a write that did not happen must not pass silently).
+  ///         a write that did not happen must not pass silently); codec_error if it cannot be encoded.
   void put(std::string_view key, T value);
 
-  /// Removes `key`. A load that started before this call can never store its value after it.
+  /// Removes `key`. A load that started before this call can never store its value after it, and
+  /// a call that starts after it returned never gets that load's value.
+  /// @param key non-empty; any bytes.
   /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes).
   void invalidate(std::string_view key);
 
@@ -127,14 +154,20 @@ class Cache {
   enum Counter : std::size_t {
     kHits, kMisses, kStaleHits, kLoads, kLoadFailures, kLoadTimeNs, kCoalesced, kLockAcquired,
     kLockContended, kWaitTimeouts, kFallbackComputes, kRefreshes, kRefreshFailures,
-    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kDecodeErrors, kCounterCount
+    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kStoreFailures, kDecodeErrors,
+    kCounterCount
   };
   using time_point = std::chrono::system_clock::time_point;
 
   template <class Loader>
   T lead(std::string_view key, Loader& loader, detail::Flight<T>& flight);
   template <class Loader>
-  T on_wait_timeout(std::string_view key, Loader& loader);
+  T on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight);
+  template <class Loader>
+  T compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight);
+  std::unique_ptr<Subscription> subscribe(std::string_view key, bool& can_subscribe);
+  void wait_for_signal(std::string_view key, Subscription* sub, std::chrono::steady_clock::time_point until,
+                       bool& can_subscribe);
   template <class Loader>
   void schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader);
   template <class Loader>
@@ -145,6 +178,8 @@ class Cache {
   std::optional<Entry<T>> read(std::string_view key, time_point now);
   PutResult write(std::string_view key, const T& value, std::uint64_t fence,
                   std::chrono::nanoseconds load_time);
+  void store_loaded(std::string_view key, const T& value, std::uint64_t fence,
+                    std::chrono::nanoseconds load_time);
   bool xfetch_due(const Entry<T>& e, time_point now) const;
   void on_backend_error(std::string_view key, const std::exception& e);
   void emit(EventType type, std::string_view key, std::string_view detail = {},

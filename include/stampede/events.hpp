@@ -25,6 +25,7 @@ enum class EventType {
   stale_write_rejected,  ///< a store with an older fence was refused (the fence did its job)
   decode_failed,    ///< a stored value could not be decoded; treated as a miss
   backend_error,    ///< the backend failed; `detail` says how (fail_open goes on without it)
+  store_failed,     ///< a loaded value could not be stored (every caller still gets it); `detail` says why
 };
 
 /// @return a stable lowercase name, e.g. "lock_acquired".

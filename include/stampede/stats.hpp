@@ -30,6 +30,7 @@ struct Stats {
   std::uint64_t refreshes_dropped = 0;     ///< refreshes not queued because the queue was full
   std::uint64_t stale_writes_rejected = 0; ///< stores refused because a newer fence exists
   std::uint64_t backend_errors = 0;        ///< backend failures (fail_open went on without it)
+  std::uint64_t store_failures = 0;        ///< loaded values that could not be stored (encode/backend error)
   std::uint64_t decode_errors = 0;         ///< stored values that could not be decoded (treated as misses)
   std::uint64_t evictions = 0;             ///< in-process entries evicted for max_entries
 

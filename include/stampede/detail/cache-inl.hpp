@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "stampede/errors.hpp"
@@ -77,15 +78,15 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
     }
     count(kWaitTimeouts);
     emit(EventType::lock_timeout, key, "in-process flight");
-    return on_wait_timeout(key, loader);
+    return on_wait_timeout(key, loader, *flight);
   }
   try {
     T value = lead(key, loader, *flight);
     flight->set_value(value);  // no-op if lead() already published it
-    flights_.leave(key);
+    flights_.leave(key, flight.get());
     return value;
   } catch (...) {
-    flights_.leave(key);
+    flights_.leave(key, flight.get());
     flight->set_error(std::current_exception());
     throw;
   }
@@ -96,6 +97,7 @@ template <class Loader>
 T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
   TokenLock& lock = *backend_.lock;
   const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+  bool can_subscribe = true;
   for (;;) {
     std::optional<LockToken> token;
     try {
@@ -122,11 +124,7 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
       T value = run_loader(key, loader, took);  // on throw, ~LockLease releases at once
       // This process's waiters need neither the store write nor the release: wake them now.
       flight.set_value(value);
-      try {
-        write(key, value, token->fence, took);
-      } catch (const backend_error& e) {
-        on_backend_error(key, e);
-      }
+      store_loaded(key, value, token->fence, took);
       try {
         lease.release();  // also wakes the waiters of other processes
       } catch (const backend_error& e) {
@@ -137,42 +135,65 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
 
     // Another process is loading: wait for its value (signal, with a poll fallback).
     count(kLockContended);
-    try {
-      std::unique_ptr<Subscription> sub = lock.subscribe(key);  // before the re-check
-      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
-        count(kCoalesced);
-        return std::move(e->value);
-      }
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) break;
-      const auto poll = detail::jittered(options_.poll_interval, 0.25);
-      sub->wait_until(std::min<std::chrono::steady_clock::time_point>(deadline, now + poll));
-      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
-        count(kCoalesced);
-        return std::move(e->value);
-      }
-    } catch (const backend_error& e) {
-      on_backend_error(key, e);
-      std::chrono::nanoseconds took{};
-      return run_loader(key, loader, took);
+    std::unique_ptr<Subscription> sub = subscribe(key, can_subscribe);  // before the re-check
+    if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+      count(kCoalesced);
+      return std::move(e->value);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    const auto poll = detail::jittered(options_.poll_interval, 0.25);
+    wait_for_signal(key, sub.get(), std::min<std::chrono::steady_clock::time_point>(deadline, now + poll),
+                    can_subscribe);
+    if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+      count(kCoalesced);
+      return std::move(e->value);
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     // Woken (or polled): the holder stored, released after a failure, or expired. Try again.
   }
   count(kWaitTimeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
-  return on_wait_timeout(key, loader);
+  return on_wait_timeout(key, loader, flight);
+}
+
+template <class T>
+std::unique_ptr<Subscription> Cache<T>::subscribe(std::string_view key, bool& can_subscribe) {
+  if (!can_subscribe) return nullptr;
+  try {
+    return backend_.lock->subscribe(key);
+  } catch (const backend_error& e) {
+    // Only the early wake-up is lost (e.g. a Redis user without channel rights): the lock still
+    // works, so poll for the holder's value instead, in both failure modes. Reported once per wait.
+    count(kBackendErrors);
+    emit(EventType::backend_error, key, e.what());
+    can_subscribe = false;
+    return nullptr;
+  }
+}
+
+template <class T>
+void Cache<T>::wait_for_signal(std::string_view key, Subscription* sub,
+                               std::chrono::steady_clock::time_point until, bool& can_subscribe) {
+  if (sub != nullptr) {
+    try {
+      sub->wait_until(until);
+      return;
+    } catch (const backend_error& e) {
+      count(kBackendErrors);
+      emit(EventType::backend_error, key, e.what());
+      can_subscribe = false;
+    }
+  }
+  std::this_thread::sleep_until(until);
 }
 
 template <class T>
 template <class Loader>
-T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader) {
+T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
   switch (options_.on_wait_timeout) {
-    case OnWaitTimeout::compute: {
-      count(kFallbackComputes);
-      std::chrono::nanoseconds took{};
-      return run_loader(key, loader, took);  // holds no fence, so it is not stored
-    }
+    case OnWaitTimeout::compute:
+      return compute_fallback(key, loader, flight);
     case OnWaitTimeout::serve_stale:
       // Ask the store for anything it still holds, however old (a time before every expiry).
       if (std::optional<Entry<T>> e = read(key, time_point::min())) return std::move(e->value);
@@ -182,6 +203,34 @@ T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader) {
   }
   throw timeout_error("stampede: waited " + std::to_string(options_.wait_timeout.count()) +
                       " ms for another caller's load of '" + std::string(key) + "'");
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+  // The callers of one flight that gave up waiting (its waiters, and its leader when another
+  // process holds the lock) share one fallback load.
+  auto [fallback, leader] = flight.join_fallback();
+  if (!leader) {
+    T value = fallback.wait();  // the fallback's load, or the flight's value if that comes first
+    count(kCoalesced);
+    return value;
+  }
+  try {
+    if (std::optional<T> v = flight.value_if_published()) {  // the flight finished meanwhile
+      fallback.set_value(*v);
+      count(kCoalesced);
+      return std::move(*v);
+    }
+    count(kFallbackComputes);
+    std::chrono::nanoseconds took{};
+    T value = run_loader(key, loader, took);  // holds no fence, so it is not stored
+    fallback.set_value(value);
+    return value;
+  } catch (...) {
+    fallback.set_error(std::current_exception());
+    throw;
+  }
 }
 
 template <class T>
@@ -301,6 +350,24 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
 }
 
 template <class T>
+void Cache<T>::store_loaded(std::string_view key, const T& value, std::uint64_t fence,
+                            std::chrono::nanoseconds load_time) {
+  // The load succeeded and its waiters may have the value already: every caller gets it, whether
+  // or not it could be stored (in both failure modes). The failed store is counted and reported.
+  try {
+    write(key, value, fence, load_time);
+  } catch (const backend_error& e) {
+    count(kBackendErrors);
+    emit(EventType::backend_error, key, e.what());
+    count(kStoreFailures);
+    emit(EventType::store_failed, key, e.what());
+  } catch (const codec_error& e) {
+    count(kStoreFailures);
+    emit(EventType::store_failed, key, e.what());
+  }
+}
+
+template <class T>
 bool Cache<T>::xfetch_due(const Entry<T>& e, time_point now) const {
   // XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh early with a probability that
   // grows as expiry nears and with the cost of a load; -ln(U) is exponential with mean 1.
@@ -348,12 +415,14 @@ void Cache<T>::put(std::string_view key, T value) {
   const std::uint64_t fence = backend_.lock->bump_fence(key);
   write(key, value, fence, std::chrono::nanoseconds{0});
   backend_.lock->notify(key);
+  flights_.detach(key);  // after the write: a later caller must not join a load older than it
 }
 
 template <class T>
 void Cache<T>::invalidate(std::string_view key) {
   check_key(key);
   backend_.store->invalidate(key, backend_.lock->bump_fence(key));
+  flights_.detach(key);  // after the invalidation: a later caller must not join a load older than it
 }
 
 template <class T>
@@ -375,6 +444,7 @@ Stats Cache<T>::stats() const {
   s.refreshes_dropped = counters_.sum(kRefreshesDropped);
   s.stale_writes_rejected = counters_.sum(kStaleWritesRejected);
   s.backend_errors = counters_.sum(kBackendErrors);
+  s.store_failures = counters_.sum(kStoreFailures);
   s.decode_errors = counters_.sum(kDecodeErrors);
   if (auto* memory = dynamic_cast<MemoryStore<T>*>(backend_.store.get())) {
     s.evictions = memory->evictions();
