@@ -674,11 +674,14 @@ TEST(CacheForkTest, ChildRunsItsOwnRefreshesAndWaitIdleReturns) {
   ASSERT_TRUE(refreshing.wait_for()) << "the stale hit did not schedule a refresh";
 
   const ChildResult child = run_in_child([&]() -> std::string {
-    if (cache.get_or_compute("b", [] { return 3; }) != 1)
+    // The child's embedded store starts empty (MemoryStore), so it loads "b", then lets it go stale.
+    if (cache.get_or_compute("b", [] { return 3; }) != 3) return "the child did not load its own value";
+    clock->advance(11s);
+    if (cache.get_or_compute("b", [] { return 4; }) != 3)
       return "the stale hit did not serve the stale value";
     cache.wait_idle();
     const std::optional<int> b = cache.get("b");
-    return b == 3 ? "ok" : "the child's refresh did not store its value";
+    return b == 4 ? "ok" : "the child's refresh did not store its value";
   });
   EXPECT_TRUE(child.exited) << "the child's refresh never ran or its wait_idle() never returned";
   EXPECT_EQ(child.report, "ok");
