@@ -146,6 +146,22 @@ TEST(Client, ConnectsOverAUnixSocketAndSelectsTheDatabase) {
   EXPECT_TRUE(db0->command({"GET", "k"}).is_nil());
 }
 
+// The test helper's own promise: when RedisServer's constructor returns, every endpoint a test
+// may use answers, the unix socket included (no retry here, as in the tests that rely on it).
+TEST(RedisServerHelper, EveryEndpointAnswersAsSoonAsTheServerIsConstructed) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string path =
+        "/tmp/stampede-ready-" + std::to_string(::getpid()) + "-" + std::to_string(i) + ".sock";
+    redis_test::RedisServer server({"--unixsocket", path});
+    try {
+      EXPECT_EQ(Client::connect("unix://" + path)->command({"PING"}).str, "PONG");
+      EXPECT_EQ(Client::connect(server.url())->command({"PING"}).str, "PONG");
+    } catch (const stampede::backend_error& e) {
+      ADD_FAILURE() << "start " << i << ": " << e.what();
+    }
+  }
+}
+
 TEST(Client, BorrowTimeoutWhenEveryConnectionIsBusy) {
   auto client = Client::connect(redis_test::shared_server().url(),
                                 {.command_timeout = 0ms, .borrow_timeout = 0ms, .pool_size = 1});
