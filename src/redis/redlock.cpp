@@ -38,12 +38,11 @@ Redlock::~Redlock() = default;
 
 std::uint64_t Redlock::raise_fence(std::string_view key, std::uint64_t fence,
                                    const std::vector<std::size_t>& on) {
-  const std::string fk = detail::fence_key(prefix_, key), m = std::to_string(fence);
   std::size_t raised = 0;
   std::string last;
   for (std::size_t i : on) {
     try {
-      nodes_[i]->client()->eval(detail::raise_fence_script(), {fk}, {m});
+      detail::raise_fence(*nodes_[i]->client(), prefix_, key, fence);
       ++raised;
     } catch (const backend_error& e) {
       last = e.what();
@@ -57,8 +56,6 @@ std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono:
   check_key(key);
   if (ttl.count() <= 0) throw std::invalid_argument("stampede::redis::Redlock: ttl must be > 0");
   const std::string token = stampede::detail::random_token();
-  const std::string lk = detail::lock_key(prefix_, key), fk = detail::fence_key(prefix_, key),
-                    px = std::to_string(ttl.count());
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::size_t> granted;
   std::uint64_t fence = 0;
@@ -66,11 +63,12 @@ std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono:
   std::string last;
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     try {
-      Reply r = nodes_[i]->client()->eval(detail::acquire_script(), {lk, fk}, {token, px});
+      const std::optional<std::uint64_t> f =
+          detail::acquire_lock(*nodes_[i]->client(), prefix_, key, token, ttl);
       ++answered;
-      if (r.type == Reply::Type::integer) {
+      if (f) {
         granted.push_back(i);
-        fence = std::max(fence, static_cast<std::uint64_t>(r.integer));
+        fence = std::max(fence, *f);
       }
     } catch (const backend_error& e) {
       last = e.what();

@@ -10,7 +10,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "scripts.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 #include "stampede/detail/token.hpp"
 #include "stampede/memory.hpp"
@@ -248,33 +247,25 @@ std::optional<LockToken> RedisTokenLock::try_acquire(std::string_view key, std::
   check_key(key);
   check_ttl(ttl);
   std::string token = stampede::detail::random_token();
-  const std::string lk = detail::lock_key(prefix_, key), fk = detail::fence_key(prefix_, key),
-                    px = std::to_string(ttl.count());
-  Reply r = client_->eval(detail::acquire_script(), {lk, fk}, {token, px});
-  if (r.type != Reply::Type::integer) return std::nullopt;
-  return LockToken{std::move(token), static_cast<std::uint64_t>(r.integer)};
+  const std::optional<std::uint64_t> fence = detail::acquire_lock(*client_, prefix_, key, token, ttl);
+  if (!fence) return std::nullopt;
+  return LockToken{std::move(token), *fence};
 }
 
 bool RedisTokenLock::release(std::string_view key, std::string_view token) {
   check_key(key);
-  const std::string lk = detail::lock_key(prefix_, key), ch = detail::done_channel(prefix_, key);
-  Reply r = client_->eval(detail::release_script(), {lk}, {token, ch});
-  return r.type == Reply::Type::integer && r.integer == 1;
+  return detail::release_lock(*client_, prefix_, key, token);
 }
 
 bool RedisTokenLock::renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
   check_key(key);
   check_ttl(ttl);
-  const std::string lk = detail::lock_key(prefix_, key), px = std::to_string(ttl.count());
-  Reply r = client_->eval(detail::renew_script(), {lk}, {token, px});
-  return r.type == Reply::Type::integer && r.integer == 1;
+  return detail::renew_lock(*client_, prefix_, key, token, ttl);
 }
 
 std::uint64_t RedisTokenLock::bump_fence(std::string_view key) {
   check_key(key);
-  const std::string fk = detail::fence_key(prefix_, key);
-  Reply r = client_->command({"HINCRBY", fk, "next", "1"});
-  return static_cast<std::uint64_t>(r.integer);
+  return detail::bump_fence(*client_, prefix_, key);
 }
 
 std::unique_ptr<Subscription> RedisTokenLock::subscribe(std::string_view key) {
@@ -284,8 +275,7 @@ std::unique_ptr<Subscription> RedisTokenLock::subscribe(std::string_view key) {
 
 void RedisTokenLock::notify(std::string_view key) {
   check_key(key);
-  const std::string ch = detail::done_channel(prefix_, key);
-  client_->command({"PUBLISH", ch, "stored"});
+  detail::publish(*client_, prefix_, key, "stored");
 }
 
 std::optional<std::string> RedisTokenLock::holder(std::string_view key) {

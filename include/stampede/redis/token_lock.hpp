@@ -1,7 +1,7 @@
 // stampede/redis/token_lock.hpp: RedisTokenLock, the token lock of many processes sharing one Redis.
 //
 // The standard single-instance protocol (SET lock NX PX, compare-and-delete, compare-and-pexpire
-// in Lua), a per-key fence counter bumped in the same script as the SET, and pub/sub wake-ups.
+// in Lua), a per-key fence drawn in the same script as the SET, and pub/sub wake-ups.
 //
 //   auto lock = std::make_shared<stampede::redis::RedisTokenLock>(client, "myapp:");
 //   if (auto t = lock->try_acquire("report:7", 5s)) { build(t->fence); lock->release("report:7", t->token); }
@@ -22,10 +22,12 @@ namespace stampede::redis {
 
 /// TokenLock over one Redis server. Thread-safe.
 ///
-/// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence counter
-/// `{prefix}fence:{key}` (hash field `next`), channel `{prefix}done:{key}`; `{key}` is a hash tag, so
-/// a key's lock, fence and value live in one Cluster slot. A lock taken by another client that
-/// follows the same protocol on the same lock key (e.g. redis-py's `Lock`) excludes this one and
+/// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence hash
+/// `{prefix}fence:{key}` (fields `next`, `floor`; with a TTL), channel `{prefix}done:{key}`; `{key}`
+/// is a hash tag, so a key's lock, fence and value live in one Cluster slot. A fence is
+/// max(next, floor, the server's clock in microseconds) + 1, so fences keep growing when Redis
+/// loses the fence hash (FLUSHALL, eviction, a restart without persistence, its TTL). A lock taken by another
+/// client that follows the same protocol on the same lock key (e.g. redis-py's `Lock`) excludes this one and
 /// the other way round.
 ///
 /// Wake-ups: one dedicated connection per RedisTokenLock PSUBSCRIBEs `{prefix}done:*`; a reader
@@ -47,17 +49,20 @@ class RedisTokenLock final : public TokenLock {
   RedisTokenLock(const RedisTokenLock&) = delete;
   RedisTokenLock& operator=(const RedisTokenLock&) = delete;
 
-  /// One script: SET lock token NX PX ttl, and if that took it, HINCRBY fence next 1.
-  /// @return token and fence, or std::nullopt if held. @throws backend_error.
+  /// One script: SET lock token NX PX ttl, and if that took it, draws a fence.
+  /// @return token and fence, or std::nullopt if held.
+  /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
   [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
                                                      std::chrono::milliseconds ttl) override;
   /// One script: compare-and-delete, then PUBLISH `released` on the key's channel.
   /// @return true if the token held the lock. @throws backend_error.
   bool release(std::string_view key, std::string_view token) override;
-  /// One script: compare-and-PEXPIRE. @return true if renewed. @throws backend_error.
+  /// One script: compare-and-PEXPIRE (also extends the fence hash's TTL).
+  /// @return true if renewed. @throws backend_error.
   [[nodiscard]] bool renew(std::string_view key, std::string_view token,
                            std::chrono::milliseconds ttl) override;
-  /// HINCRBY fence next 1. @return the new fence. @throws backend_error.
+  /// One script: draws a fence as try_acquire does, without the lock.
+  /// @return the new fence. @throws backend_error.
   std::uint64_t bump_fence(std::string_view key) override;
   /// Registers a local waiter; (re)connects the pub/sub connection first if needed.
   /// @throws backend_error if the pub/sub connection cannot be made and confirmed.
