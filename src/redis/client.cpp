@@ -5,12 +5,15 @@
 #include <sys/time.h>
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
 
+#include "after_fork.hpp"
+#include "stampede/detail/fork.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 
 namespace stampede::redis {
@@ -120,19 +123,63 @@ void parse_userinfo(std::string_view url, std::string_view& s, Endpoint& ep) {
   }
 }
 
-timeval to_timeval(std::chrono::milliseconds ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-  return tv;
+}  // namespace
+
+Endpoint parse_url(std::string_view url) {
+  Endpoint ep;
+  std::string_view s = url;
+  if (s.starts_with("redis://")) {
+    s.remove_prefix(8);
+    const auto slash = s.find('/');
+    std::string_view authority = s.substr(0, slash);
+    std::string_view path = slash == std::string_view::npos ? std::string_view{} : s.substr(slash + 1);
+    parse_userinfo(url, authority, ep);
+    if (authority.starts_with("[")) {
+      const auto close = authority.find(']');
+      if (close == std::string_view::npos) bad_url(url, "unclosed '[' in host");
+      ep.host = std::string(authority.substr(1, close - 1));
+      authority.remove_prefix(close + 1);
+      if (!authority.empty()) {
+        if (authority[0] != ':') bad_url(url, "junk after ']'");
+        ep.port = parse_int(url, authority.substr(1), "port", 1, 65535);
+      }
+    } else {
+      const auto colon = authority.rfind(':');
+      ep.host = std::string(authority.substr(0, colon));
+      if (colon != std::string_view::npos)
+        ep.port = parse_int(url, authority.substr(colon + 1), "port", 1, 65535);
+    }
+    if (ep.host.empty()) bad_url(url, "no host");
+    if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+    if (!path.empty()) ep.db = parse_int(url, path, "database number", 0, 1 << 20);
+  } else if (s.starts_with("unix://")) {
+    s.remove_prefix(7);
+    ep.unix_socket = true;
+    const auto slash = s.find('/');
+    if (slash == std::string_view::npos) bad_url(url, "no socket path");
+    std::string_view authority = s.substr(0, slash);
+    parse_userinfo(url, authority, ep);
+    if (!authority.empty()) bad_url(url, "a unix URL has no host: use unix:///path/to/socket");
+    std::string_view path = s.substr(slash);
+    if (const auto q = path.find('?'); q != std::string_view::npos) {
+      std::string_view query = path.substr(q + 1);
+      path = path.substr(0, q);
+      if (!query.starts_with("db=")) bad_url(url, "only ?db=N is understood");
+      ep.db = parse_int(url, query.substr(3), "database number", 0, 1 << 20);
+    }
+    if (path.size() < 2) bad_url(url, "no socket path");
+    ep.path = std::string(path);
+  } else {
+    bad_url(url, "scheme must be redis:// or unix://");
+  }
+  return ep;
 }
 
-struct ContextDeleter {
-  void operator()(redisContext* c) const noexcept {
-    if (c) redisFree(c);
-  }
-};
-using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
+// ---- replies ---------------------------------------------------------------------------------
+
+std::string reply_error::code() const { return server_message_.substr(0, server_message_.find(' ')); }
+
+namespace {
 
 Reply convert(const redisReply* r) {
   Reply out;
@@ -164,6 +211,26 @@ Reply convert(const redisReply* r) {
   }
   return out;
 }
+
+[[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
+  throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
+}
+
+// ---- connections -------------------------------------------------------------------------------
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
+  return tv;
+}
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const noexcept {
+    if (c) redisFree(c);
+  }
+};
+using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
 
 // Sends argv on `c` and reads its reply. A null return from hiredis means the context is dead.
 Reply run(redisContext* c, std::span<const std::string_view> argv, const std::string& address) {
@@ -236,65 +303,127 @@ bool readable(const redisContext* c) noexcept {
   return ::poll(&p, 1, 0) != 0;
 }
 
-[[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
-  throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
+// A pooled connection and the identity of its socket (to close it safely in a fork()ed child).
+struct Pooled {
+  redisContext* context = nullptr;
+  detail::FdIdentity socket;
+};
+
+// ---- pool --------------------------------------------------------------------------------------
+
+// The mutable state of a Client: its idle connections and how many are open. Thread-safe. Built
+// for one fork generation; a child builds its own and abandons the parent's (see Client).
+class Pool {
+ public:
+  explicit Pool(std::uint64_t generation) noexcept : generation_(generation) {}
+  ~Pool() {
+    stampede::detail::MutexLock l(mu_);
+    for (const Pooled& c : idle_) redisFree(c.context);
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+
+  // An idle connection, or a new one if fewer than pool_size are open; waits borrow_timeout for
+  // one to come back otherwise. @throws backend_error.
+  Pooled borrow(const Endpoint& endpoint, const ClientOptions& options, const std::string& address) {
+    const auto deadline = std::chrono::steady_clock::now() + options.borrow_timeout;
+    stampede::detail::MutexLock l(mu_);
+    for (;;) {
+      while (!idle_.empty()) {
+        Pooled c = idle_.back();
+        idle_.pop_back();
+        if (!readable(c.context)) return c;
+        // An idle connection has no reply pending: readable means the server closed it (it
+        // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
+        redisFree(c.context);
+        --open_;
+      }
+      if (open_ < options.pool_size) {
+        ++open_;
+        l.unlock();
+        try {
+          ContextPtr c = open_context(endpoint, options, address);
+          const detail::FdIdentity socket(c->fd);
+          l.lock();
+          return Pooled{c.release(), socket};
+        } catch (...) {
+          l.lock();
+          --open_;
+          cv_.notify_one();
+          throw;
+        }
+      }
+      if (options.borrow_timeout.count() == 0 || cv_.wait_until(l, deadline) == std::cv_status::timeout) {
+        if (!idle_.empty() || open_ < options.pool_size) continue;
+        throw backend_error("redis " + address + ": no free connection within borrow_timeout (" +
+                            std::to_string(options.borrow_timeout.count()) + " ms, pool_size " +
+                            std::to_string(options.pool_size) + ")");
+      }
+    }
+  }
+
+  // Returns a healthy connection to the pool, or closes a broken one together with every idle one.
+  void give_back(Pooled c) noexcept {
+    std::vector<Pooled> doomed;
+    {
+      stampede::detail::MutexLock l(mu_);
+      if (c.context->err == 0) {
+        idle_.push_back(c);
+      } else {
+        doomed.swap(idle_);
+        doomed.push_back(c);
+        open_ -= doomed.size();
+      }
+    }
+    cv_.notify_all();
+    for (const Pooled& d : doomed) redisFree(d.context);
+  }
+
+  [[nodiscard]] std::size_t open() {
+    stampede::detail::MutexLock l(mu_);
+    return open_;
+  }
+
+  // For a pool inherited from the parent, in a fork()ed child that has replaced it: closes the
+  // child's copies of the idle sockets and frees them, unless a thread of the parent held the
+  // lock at fork() time (it does not exist here: then nothing is touched). Never blocks. The
+  // pool itself is abandoned, never destroyed: its condition variable may have waiters that do
+  // not exist either.
+  void abandon_after_fork() noexcept {
+    if (mu_.try_lock()) {
+      for (Pooled& c : idle_) {
+        c.socket.close_if_unchanged();
+        c.context->fd = -1;  // closed above, or not ours any more: redisFree must not close it
+        redisFree(c.context);
+      }
+      idle_.clear();
+      // Left locked: nothing may use this pool again.
+    }
+    detail::keep_abandoned(this);
+  }
+
+ private:
+  const std::uint64_t generation_;
+  stampede::detail::Mutex mu_;
+  std::condition_variable_any cv_;
+  std::vector<Pooled> idle_ STAMPEDE_GUARDED_BY(mu_);
+  std::size_t open_ STAMPEDE_GUARDED_BY(mu_) = 0;
+};
+
+void validate(const ClientOptions& options) {
+  if (options.pool_size == 0)
+    throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
+  if (options.connect_timeout.count() < 0 || options.command_timeout.count() < 0 ||
+      options.borrow_timeout.count() < 0 || options.keepalive_interval.count() < 0) {
+    throw std::invalid_argument("stampede::redis::ClientOptions: durations must be >= 0");
+  }
 }
 
 }  // namespace
 
-// ---- parse_url ---------------------------------------------------------------------------------
-
-Endpoint parse_url(std::string_view url) {
-  Endpoint ep;
-  std::string_view s = url;
-  if (s.starts_with("redis://")) {
-    s.remove_prefix(8);
-    const auto slash = s.find('/');
-    std::string_view authority = s.substr(0, slash);
-    std::string_view path = slash == std::string_view::npos ? std::string_view{} : s.substr(slash + 1);
-    parse_userinfo(url, authority, ep);
-    if (authority.starts_with("[")) {
-      const auto close = authority.find(']');
-      if (close == std::string_view::npos) bad_url(url, "unclosed '[' in host");
-      ep.host = std::string(authority.substr(1, close - 1));
-      authority.remove_prefix(close + 1);
-      if (!authority.empty()) {
-        if (authority[0] != ':') bad_url(url, "junk after ']'");
-        ep.port = parse_int(url, authority.substr(1), "port", 1, 65535);
-      }
-    } else {
-      const auto colon = authority.rfind(':');
-      ep.host = std::string(authority.substr(0, colon));
-      if (colon != std::string_view::npos)
-        ep.port = parse_int(url, authority.substr(colon + 1), "port", 1, 65535);
-    }
-    if (ep.host.empty()) bad_url(url, "no host");
-    if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-    if (!path.empty()) ep.db = parse_int(url, path, "database number", 0, 1 << 20);
-  } else if (s.starts_with("unix://")) {
-    s.remove_prefix(7);
-    ep.unix_socket = true;
-    const auto slash = s.find('/');
-    if (slash == std::string_view::npos) bad_url(url, "no socket path");
-    std::string_view authority = s.substr(0, slash);
-    parse_userinfo(url, authority, ep);
-    if (!authority.empty()) bad_url(url, "a unix URL has no host: use unix:///path/to/socket");
-    std::string_view path = s.substr(slash);
-    if (const auto q = path.find('?'); q != std::string_view::npos) {
-      std::string_view query = path.substr(q + 1);
-      path = path.substr(0, q);
-      if (!query.starts_with("db=")) bad_url(url, "only ?db=N is understood");
-      ep.db = parse_int(url, query.substr(3), "database number", 0, 1 << 20);
-    }
-    if (path.size() < 2) bad_url(url, "no socket path");
-    ep.path = std::string(path);
-  } else {
-    bad_url(url, "scheme must be redis:// or unix://");
-  }
-  return ep;
-}
-
-std::string reply_error::code() const { return server_message_.substr(0, server_message_.find(' ')); }
+// ---- Script ------------------------------------------------------------------------------------
 
 Script::Script(std::string source) : source_(std::move(source)), sha1_(sha1_hex(source_)) {}
 
@@ -307,6 +436,24 @@ Connection::~Connection() {
 Reply Connection::command(std::span<const std::string_view> argv) {
   if (context_->err) throw backend_error(std::string("redis: connection is broken: ") + context_->errstr);
   return run(context_, argv, "connection");
+}
+
+void Connection::send(std::span<const std::string_view> argv) {
+  if (context_->err) throw backend_error(std::string("redis: connection is broken: ") + context_->errstr);
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  for (std::string_view a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (redisAppendCommandArgv(context_, static_cast<int>(argv.size()), ptrs.data(), lens.data()) != REDIS_OK) {
+    throw backend_error(std::string("redis: cannot send: ") + context_->errstr);
+  }
+  for (int done = 0; done == 0;) {
+    if (redisBufferWrite(context_, &done) != REDIS_OK) {
+      throw backend_error(std::string("redis: cannot send: ") + context_->errstr);
+    }
+  }
 }
 
 int Connection::fd() const noexcept { return context_->fd; }
@@ -331,100 +478,64 @@ std::vector<Reply> Connection::read_available() {
 // ---- Client ------------------------------------------------------------------------------------
 
 struct Client::Impl {
-  Endpoint endpoint;
-  ClientOptions options;
-  std::string address;
-
-  stampede::detail::Mutex mu;
-  std::condition_variable_any cv;
-  std::vector<redisContext*> idle STAMPEDE_GUARDED_BY(mu);
-  std::size_t open STAMPEDE_GUARDED_BY(mu) = 0;
+  Impl(Endpoint e, ClientOptions o)
+      : endpoint(std::move(e)),
+        options(o),
+        address(describe(endpoint)),
+        pool(new Pool(stampede::detail::fork_generation())) {}
 
   ~Impl() {
-    stampede::detail::MutexLock l(mu);
-    for (redisContext* c : idle) redisFree(c);
-  }
-
-  redisContext* borrow() {
-    const auto deadline = std::chrono::steady_clock::now() + options.borrow_timeout;
-    stampede::detail::MutexLock l(mu);
-    for (;;) {
-      while (!idle.empty()) {
-        redisContext* c = idle.back();
-        idle.pop_back();
-        if (!readable(c)) return c;
-        // An idle connection has no reply pending: readable means the server closed it (it
-        // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
-        redisFree(c);
-        --open;
-      }
-      if (open < options.pool_size) {
-        ++open;
-        l.unlock();
-        try {
-          ContextPtr c = open_context(endpoint, options, address);
-          l.lock();
-          return c.release();
-        } catch (...) {
-          l.lock();
-          --open;
-          cv.notify_one();
-          throw;
-        }
-      }
-      if (options.borrow_timeout.count() == 0 || cv.wait_until(l, deadline) == std::cv_status::timeout) {
-        if (!idle.empty() || open < options.pool_size) continue;
-        throw backend_error("redis " + address + ": no free connection within borrow_timeout (" +
-                            std::to_string(options.borrow_timeout.count()) + " ms, pool_size " +
-                            std::to_string(options.pool_size) + ")");
-      }
+    Pool* p = pool.load(std::memory_order_acquire);
+    if (p->generation() == stampede::detail::fork_generation()) {
+      delete p;
+    } else {
+      p->abandon_after_fork();  // a child that never used the client
     }
   }
 
-  // Returns a healthy connection to the pool, or closes a broken one together with every idle one.
-  void give_back(redisContext* c) noexcept {
-    std::vector<redisContext*> doomed;
-    {
-      stampede::detail::MutexLock l(mu);
-      if (c->err == 0) {
-        idle.push_back(c);
-      } else {
-        doomed.swap(idle);
-        doomed.push_back(c);
-        open -= doomed.size();
-      }
+  // The pool of this process: in a fork()ed child, the first call replaces the parent's.
+  Pool& current_pool() {
+    Pool* p = pool.load(std::memory_order_acquire);
+    const std::uint64_t generation = stampede::detail::fork_generation();
+    if (p->generation() == generation) [[likely]] {
+      return *p;
     }
-    cv.notify_all();
-    for (redisContext* d : doomed) redisFree(d);
+    auto fresh = std::make_unique<Pool>(generation);
+    if (pool.compare_exchange_strong(p, fresh.get(), std::memory_order_acq_rel, std::memory_order_acquire)) {
+      p->abandon_after_fork();
+      return *fresh.release();
+    }
+    return *p;  // another thread of the child replaced it first
   }
 
   // Borrows a connection for one scope and gives it back (or closes it) at the end.
   class Borrowed {
    public:
-    explicit Borrowed(Impl& impl) : impl_(impl), c_(impl.borrow()) {}
-    ~Borrowed() { impl_.give_back(c_); }
+    explicit Borrowed(Impl& impl)
+        : pool_(impl.current_pool()), c_(pool_.borrow(impl.endpoint, impl.options, impl.address)) {}
+    ~Borrowed() { pool_.give_back(c_); }
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
-    redisContext* get() const noexcept { return c_; }
+    redisContext* get() const noexcept { return c_.context; }
 
    private:
-    Impl& impl_;
-    redisContext* c_;
+    Pool& pool_;
+    Pooled c_;
   };
+
+  const Endpoint endpoint;
+  const ClientOptions options;
+  const std::string address;
+  std::atomic<Pool*> pool;
 };
 
+std::shared_ptr<Client> Client::create(std::string_view url, ClientOptions options) {
+  validate(options);
+  return std::shared_ptr<Client>(new Client(std::make_unique<Impl>(parse_url(url), options)));
+}
+
 std::shared_ptr<Client> Client::connect(std::string_view url, ClientOptions options) {
-  if (options.pool_size == 0)
-    throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
-  if (options.connect_timeout.count() < 0 || options.command_timeout.count() < 0 ||
-      options.borrow_timeout.count() < 0) {
-    throw std::invalid_argument("stampede::redis::ClientOptions: timeouts must be >= 0");
-  }
-  auto impl = std::make_unique<Impl>();
-  impl->endpoint = parse_url(url);
-  impl->options = options;
-  impl->address = describe(impl->endpoint);
-  std::shared_ptr<Client> client(new Client(std::move(impl)));
+  std::shared_ptr<Client> client = create(url, options);
   // Check the server and the credentials now, so a wrong URL fails here and not on first use
   // (a server with requirepass answers NOAUTH to a client that sent no password).
   try {
@@ -483,9 +594,6 @@ const ClientOptions& Client::options() const noexcept { return impl_->options; }
 const Endpoint& Client::endpoint() const noexcept { return impl_->endpoint; }
 const std::string& Client::address() const noexcept { return impl_->address; }
 
-std::size_t Client::open_connections() const {
-  stampede::detail::MutexLock l(impl_->mu);
-  return impl_->open;
-}
+std::size_t Client::open_connections() const { return impl_->current_pool().open(); }
 
 }  // namespace stampede::redis

@@ -75,6 +75,24 @@ TEST(Client, UnreachableServerIsABackendErrorNotAHang) {
   }
 }
 
+TEST(Client, CreateChecksUrlAndOptionsAndConnectsOnFirstUse) {
+  EXPECT_THROW(Client::create("http://h"), std::invalid_argument);
+  EXPECT_THROW(Client::create("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
+  redis_test::RedisServer server;
+  const std::string url = server.url();
+  server.kill();
+  auto client = Client::create(url);  // nothing listens there: not an error yet
+  EXPECT_EQ(client->open_connections(), 0u);
+  try {
+    client->command({"PING"});
+    FAIL() << "a command reached a server that is down";
+  } catch (const stampede::backend_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
+  }
+  server.start();
+  EXPECT_EQ(client->command({"PING"}).str, "PONG");
+}
+
 TEST(Client, BinarySafeArgumentsAndOneMebibyteValues) {
   auto client = redis_test::shared_client();
   const std::string key = redis_test::unique_prefix() + std::string("a key\nwith\0NUL", 15);

@@ -1,11 +1,17 @@
 // tests/redis/redlock_test.cpp: Redlock over three independent redis-server processes.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <latch>
 #include <memory>
 #include <stampede/redis/redis.hpp>
+#include <stampede/stampede.hpp>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "redis_server.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -61,6 +67,24 @@ TEST_F(RedlockTest, SurvivesOneNodeDownAndFailsClearlyWithTwo) {
   servers_[1]->kill();
   EXPECT_THROW((void)lock.try_acquire("k", 10s), stampede::backend_error);
   EXPECT_THROW((void)lock.bump_fence("k"), stampede::backend_error);
+}
+
+TEST_F(RedlockTest, StartsWithANodeDownAndTheNodeJoinsWhenItStarts) {
+  servers_[2]->kill();
+  Redlock lock({clients_[0], clients_[1], Client::create(servers_[2]->url(), {.connect_timeout = 500ms})});
+  auto t = lock.try_acquire("k", 10s);
+  ASSERT_TRUE(t) << "a majority is up";
+  EXPECT_TRUE(lock.release("k", t->token));
+  servers_[2]->start();
+  auto u = lock.try_acquire("k", 10s);
+  ASSERT_TRUE(u);
+  EXPECT_GT(u->fence, t->fence);
+  // The third node takes part now (its answer may come a moment after the majority's).
+  auto third = Client::connect(servers_[2]->url());
+  EXPECT_TRUE(stampede_test::eventually([&] {
+    return third->command({"GET", "stampede:lock:{k}"}).str == u->token;
+  }));
+  EXPECT_TRUE(lock.release("k", u->token));
 }
 
 TEST_F(RedlockTest, FencesGrowAcrossDifferentMajorities) {
