@@ -158,6 +158,31 @@ TEST(RedisTokenLock, TheFenceHashHasATtlOfAtLeastTheLockTtl) {
   EXPECT_GT(client->command({"PTTL", prefix + "fence:{other}"}).integer, 0);
 }
 
+TEST(RedisTokenLock, AWaiterIsWokenWhenThePubSubServerStopsAnsweringAndItReconnectsAfter) {
+  redis_test::RedisServer server;  // a server of its own: the test stops it
+  auto client = Client::connect(server.url(), {.command_timeout = 500ms});
+  auto lock = std::make_shared<RedisTokenLock>(client, "p:");
+  auto sub = lock->subscribe("k");
+  {
+    // SIGSTOP: the connection stays open (no RST, no EOF), as in a network cut.
+    server.pause();
+    redis_test::ResumeOnExit resume(server);
+    EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard))
+        << "the waiter was not woken: the dead pub/sub connection went unnoticed";
+  }
+  // Subscriptions work again once the server answers.
+  RedisTokenLock other(Client::connect(server.url()), "p:");
+  ASSERT_TRUE(stampede_test::eventually([&] {
+    try {
+      auto again = lock->subscribe("k");
+      other.notify("k");
+      return again->wait_until(std::chrono::steady_clock::now() + 5s);
+    } catch (const stampede::backend_error&) {
+      return false;  // still reconnecting
+    }
+  }));
+}
+
 TEST(RedisTokenLock, RejectsAPrefixThatBreaksHashTags) {
   EXPECT_THROW(RedisTokenLock(shared_client(), "a{b"), std::invalid_argument);
   EXPECT_THROW(RedisTokenLock(nullptr, "p:"), std::invalid_argument);

@@ -8,6 +8,7 @@
 //   auto sub = lock->subscribe("report:7");  sub->wait_until(deadline);   // woken by a release
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -35,10 +36,19 @@ namespace stampede::redis {
 /// variable). subscribe() returns only once that pattern subscription is confirmed by the server,
 /// so a message published after subscribe() returned cannot be missed while the connection
 /// lives. When the connection drops, every waiter is woken (a spurious wake-up: it re-checks) and
-/// the next subscribe() reconnects.
+/// the reader reconnects (once at once; if that fails, on the next subscribe()). A connection that
+/// dies silently (no reset: a network cut, a stopped server) is noticed by a keepalive PING
+/// every ClientOptions::keepalive_interval of silence, unanswered within command_timeout.
 ///
-/// Lifetime: the destructor stops and joins the reader thread; Subscriptions may outlive the
-/// lock (their wait then returns at once).
+/// Lifetime: the destructor stops and joins the reader thread (which may take up to the
+/// client's connect_timeout + command_timeout while it is connecting); Subscriptions may outlive
+/// the lock (their wait then returns at once).
+///
+/// fork(): a child may use a lock made before the fork. Its commands go through the Client, which
+/// gives the child connections of its own. Its first subscribe() builds a pub/sub connection and
+/// reader thread of its own (the parent's thread does not exist in the child) and abandons the
+/// parent's, closing only the child's copy of its socket. A Subscription made before the fork
+/// returns at once from wait_until() in the child (a spurious wake-up: re-check, subscribe again).
 class RedisTokenLock final : public TokenLock {
  public:
   /// @param client the pool for lock commands (shared with a RedisStore is fine).
@@ -78,9 +88,11 @@ class RedisTokenLock final : public TokenLock {
 
  private:
   class Subscriber;
+  Subscriber& subscriber();
+
   std::shared_ptr<Client> client_;
   std::string prefix_;
-  std::unique_ptr<Subscriber> subscriber_;
+  std::atomic<Subscriber*> subscriber_{nullptr};  // owned; replaced in a fork()ed child
 };
 
 }  // namespace stampede::redis
