@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <stampede/redis/redis.hpp>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -182,6 +183,62 @@ TEST(RedisFork, ParentAndChildSeeOnlyTheirOwnRepliesAndTheChildIsWokenByTheParen
   EXPECT_EQ(own_values_only(*client, "after", 4, 100), "");
   auto sub = lock->subscribe("k2");
   RedisTokenLock(client, "p:").notify("k2");
+  EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+#endif
+}
+
+TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
+#if defined(STAMPEDE_TSAN)
+  GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+#else
+  std::vector<std::unique_ptr<redis_test::RedisServer>> servers;
+  std::vector<std::shared_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(std::make_unique<redis_test::RedisServer>());
+    clients.push_back(Client::connect(servers.back()->url()));
+  }
+  stampede::redis::Redlock lock(clients, "p:");
+  // The parent's worker threads and pub/sub readers exist at fork() time.
+  auto t = lock.try_acquire("parent", 10s);
+  ASSERT_TRUE(t);
+  auto sub = lock.subscribe("parent");
+
+  int from_child[2];
+  ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(from_child[0]);
+    std::string result = "ok";
+    try {
+      auto mine = lock.try_acquire("child", 10s);
+      if (!mine) throw std::runtime_error("the child could not take a free lock");
+      if (lock.try_acquire("parent", 10s)) throw std::runtime_error("the child took the parent's lock");
+      auto child_sub = lock.subscribe("child");
+      if (!lock.release("child", mine->token)) throw std::runtime_error("release failed");
+      if (!child_sub->wait_until(std::chrono::steady_clock::now() + 30s)) {
+        throw std::runtime_error("the child's release did not wake the child's waiter");
+      }
+      if (lock.bump_fence("child") <= mine->fence) throw std::runtime_error("the fence went back");
+    } catch (const std::exception& e) {
+      result = e.what();
+    }
+    write_line(from_child[1], result);
+    ::_exit(result == "ok" ? 0 : 1);
+  }
+  ::close(from_child[1]);
+  std::string buffer;
+  EXPECT_EQ(read_line(from_child[0], buffer), "ok");
+  int status = 0;
+  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    ADD_FAILURE() << "the child hung";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  ::close(from_child[0]);
+  // The parent's Redlock is unharmed.
+  EXPECT_TRUE(lock.release("parent", t->token));
   EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
 #endif
 }

@@ -57,8 +57,9 @@ TEST_F(RedlockTest, AMinorityHoldingTheKeyDoesNotBlockAndIsUndone) {
   // the worker that received it.
   ASSERT_EQ(clients_[1]->command({"SET", "stampede:lock:{k}", "foreign", "NX", "PX", "60000"}).str, "OK");
   EXPECT_FALSE(lock.try_acquire("k", 10s));
-  EXPECT_TRUE(stampede_test::eventually(
-      [&] { return clients_[2]->command({"EXISTS", "stampede:lock:{k}"}).integer == 0; }));
+  EXPECT_TRUE(stampede_test::eventually([&] {
+    return clients_[2]->command({"EXISTS", "stampede:lock:{k}"}).integer == 0;
+  }));
 }
 
 TEST_F(RedlockTest, SurvivesOneNodeDownAndFailsClearlyWithTwo) {
@@ -163,6 +164,34 @@ TEST_F(RedlockTest, AHungNodeDoesNotTurnWaitersIntoLoaders) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(loads.load(), 1) << "waiters timed out behind the hung node and loaded themselves";
   for (const auto& v : values) EXPECT_EQ(v, values[0]);
+}
+
+TEST_F(RedlockTest, SubscribeAnswersAndAReleaseWakesTheWaiterWhileANodeHangs) {
+  Redlock lock(clients_);
+  std::vector<std::shared_ptr<Client>> others;
+  for (auto& server : servers_) others.push_back(Client::connect(server->url()));
+  Redlock other(others);
+  servers_[0]->pause();
+  redis_test::ResumeOnExit resume(*servers_[0]);
+  auto t = other.try_acquire("k", 10s);
+  ASSERT_TRUE(t);
+  auto sub = lock.subscribe("k");  // another node confirms; the hung one does not hold it up
+  EXPECT_TRUE(other.release("k", t->token));
+  EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+}
+
+TEST(RedlockOptions, RejectsBadNodeTimeoutsTtlsAndNodesWithoutTimeouts) {
+  auto client = redis_test::shared_client();
+  EXPECT_THROW(Redlock({client}, "p:", {.node_timeout = 0ms}), std::invalid_argument);
+  Redlock lock({client}, redis_test::unique_prefix(), {.node_timeout = 100ms});
+  EXPECT_THROW((void)lock.try_acquire("k", 999ms), std::invalid_argument) << "ttl below 10 x node_timeout";
+  EXPECT_THROW((void)lock.renew("k", "token", 500ms), std::invalid_argument);
+  auto t = lock.try_acquire("k", 1s);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(lock.release("k", t->token));
+  const std::string url = redis_test::shared_server().url();
+  EXPECT_THROW(Redlock({Client::create(url, {.command_timeout = 0ms})}), std::invalid_argument);
+  EXPECT_THROW(Redlock({Client::create(url, {.connect_timeout = 0ms})}), std::invalid_argument);
 }
 
 }  // namespace
