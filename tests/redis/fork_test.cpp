@@ -29,6 +29,12 @@ using stampede::redis::Client;
 using stampede::redis::RedisTokenLock;
 using stampede::redis::Reply;
 
+#if defined(STAMPEDE_TSAN)
+constexpr bool kUnderTsan = true;
+#else
+constexpr bool kUnderTsan = false;
+#endif
+
 // Runs `rounds` SET/GET pairs on each of `threads` threads, each thread on its own key, with
 // values that name `who`.
 // @return the first wrong reply or error, empty if every reply was this process's own.
@@ -131,9 +137,8 @@ int child_main(Client& client, RedisTokenLock& lock, std::unique_ptr<stampede::S
 }
 
 TEST(RedisFork, ParentAndChildSeeOnlyTheirOwnRepliesAndTheChildIsWokenByTheParent) {
-#if defined(STAMPEDE_TSAN)
-  GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
-#else
+  if (kUnderTsan)
+    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
   redis_test::RedisServer server;
   auto client = Client::connect(server.url(), {.pool_size = 4});
   auto lock = std::make_shared<RedisTokenLock>(client, "p:");
@@ -184,13 +189,11 @@ TEST(RedisFork, ParentAndChildSeeOnlyTheirOwnRepliesAndTheChildIsWokenByTheParen
   auto sub = lock->subscribe("k2");
   RedisTokenLock(client, "p:").notify("k2");
   EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
-#endif
 }
 
 TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
-#if defined(STAMPEDE_TSAN)
-  GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
-#else
+  if (kUnderTsan)
+    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
   std::vector<std::unique_ptr<redis_test::RedisServer>> servers;
   std::vector<std::shared_ptr<Client>> clients;
   for (int i = 0; i < 3; ++i) {
@@ -240,7 +243,6 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
   // The parent's Redlock is unharmed.
   EXPECT_TRUE(lock.release("parent", t->token));
   EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
-#endif
 }
 
 }  // namespace
