@@ -123,6 +123,13 @@ void parse_userinfo(std::string_view url, std::string_view& s, Endpoint& ep) {
   }
 }
 
+// "host:port" or the socket path, for messages.
+std::string describe(const Endpoint& ep) {
+  return ep.unix_socket ? ep.path
+                        : (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
+                              std::to_string(ep.port);
+}
+
 }  // namespace
 
 Endpoint parse_url(std::string_view url) {
@@ -254,12 +261,6 @@ Reply run(redisContext* c, std::span<const std::string_view> argv, const std::st
   Reply out = convert(r);
   freeReplyObject(r);
   return out;
-}
-
-std::string describe(const Endpoint& ep) {
-  return ep.unix_socket ? ep.path
-                        : (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
-                              std::to_string(ep.port);
 }
 
 ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const std::string& address) {
@@ -412,15 +413,6 @@ class Pool {
   std::size_t open_ STAMPEDE_GUARDED_BY(mu_) = 0;
 };
 
-void validate(const ClientOptions& options) {
-  if (options.pool_size == 0)
-    throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
-  if (options.connect_timeout.count() < 0 || options.command_timeout.count() < 0 ||
-      options.borrow_timeout.count() < 0 || options.keepalive_interval.count() < 0) {
-    throw std::invalid_argument("stampede::redis::ClientOptions: durations must be >= 0");
-  }
-}
-
 }  // namespace
 
 // ---- Script ------------------------------------------------------------------------------------
@@ -528,6 +520,17 @@ struct Client::Impl {
   const std::string address;
   std::atomic<Pool*> pool;
 };
+
+namespace {
+void validate(const ClientOptions& options) {
+  if (options.pool_size == 0)
+    throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
+  if (options.connect_timeout.count() < 0 || options.command_timeout.count() < 0 ||
+      options.borrow_timeout.count() < 0 || options.keepalive_interval.count() < 0) {
+    throw std::invalid_argument("stampede::redis::ClientOptions: durations must be >= 0");
+  }
+}
+}  // namespace
 
 std::shared_ptr<Client> Client::create(std::string_view url, ClientOptions options) {
   validate(options);

@@ -86,8 +86,7 @@ class Redlock::Round {
     return Fate::counted;
   }
 
-  void fail(std::size_t node, std::string error) {
-    (void)node;
+  void fail(std::string error) {
     {
       stampede::detail::MutexLock l(mu_);
       if (closed_) return;
@@ -184,13 +183,13 @@ std::shared_ptr<Redlock::Round<R>> Redlock::call_all(Call call, steady::time_poi
   auto round = std::make_shared<Round<R>>(nodes_.size(), deadline, skip_once_given_up);
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     if (only != nullptr && !(*only)[i]) {
-      round->fail(i, "not called");
+      round->fail("not called");
       continue;
     }
     RedisTokenLock* node = nodes_[i].get();
     const bool posted = workers_[i]->post([round, call, undo_late, node, i] {
       if (round->too_late()) {
-        round->fail(i, "not called: the node was busy past node_timeout");
+        round->fail("not called: the node was busy past node_timeout");
         return;
       }
       try {
@@ -202,10 +201,10 @@ std::shared_ptr<Redlock::Round<R>> Redlock::call_all(Call call, steady::time_poi
           round->answer(i, std::move(answer));
         }
       } catch (const std::exception& e) {
-        round->fail(i, e.what());
+        round->fail(e.what());
       }
     });
-    if (!posted) round->fail(i, "not called: too many calls wait for this node (hung?)");
+    if (!posted) round->fail("not called: too many calls wait for this node (hung?)");
   }
   return round;
 }
@@ -265,10 +264,10 @@ std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono:
   const Tally<std::uint64_t> t = round->wait(
       [&](const Tally<std::uint64_t>& so_far) {
         const std::size_t g = so_far.count(granted);
-        return g >= q  // taken
-               ||
-               (so_far.answered >= q && g + so_far.pending() < q)  // held: a majority answered, too few grant
-               || so_far.answered + so_far.pending() < q;          // no majority can answer any more
+        const bool taken = g >= q;
+        const bool held = so_far.answered >= q && g + so_far.pending() < q;  // a majority said so
+        const bool unreachable = so_far.answered + so_far.pending() < q;     // no majority can answer
+        return taken || held || unreachable;
       },
       // A late grant stands only if this call took the lock (release() then releases it everywhere).
       [&](const Tally<std::uint64_t>& so_far) { return so_far.count(granted) >= q; });

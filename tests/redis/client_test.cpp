@@ -61,6 +61,8 @@ TEST(Client, RejectsBadOptions) {
   EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
   EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.command_timeout = std::chrono::milliseconds(-1)}),
                std::invalid_argument);
+  EXPECT_THROW(Client::create("redis://127.0.0.1:1", {.keepalive_interval = std::chrono::milliseconds(-1)}),
+               std::invalid_argument);
 }
 
 TEST(Client, UnreachableServerIsABackendErrorNotAHang) {
