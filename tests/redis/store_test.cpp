@@ -346,6 +346,52 @@ TEST(RedisCache, FailOpenLoadsWithoutRedisAndComesBackWhenItReturns) {
   EXPECT_EQ(closed.get_or_compute("k", [] { return 3; }), 2) << "not stored in the restarted Redis";
 }
 
+// The ACL that docs/operations.md gives for a dedicated user is enough for everything the
+// backend does: loads, waits woken by pub/sub, put, invalidate.
+TEST(RedisCache, TheDocumentedAclIsEnough) {
+  redis_test::RedisServer server;  // its own server: users are server-wide
+  auto admin = Client::connect(server.url());
+  admin->command({"ACL",          "SETUSER",  "stampede", "on",    ">password", "~shop:*",
+                  "&shop:done:{*", "+get",     "+set",     "+del",  "+hgetall",  "+hget",
+                  "+hset",        "+hincrby", "+pexpire", "+pttl", "+time",     "+publish",
+                  "+psubscribe",  "+ping",    "+evalsha", "+eval", "+auth",     "+select"});
+  const std::string url = "redis://stampede:password@127.0.0.1:" + std::to_string(server.port());
+  CacheOptions opts{
+      .ttl = 30s, .wait_timeout = 60s, .backend_failure = stampede::BackendFailure::fail_closed};
+  Cache<std::string> a(opts, stampede::redis::backend<std::string>(Client::connect(url), "shop:"));
+  Cache<std::string> b(opts, stampede::redis::backend<std::string>(Client::connect(url), "shop:"));
+  stampede_test::Gate loading, finish;
+  std::thread loader([&] {
+    EXPECT_EQ(a.get_or_compute("k",
+                               [&] {
+                                 loading.open();
+                                 finish.wait();
+                                 return std::string("v");
+                               }),
+              "v");
+  });
+  {
+    stampede_test::OpenOnExit open(finish);
+    ASSERT_TRUE(loading.wait_for());
+    std::thread waiter([&] {
+      try {
+        EXPECT_EQ(b.get_or_compute("k", [] { return std::string("b loaded"); }), "v");
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+    EXPECT_TRUE(stampede_test::eventually([&] { return b.stats().lock_contended >= 1; }));
+    finish.open();
+    waiter.join();
+  }
+  loader.join();
+  a.put("k", "w");
+  EXPECT_EQ(b.get("k").value_or("<none>"), "w");
+  a.invalidate("k");
+  EXPECT_FALSE(b.get("k"));
+  EXPECT_EQ(a.stats().backend_errors + b.stats().backend_errors, 0u);
+}
+
 // Redis dies while one process loads and others wait: every caller returns (fail_open: the value;
 // fail_closed: the value or backend_error), and the cache works again after a restart.
 void stampede_with_redis_killed(stampede::BackendFailure mode) {
