@@ -5,12 +5,15 @@
 #include <sys/time.h>
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
 
+#include "after_fork.hpp"
+#include "stampede/detail/fork.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 
 namespace stampede::redis {
@@ -120,129 +123,14 @@ void parse_userinfo(std::string_view url, std::string_view& s, Endpoint& ep) {
   }
 }
 
-timeval to_timeval(std::chrono::milliseconds ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-  return tv;
-}
-
-struct ContextDeleter {
-  void operator()(redisContext* c) const noexcept {
-    if (c) redisFree(c);
-  }
-};
-using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
-
-Reply convert(const redisReply* r) {
-  Reply out;
-  switch (r->type) {
-    case REDIS_REPLY_STRING:
-      out.type = Reply::Type::string;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.type = Reply::Type::status;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      out.type = Reply::Type::error;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = Reply::Type::integer;
-      out.integer = r->integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = Reply::Type::array;
-      out.elements.reserve(r->elements);
-      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
-      break;
-    default:
-      out.type = Reply::Type::nil;
-      break;
-  }
-  return out;
-}
-
-// Sends argv on `c` and reads its reply. A null return from hiredis means the context is dead.
-Reply run(redisContext* c, std::span<const std::string_view> argv, const std::string& address) {
-  std::vector<const char*> ptrs;
-  std::vector<std::size_t> lens;
-  ptrs.reserve(argv.size());
-  lens.reserve(argv.size());
-  for (std::string_view a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* r =
-      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-  if (r == nullptr) {
-    const std::string why = c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
-                                ? "timed out"
-                                : std::string(c->errstr);
-    throw backend_error("redis " + address + ": " + std::string(argv.empty() ? "" : argv[0]) +
-                        " failed: " + why);
-  }
-  Reply out = convert(r);
-  freeReplyObject(r);
-  return out;
-}
-
+// "host:port" or the socket path, for messages.
 std::string describe(const Endpoint& ep) {
   return ep.unix_socket ? ep.path
                         : (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
                               std::to_string(ep.port);
 }
 
-ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const std::string& address) {
-  ContextPtr c;
-  if (options.connect_timeout.count() > 0) {
-    const timeval tv = to_timeval(options.connect_timeout);
-    c.reset(ep.unix_socket ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
-                           : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
-  } else {
-    c.reset(ep.unix_socket ? redisConnectUnix(ep.path.c_str()) : redisConnect(ep.host.c_str(), ep.port));
-  }
-  if (!c) throw backend_error("redis " + address + ": cannot allocate a connection");
-  if (c->err) throw backend_error("redis " + address + ": cannot connect: " + std::string(c->errstr));
-  // AUTH/SELECT below are bounded by the connect timeout, later commands by the command timeout.
-  if (options.connect_timeout.count() > 0) redisSetTimeout(c.get(), to_timeval(options.connect_timeout));
-  if (!ep.password.empty()) {
-    // AUTH password (requirepass / the default user) or AUTH user password (ACL, Redis >= 6).
-    std::vector<std::string_view> argv{"AUTH"};
-    if (!ep.user.empty()) argv.push_back(ep.user);
-    argv.push_back(ep.password);
-    Reply r = run(c.get(), argv, address);
-    if (r.type == Reply::Type::error) {
-      throw backend_error("redis " + address + ": AUTH failed (wrong user or password?): " + r.str);
-    }
-  }
-  if (ep.db != 0) {
-    const std::string db = std::to_string(ep.db);
-    std::array<std::string_view, 2> argv{"SELECT", db};
-    Reply r = run(c.get(), argv, address);
-    if (r.type == Reply::Type::error)
-      throw backend_error("redis " + address + ": SELECT " + db + " failed: " + r.str);
-  }
-  const timeval none{};
-  redisSetTimeout(c.get(), options.command_timeout.count() > 0 ? to_timeval(options.command_timeout) : none);
-  return c;
-}
-
-// @return true if the socket has something to read (for an idle connection: EOF or an error).
-bool readable(const redisContext* c) noexcept {
-  pollfd p{c->fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) != 0;
-}
-
-[[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
-  throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
-}
-
 }  // namespace
-
-// ---- parse_url ---------------------------------------------------------------------------------
 
 Endpoint parse_url(std::string_view url) {
   Endpoint ep;
@@ -294,7 +182,240 @@ Endpoint parse_url(std::string_view url) {
   return ep;
 }
 
+// ---- replies ---------------------------------------------------------------------------------
+
 std::string reply_error::code() const { return server_message_.substr(0, server_message_.find(' ')); }
+
+namespace {
+
+Reply convert(const redisReply* r) {
+  Reply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = Reply::Type::string;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = Reply::Type::status;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = Reply::Type::error;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = Reply::Type::integer;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Reply::Type::array;
+      out.elements.reserve(r->elements);
+      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
+      break;
+    default:
+      out.type = Reply::Type::nil;
+      break;
+  }
+  return out;
+}
+
+[[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
+  throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
+}
+
+// ---- connections -------------------------------------------------------------------------------
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
+  return tv;
+}
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const noexcept {
+    if (c) redisFree(c);
+  }
+};
+using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
+
+// Sends argv on `c` and reads its reply. A null return from hiredis means the context is dead.
+Reply run(redisContext* c, std::span<const std::string_view> argv, const std::string& address) {
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  ptrs.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (std::string_view a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r =
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  if (r == nullptr) {
+    const std::string why = c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+                                ? "timed out"
+                                : std::string(c->errstr);
+    throw backend_error("redis " + address + ": " + std::string(argv.empty() ? "" : argv[0]) +
+                        " failed: " + why);
+  }
+  Reply out = convert(r);
+  freeReplyObject(r);
+  return out;
+}
+
+ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const std::string& address) {
+  ContextPtr c;
+  if (options.connect_timeout.count() > 0) {
+    const timeval tv = to_timeval(options.connect_timeout);
+    c.reset(ep.unix_socket ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
+                           : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
+  } else {
+    c.reset(ep.unix_socket ? redisConnectUnix(ep.path.c_str()) : redisConnect(ep.host.c_str(), ep.port));
+  }
+  if (!c) throw backend_error("redis " + address + ": cannot allocate a connection");
+  if (c->err) throw backend_error("redis " + address + ": cannot connect: " + std::string(c->errstr));
+  // AUTH/SELECT below are bounded by the connect timeout, later commands by the command timeout.
+  if (options.connect_timeout.count() > 0) redisSetTimeout(c.get(), to_timeval(options.connect_timeout));
+  if (!ep.password.empty()) {
+    // AUTH password (requirepass / the default user) or AUTH user password (ACL, Redis >= 6).
+    std::vector<std::string_view> argv{"AUTH"};
+    if (!ep.user.empty()) argv.push_back(ep.user);
+    argv.push_back(ep.password);
+    Reply r = run(c.get(), argv, address);
+    if (r.type == Reply::Type::error) {
+      throw backend_error("redis " + address + ": AUTH failed (wrong user or password?): " + r.str);
+    }
+  }
+  if (ep.db != 0) {
+    const std::string db = std::to_string(ep.db);
+    std::array<std::string_view, 2> argv{"SELECT", db};
+    Reply r = run(c.get(), argv, address);
+    if (r.type == Reply::Type::error)
+      throw backend_error("redis " + address + ": SELECT " + db + " failed: " + r.str);
+  }
+  const timeval none{};
+  redisSetTimeout(c.get(), options.command_timeout.count() > 0 ? to_timeval(options.command_timeout) : none);
+  return c;
+}
+
+// @return true if the socket has something to read (for an idle connection: EOF or an error).
+bool readable(const redisContext* c) noexcept {
+  pollfd p{c->fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
+}
+
+// A pooled connection and the identity of its socket (to close it safely in a fork()ed child).
+struct Pooled {
+  redisContext* context = nullptr;
+  detail::FdIdentity socket;
+};
+
+// ---- pool --------------------------------------------------------------------------------------
+
+// The mutable state of a Client: its idle connections and how many are open. Thread-safe. Built
+// for one fork generation; a child builds its own and abandons the parent's (see Client).
+class Pool {
+ public:
+  explicit Pool(std::uint64_t generation) noexcept : generation_(generation) {}
+  ~Pool() {
+    stampede::detail::MutexLock l(mu_);
+    for (const Pooled& c : idle_) redisFree(c.context);
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+
+  // An idle connection, or a new one if fewer than pool_size are open; waits borrow_timeout for
+  // one to come back otherwise. @throws backend_error.
+  Pooled borrow(const Endpoint& endpoint, const ClientOptions& options, const std::string& address) {
+    const auto deadline = std::chrono::steady_clock::now() + options.borrow_timeout;
+    stampede::detail::MutexLock l(mu_);
+    for (;;) {
+      while (!idle_.empty()) {
+        Pooled c = idle_.back();
+        idle_.pop_back();
+        if (!readable(c.context)) return c;
+        // An idle connection has no reply pending: readable means the server closed it (it
+        // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
+        redisFree(c.context);
+        --open_;
+      }
+      if (open_ < options.pool_size) {
+        ++open_;
+        l.unlock();
+        try {
+          ContextPtr c = open_context(endpoint, options, address);
+          const detail::FdIdentity socket(c->fd);
+          l.lock();
+          return Pooled{c.release(), socket};
+        } catch (...) {
+          l.lock();
+          --open_;
+          cv_.notify_one();
+          throw;
+        }
+      }
+      if (options.borrow_timeout.count() == 0 || cv_.wait_until(l, deadline) == std::cv_status::timeout) {
+        if (!idle_.empty() || open_ < options.pool_size) continue;
+        throw backend_error("redis " + address + ": no free connection within borrow_timeout (" +
+                            std::to_string(options.borrow_timeout.count()) + " ms, pool_size " +
+                            std::to_string(options.pool_size) + ")");
+      }
+    }
+  }
+
+  // Returns a healthy connection to the pool, or closes a broken one together with every idle one.
+  void give_back(Pooled c) noexcept {
+    std::vector<Pooled> doomed;
+    {
+      stampede::detail::MutexLock l(mu_);
+      if (c.context->err == 0) {
+        idle_.push_back(c);
+      } else {
+        doomed.swap(idle_);
+        doomed.push_back(c);
+        open_ -= doomed.size();
+      }
+    }
+    cv_.notify_all();
+    for (const Pooled& d : doomed) redisFree(d.context);
+  }
+
+  [[nodiscard]] std::size_t open() {
+    stampede::detail::MutexLock l(mu_);
+    return open_;
+  }
+
+  // For a pool inherited from the parent, in a fork()ed child that has replaced it: closes the
+  // child's copies of the idle sockets and frees them, unless a thread of the parent held the
+  // lock at fork() time (it does not exist here: then nothing is touched). Never blocks. The
+  // pool itself is abandoned, never destroyed: its condition variable may have waiters that do
+  // not exist either.
+  void abandon_after_fork() noexcept {
+    if (mu_.try_lock()) {
+      for (Pooled& c : idle_) {
+        c.socket.close_if_unchanged();
+        c.context->fd = -1;  // closed above, or not ours any more: redisFree must not close it
+        redisFree(c.context);
+      }
+      idle_.clear();
+      // Left locked: nothing may use this pool again.
+    }
+    detail::keep_abandoned(this);
+  }
+
+ private:
+  const std::uint64_t generation_;
+  stampede::detail::Mutex mu_;
+  std::condition_variable_any cv_;
+  std::vector<Pooled> idle_ STAMPEDE_GUARDED_BY(mu_);
+  std::size_t open_ STAMPEDE_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+// ---- Script ------------------------------------------------------------------------------------
 
 Script::Script(std::string source) : source_(std::move(source)), sha1_(sha1_hex(source_)) {}
 
@@ -307,6 +428,24 @@ Connection::~Connection() {
 Reply Connection::command(std::span<const std::string_view> argv) {
   if (context_->err) throw backend_error(std::string("redis: connection is broken: ") + context_->errstr);
   return run(context_, argv, "connection");
+}
+
+void Connection::send(std::span<const std::string_view> argv) {
+  if (context_->err) throw backend_error(std::string("redis: connection is broken: ") + context_->errstr);
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  for (std::string_view a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (redisAppendCommandArgv(context_, static_cast<int>(argv.size()), ptrs.data(), lens.data()) != REDIS_OK) {
+    throw backend_error(std::string("redis: cannot send: ") + context_->errstr);
+  }
+  for (int done = 0; done == 0;) {
+    if (redisBufferWrite(context_, &done) != REDIS_OK) {
+      throw backend_error(std::string("redis: cannot send: ") + context_->errstr);
+    }
+  }
 }
 
 int Connection::fd() const noexcept { return context_->fd; }
@@ -331,100 +470,75 @@ std::vector<Reply> Connection::read_available() {
 // ---- Client ------------------------------------------------------------------------------------
 
 struct Client::Impl {
-  Endpoint endpoint;
-  ClientOptions options;
-  std::string address;
-
-  stampede::detail::Mutex mu;
-  std::condition_variable_any cv;
-  std::vector<redisContext*> idle STAMPEDE_GUARDED_BY(mu);
-  std::size_t open STAMPEDE_GUARDED_BY(mu) = 0;
+  Impl(Endpoint e, ClientOptions o)
+      : endpoint(std::move(e)),
+        options(o),
+        address(describe(endpoint)),
+        pool(new Pool(stampede::detail::fork_generation())) {}
 
   ~Impl() {
-    stampede::detail::MutexLock l(mu);
-    for (redisContext* c : idle) redisFree(c);
-  }
-
-  redisContext* borrow() {
-    const auto deadline = std::chrono::steady_clock::now() + options.borrow_timeout;
-    stampede::detail::MutexLock l(mu);
-    for (;;) {
-      while (!idle.empty()) {
-        redisContext* c = idle.back();
-        idle.pop_back();
-        if (!readable(c)) return c;
-        // An idle connection has no reply pending: readable means the server closed it (it
-        // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
-        redisFree(c);
-        --open;
-      }
-      if (open < options.pool_size) {
-        ++open;
-        l.unlock();
-        try {
-          ContextPtr c = open_context(endpoint, options, address);
-          l.lock();
-          return c.release();
-        } catch (...) {
-          l.lock();
-          --open;
-          cv.notify_one();
-          throw;
-        }
-      }
-      if (options.borrow_timeout.count() == 0 || cv.wait_until(l, deadline) == std::cv_status::timeout) {
-        if (!idle.empty() || open < options.pool_size) continue;
-        throw backend_error("redis " + address + ": no free connection within borrow_timeout (" +
-                            std::to_string(options.borrow_timeout.count()) + " ms, pool_size " +
-                            std::to_string(options.pool_size) + ")");
-      }
+    Pool* p = pool.load(std::memory_order_acquire);
+    if (p->generation() == stampede::detail::fork_generation()) {
+      delete p;
+    } else {
+      p->abandon_after_fork();  // a child that never used the client
     }
   }
 
-  // Returns a healthy connection to the pool, or closes a broken one together with every idle one.
-  void give_back(redisContext* c) noexcept {
-    std::vector<redisContext*> doomed;
-    {
-      stampede::detail::MutexLock l(mu);
-      if (c->err == 0) {
-        idle.push_back(c);
-      } else {
-        doomed.swap(idle);
-        doomed.push_back(c);
-        open -= doomed.size();
-      }
+  // The pool of this process: in a fork()ed child, the first call replaces the parent's.
+  Pool& current_pool() {
+    Pool* p = pool.load(std::memory_order_acquire);
+    const std::uint64_t generation = stampede::detail::fork_generation();
+    if (p->generation() == generation) [[likely]] {
+      return *p;
     }
-    cv.notify_all();
-    for (redisContext* d : doomed) redisFree(d);
+    auto fresh = std::make_unique<Pool>(generation);
+    if (pool.compare_exchange_strong(p, fresh.get(), std::memory_order_acq_rel, std::memory_order_acquire)) {
+      p->abandon_after_fork();
+      return *fresh.release();
+    }
+    return *p;  // another thread of the child replaced it first
   }
 
   // Borrows a connection for one scope and gives it back (or closes it) at the end.
   class Borrowed {
    public:
-    explicit Borrowed(Impl& impl) : impl_(impl), c_(impl.borrow()) {}
-    ~Borrowed() { impl_.give_back(c_); }
+    explicit Borrowed(Impl& impl)
+        : pool_(impl.current_pool()), c_(pool_.borrow(impl.endpoint, impl.options, impl.address)) {}
+    ~Borrowed() { pool_.give_back(c_); }
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
-    redisContext* get() const noexcept { return c_; }
+    redisContext* get() const noexcept { return c_.context; }
 
    private:
-    Impl& impl_;
-    redisContext* c_;
+    Pool& pool_;
+    Pooled c_;
   };
+
+  const Endpoint endpoint;
+  const ClientOptions options;
+  const std::string address;
+  std::atomic<Pool*> pool;
 };
 
-std::shared_ptr<Client> Client::connect(std::string_view url, ClientOptions options) {
+namespace {
+void validate(const ClientOptions& options) {
   if (options.pool_size == 0)
     throw std::invalid_argument("stampede::redis::ClientOptions.pool_size must be >= 1");
   if (options.connect_timeout.count() < 0 || options.command_timeout.count() < 0 ||
-      options.borrow_timeout.count() < 0) {
-    throw std::invalid_argument("stampede::redis::ClientOptions: timeouts must be >= 0");
+      options.borrow_timeout.count() < 0 || options.keepalive_interval.count() < 0) {
+    throw std::invalid_argument("stampede::redis::ClientOptions: durations must be >= 0");
   }
-  auto impl = std::make_unique<Impl>();
-  impl->endpoint = parse_url(url);
-  impl->options = options;
-  impl->address = describe(impl->endpoint);
-  std::shared_ptr<Client> client(new Client(std::move(impl)));
+}
+}  // namespace
+
+std::shared_ptr<Client> Client::create(std::string_view url, ClientOptions options) {
+  validate(options);
+  return std::shared_ptr<Client>(new Client(std::make_unique<Impl>(parse_url(url), options)));
+}
+
+std::shared_ptr<Client> Client::connect(std::string_view url, ClientOptions options) {
+  std::shared_ptr<Client> client = create(url, options);
   // Check the server and the credentials now, so a wrong URL fails here and not on first use
   // (a server with requirepass answers NOAUTH to a client that sent no password).
   try {
@@ -483,9 +597,6 @@ const ClientOptions& Client::options() const noexcept { return impl_->options; }
 const Endpoint& Client::endpoint() const noexcept { return impl_->endpoint; }
 const std::string& Client::address() const noexcept { return impl_->address; }
 
-std::size_t Client::open_connections() const {
-  stampede::detail::MutexLock l(impl_->mu);
-  return impl_->open;
-}
+std::size_t Client::open_connections() const { return impl_->current_pool().open(); }
 
 }  // namespace stampede::redis

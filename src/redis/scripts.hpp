@@ -5,18 +5,23 @@
 
 namespace stampede::redis::detail {
 
-/// KEYS: lock, fence. ARGV: token, ttl_ms. @return the new fence, or nil if the lock is held.
+/// KEYS: lock, fence. ARGV: token, ttl_ms, fence_ttl_ms. Takes the lock (SET NX PX), draws a
+/// fence and keeps the fence hash at least fence_ttl_ms. @return the fence, or nil if held.
 const Script& acquire_script();
 /// KEYS: lock. ARGV: token, channel. @return 1 if released (and `released` published), else 0.
 const Script& release_script();
-/// KEYS: lock. ARGV: token, ttl_ms. @return 1 if renewed, else 0.
+/// KEYS: lock, fence. ARGV: token, ttl_ms, fence_ttl_ms. @return 1 if renewed (and the fence hash
+/// kept at least fence_ttl_ms), else 0.
 const Script& renew_script();
-/// KEYS: value, fence. ARGV: fence, value, soft_ms, hard_ms, load_ms, px_ms, channel.
+/// KEYS: fence. ARGV: fence_ttl_ms. @return a new fence, drawn as by the acquire script.
+const Script& bump_fence_script();
+/// KEYS: value, fence. ARGV: fence, value, soft_ms, hard_ms, load_ms, px_ms, channel, fence_ttl_ms.
 /// @return 1 if stored (and `stored` published), 0 if refused for its fence.
 const Script& put_script();
-/// KEYS: value, fence. ARGV: fence. Deletes the value, raises the floor. @return 1.
+/// KEYS: value, fence. ARGV: fence, fence_ttl_ms. Deletes the value, raises the floor. @return 1.
 const Script& invalidate_script();
-/// KEYS: fence. ARGV: minimum. Raises `next` to at least ARGV[1]. @return the new `next`.
+/// KEYS: fence. ARGV: minimum, fence_ttl_ms. Raises `next` to at least ARGV[1].
+/// @return the new `next`.
 const Script& raise_fence_script();
 
 }  // namespace stampede::redis::detail

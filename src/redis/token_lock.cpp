@@ -4,13 +4,15 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
-#include "scripts.hpp"
+#include "after_fork.hpp"
+#include "stampede/detail/fork.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 #include "stampede/detail/token.hpp"
 #include "stampede/memory.hpp"
@@ -41,6 +43,8 @@ std::string glob_prefix(std::string_view literal) {
 
 // ---- Subscriber: one PSUBSCRIBE connection and its reader thread ------------------------------
 
+// Thread-safe. Built for one fork generation: a fork()ed child replaces it (RedisTokenLock::
+// subscriber()) and abandons the parent's, whose reader thread does not exist in the child.
 class RedisTokenLock::Subscriber {
  public:
   // Shared with every Subscription, so a Subscription may outlive the lock.
@@ -60,18 +64,27 @@ class RedisTokenLock::Subscriber {
     State state STAMPEDE_GUARDED_BY(mu) = State::idle;
     bool want_connect STAMPEDE_GUARDED_BY(mu) = true;
     std::string last_error STAMPEDE_GUARDED_BY(mu);
+    detail::FdIdentity socket STAMPEDE_GUARDED_BY(mu);  // of the pub/sub connection, while connected
   };
 
   class Sub final : public Subscription {
    public:
     Sub(std::shared_ptr<Hub> hub, std::string key, std::uint64_t generation, std::uint64_t epoch)
-        : hub_(std::move(hub)), key_(std::move(key)), generation_(generation), epoch_(epoch) {}
+        : hub_(std::move(hub)),
+          key_(std::move(key)),
+          generation_(generation),
+          epoch_(epoch),
+          fork_generation_(stampede::detail::fork_generation()) {}
     ~Sub() override {
+      if (forked()) return;  // the hub belongs to an abandoned Subscriber: do not touch it
       stampede::detail::MutexLock l(hub_->mu);
       auto it = hub_->slots.find(key_);
       if (it != hub_->slots.end() && --it->second.refs == 0) hub_->slots.erase(it);
     }
     bool wait_until(std::chrono::steady_clock::time_point deadline) override {
+      // Made before fork(): nothing would ever wake it here. A spurious wake-up makes the caller
+      // re-check and subscribe again, which reaches this process's own Subscriber.
+      if (forked()) return true;
       stampede::detail::MutexLock l(hub_->mu);
       return hub_->cv.wait_until(l, deadline, [this]() STAMPEDE_NO_THREAD_SAFETY_ANALYSIS {
         if (hub_->epoch != epoch_ || hub_->state == Hub::State::stopped) return true;
@@ -81,20 +94,26 @@ class RedisTokenLock::Subscriber {
     }
 
    private:
+    bool forked() const noexcept { return fork_generation_ != stampede::detail::fork_generation(); }
+
     std::shared_ptr<Hub> hub_;
     std::string key_;
     std::uint64_t generation_;
     std::uint64_t epoch_;
+    std::uint64_t fork_generation_;
   };
 
-  Subscriber(std::shared_ptr<Client> client, std::string prefix)
+  Subscriber(std::shared_ptr<Client> client, const std::string& prefix)
       : client_(std::move(client)),
         channel_prefix_(prefix + "done:{"),
         pattern_(glob_prefix(channel_prefix_)),
-        hub_(std::make_shared<Hub>()) {
+        hub_(std::make_shared<Hub>()),
+        generation_(stampede::detail::fork_generation()) {
     if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) {
       throw backend_error("stampede::redis: cannot create a pipe for the pub/sub reader");
     }
+    wake_ids_[0] = detail::FdIdentity(wake_[0]);
+    wake_ids_[1] = detail::FdIdentity(wake_[1]);
     thread_ = std::thread([this] { run(); });
   }
 
@@ -109,6 +128,24 @@ class RedisTokenLock::Subscriber {
     thread_.join();
     ::close(wake_[0]);
     ::close(wake_[1]);
+  }
+
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+
+  // In a fork()ed child, instead of the destructor (which would join a thread that does not exist
+  // here): closes the child's copies of the pipe and, unless a dead thread holds the hub's lock,
+  // of the pub/sub socket, and keeps the rest, never destroyed. Never blocks.
+  void abandon_after_fork() noexcept {
+    if (hub_->mu.try_lock()) {
+      hub_->socket.close_if_unchanged();
+      // Left locked: Subscriptions from before the fork do not take it (Sub::forked()).
+    }
+    wake_ids_[0].close_if_unchanged();
+    wake_ids_[1].close_if_unchanged();
+    detail::keep_abandoned(this);
   }
 
   std::unique_ptr<Subscription> subscribe(std::string_view key) {
@@ -166,6 +203,7 @@ class RedisTokenLock::Subscriber {
         if (hub_->state == Hub::State::stopped) return;
         hub_->state = conn ? Hub::State::connected : Hub::State::idle;
         hub_->last_error = error;
+        if (conn) hub_->socket = detail::FdIdentity(conn->fd());
       }
       hub_->cv.notify_all();
       if (!conn) continue;
@@ -173,18 +211,41 @@ class RedisTokenLock::Subscriber {
       {
         stampede::detail::MutexLock l(hub_->mu);
         ++hub_->epoch;  // wake every waiter: messages may have been lost
+        hub_->socket = detail::FdIdentity();
         if (hub_->state == Hub::State::stopped || stopped) return;
         hub_->state = Hub::State::idle;
+        // Reconnect at once, so that the waiters' next subscribe() finds it connected. If this
+        // attempt fails, the next subscribe() asks for another (no retry loop against a dead
+        // server).
+        hub_->want_connect = true;
       }
       hub_->cv.notify_all();
     }
   }
 
+  // Dispatches messages until the connection is lost (I/O error, EOF, or a keepalive PING not
+  // answered in time) or the Subscriber stops. A connection that has received nothing for
+  // keepalive_interval is PINGed (allowed while subscribed; the answer is a "pong" array); if
+  // nothing arrives within command_timeout after that, it is declared lost.
   // @return true when asked to stop, false when the connection was lost.
   bool read_until_lost(Connection& conn) {
+    using steady = std::chrono::steady_clock;
+    const ClientOptions& o = client_->options();
+    const std::chrono::milliseconds interval = o.keepalive_interval;
+    const std::chrono::milliseconds answer_within =
+        o.command_timeout.count() > 0 ? o.command_timeout : interval;
+    steady::time_point last_heard = steady::now();
+    bool pinged = false;  // a PING is unanswered
+    steady::time_point answer_due{};
     for (;;) {
+      int timeout_ms = -1;
+      if (interval.count() > 0) {
+        const steady::time_point due = pinged ? answer_due : last_heard + interval;
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - steady::now()).count();
+        timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left, 0, 60'000));
+      }
       pollfd fds[2] = {{conn.fd(), POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) {
+      if (::poll(fds, 2, timeout_ms) < 0) {
         if (errno == EINTR) continue;
         return false;
       }
@@ -195,19 +256,35 @@ class RedisTokenLock::Subscriber {
         stampede::detail::MutexLock l(hub_->mu);
         if (hub_->state == Hub::State::stopped) return true;
       }
-      if (fds[0].revents == 0) continue;
-      std::vector<Reply> messages;
-      try {
-        messages = conn.read_available();
-      } catch (const backend_error&) {
-        return false;
+      if (fds[0].revents != 0) {
+        std::vector<Reply> messages;
+        try {
+          messages = conn.read_available();
+        } catch (const backend_error&) {
+          return false;
+        }
+        last_heard = steady::now();
+        pinged = false;  // anything from the server, a pong or a message, shows it is there
+        for (const Reply& m : messages) dispatch(m);
       }
-      for (const Reply& m : messages) dispatch(m);
+      if (interval.count() == 0) continue;
+      const steady::time_point now = steady::now();
+      if (pinged) {
+        if (now >= answer_due) return false;
+      } else if (now >= last_heard + interval) {
+        try {
+          conn.send({"PING"});
+        } catch (const backend_error&) {
+          return false;
+        }
+        pinged = true;
+        answer_due = now + answer_within;
+      }
     }
   }
 
   void dispatch(const Reply& m) {
-    // ["pmessage", pattern, channel, payload]
+    // ["pmessage", pattern, channel, payload]; a keepalive's ["pong", ""] is ignored here.
     if (m.type != Reply::Type::array || m.elements.size() != 4 || m.elements[0].str != "pmessage") return;
     const std::string& channel = m.elements[2].str;
     if (!channel.starts_with(channel_prefix_) || !channel.ends_with("}")) return;
@@ -229,7 +306,9 @@ class RedisTokenLock::Subscriber {
   std::string channel_prefix_;
   std::string pattern_;
   std::shared_ptr<Hub> hub_;
+  const std::uint64_t generation_;
   int wake_[2] = {-1, -1};
+  detail::FdIdentity wake_ids_[2];
   std::thread thread_;
 };
 
@@ -239,53 +318,67 @@ RedisTokenLock::RedisTokenLock(std::shared_ptr<Client> client, std::string prefi
     : client_(std::move(client)), prefix_(std::move(prefix)) {
   if (!client_) throw std::invalid_argument("stampede::redis::RedisTokenLock: client must not be null");
   detail::check_prefix(prefix_);
-  subscriber_ = std::make_unique<Subscriber>(client_, prefix_);
+  subscriber_.store(new Subscriber(client_, prefix_), std::memory_order_release);
 }
 
-RedisTokenLock::~RedisTokenLock() = default;
+RedisTokenLock::~RedisTokenLock() {
+  Subscriber* s = subscriber_.load(std::memory_order_acquire);
+  if (s->generation() == stampede::detail::fork_generation()) {
+    delete s;
+  } else {
+    s->abandon_after_fork();  // a child that never subscribed
+  }
+}
+
+RedisTokenLock::Subscriber& RedisTokenLock::subscriber() {
+  Subscriber* s = subscriber_.load(std::memory_order_acquire);
+  const std::uint64_t generation = stampede::detail::fork_generation();
+  if (s->generation() == generation) [[likely]] {
+    return *s;
+  }
+  // A fork()ed child: its own connection and reader thread; the parent's are abandoned.
+  auto fresh = std::make_unique<Subscriber>(client_, prefix_);
+  if (subscriber_.compare_exchange_strong(s, fresh.get(), std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+    s->abandon_after_fork();
+    return *fresh.release();
+  }
+  return *s;  // another thread of the child replaced it first (`fresh` is joined and freed)
+}
 
 std::optional<LockToken> RedisTokenLock::try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
   check_key(key);
   check_ttl(ttl);
   std::string token = stampede::detail::random_token();
-  const std::string lk = detail::lock_key(prefix_, key), fk = detail::fence_key(prefix_, key),
-                    px = std::to_string(ttl.count());
-  Reply r = client_->eval(detail::acquire_script(), {lk, fk}, {token, px});
-  if (r.type != Reply::Type::integer) return std::nullopt;
-  return LockToken{std::move(token), static_cast<std::uint64_t>(r.integer)};
+  const std::optional<std::uint64_t> fence = detail::acquire_lock(*client_, prefix_, key, token, ttl);
+  if (!fence) return std::nullopt;
+  return LockToken{std::move(token), *fence};
 }
 
 bool RedisTokenLock::release(std::string_view key, std::string_view token) {
   check_key(key);
-  const std::string lk = detail::lock_key(prefix_, key), ch = detail::done_channel(prefix_, key);
-  Reply r = client_->eval(detail::release_script(), {lk}, {token, ch});
-  return r.type == Reply::Type::integer && r.integer == 1;
+  return detail::release_lock(*client_, prefix_, key, token);
 }
 
 bool RedisTokenLock::renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
   check_key(key);
   check_ttl(ttl);
-  const std::string lk = detail::lock_key(prefix_, key), px = std::to_string(ttl.count());
-  Reply r = client_->eval(detail::renew_script(), {lk}, {token, px});
-  return r.type == Reply::Type::integer && r.integer == 1;
+  return detail::renew_lock(*client_, prefix_, key, token, ttl);
 }
 
 std::uint64_t RedisTokenLock::bump_fence(std::string_view key) {
   check_key(key);
-  const std::string fk = detail::fence_key(prefix_, key);
-  Reply r = client_->command({"HINCRBY", fk, "next", "1"});
-  return static_cast<std::uint64_t>(r.integer);
+  return detail::bump_fence(*client_, prefix_, key);
 }
 
 std::unique_ptr<Subscription> RedisTokenLock::subscribe(std::string_view key) {
   check_key(key);
-  return subscriber_->subscribe(key);
+  return subscriber().subscribe(key);
 }
 
 void RedisTokenLock::notify(std::string_view key) {
   check_key(key);
-  const std::string ch = detail::done_channel(prefix_, key);
-  client_->command({"PUBLISH", ch, "stored"});
+  detail::publish(*client_, prefix_, key, "stored");
 }
 
 std::optional<std::string> RedisTokenLock::holder(std::string_view key) {

@@ -61,6 +61,8 @@ TEST(Client, RejectsBadOptions) {
   EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
   EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.command_timeout = std::chrono::milliseconds(-1)}),
                std::invalid_argument);
+  EXPECT_THROW(Client::create("redis://127.0.0.1:1", {.keepalive_interval = std::chrono::milliseconds(-1)}),
+               std::invalid_argument);
 }
 
 TEST(Client, UnreachableServerIsABackendErrorNotAHang) {
@@ -73,6 +75,24 @@ TEST(Client, UnreachableServerIsABackendErrorNotAHang) {
   } catch (const stampede::backend_error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
   }
+}
+
+TEST(Client, CreateChecksUrlAndOptionsAndConnectsOnFirstUse) {
+  EXPECT_THROW(Client::create("http://h"), std::invalid_argument);
+  EXPECT_THROW(Client::create("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
+  redis_test::RedisServer server;
+  const std::string url = server.url();
+  server.kill();
+  auto client = Client::create(url);  // nothing listens there: not an error yet
+  EXPECT_EQ(client->open_connections(), 0u);
+  try {
+    client->command({"PING"});
+    FAIL() << "a command reached a server that is down";
+  } catch (const stampede::backend_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
+  }
+  server.start();
+  EXPECT_EQ(client->command({"PING"}).str, "PONG");
 }
 
 TEST(Client, BinarySafeArgumentsAndOneMebibyteValues) {
@@ -144,6 +164,22 @@ TEST(Client, ConnectsOverAUnixSocketAndSelectsTheDatabase) {
   EXPECT_EQ(tcp->command({"GET", "k"}).str, "v");
   auto db0 = Client::connect(server.url());
   EXPECT_TRUE(db0->command({"GET", "k"}).is_nil());
+}
+
+// The test helper's own promise: when RedisServer's constructor returns, every endpoint a test
+// may use answers, the unix socket included (no retry here, as in the tests that rely on it).
+TEST(RedisServerHelper, EveryEndpointAnswersAsSoonAsTheServerIsConstructed) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string path =
+        "/tmp/stampede-ready-" + std::to_string(::getpid()) + "-" + std::to_string(i) + ".sock";
+    redis_test::RedisServer server({"--unixsocket", path});
+    try {
+      EXPECT_EQ(Client::connect("unix://" + path)->command({"PING"}).str, "PONG");
+      EXPECT_EQ(Client::connect(server.url())->command({"PING"}).str, "PONG");
+    } catch (const stampede::backend_error& e) {
+      ADD_FAILURE() << "start " << i << ": " << e.what();
+    }
+  }
 }
 
 TEST(Client, BorrowTimeoutWhenEveryConnectionIsBusy) {

@@ -120,6 +120,69 @@ TEST(RedisTokenLock, ServerDownIsBackendErrorAndItRecoversAfterRestart) {
   EXPECT_TRUE(sub2->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
 }
 
+TEST(RedisTokenLock, FencesKeepGrowingAfterRedisLosesTheFenceHash) {
+  auto client = shared_client();
+  const std::string prefix = unique_prefix();
+  RedisTokenLock lock(client, prefix);
+  for (int i = 0; i < 5; ++i) {
+    auto t = lock.try_acquire("k", 10s);
+    ASSERT_TRUE(t);
+    EXPECT_TRUE(lock.release("k", t->token));
+  }
+  // A holder from before the loss, still loading.
+  auto before = lock.try_acquire("k", 10s);
+  ASSERT_TRUE(before);
+  // Redis loses the fence hash (FLUSHALL, a restart without persistence, eviction, a cleanup job).
+  ASSERT_EQ(client->command({"DEL", prefix + "fence:{k}"}).integer, 1);
+  EXPECT_GT(lock.bump_fence("k"), before->fence) << "a put or invalidate after the loss got a lower fence";
+  EXPECT_TRUE(lock.release("k", before->token));
+  ASSERT_EQ(client->command({"DEL", prefix + "fence:{k}"}).integer, 1);
+  auto after = lock.try_acquire("k", 10s);
+  ASSERT_TRUE(after);
+  EXPECT_GT(after->fence, before->fence) << "a holder after the loss got a lower fence than one before it";
+  EXPECT_TRUE(lock.release("k", after->token));
+}
+
+TEST(RedisTokenLock, TheFenceHashHasATtlOfAtLeastTheLockTtl) {
+  auto client = shared_client();
+  const std::string prefix = unique_prefix();
+  RedisTokenLock lock(client, prefix);
+  auto t = lock.try_acquire("k", 30s);
+  ASSERT_TRUE(t);
+  const long long after_acquire = client->command({"PTTL", prefix + "fence:{k}"}).integer;
+  EXPECT_GE(after_acquire, 30000) << "-1 means no TTL: one fence hash per key forever";
+  EXPECT_TRUE(lock.renew("k", t->token, 600s));
+  EXPECT_GE(client->command({"PTTL", prefix + "fence:{k}"}).integer, 600000) << "renew did not extend it";
+  EXPECT_TRUE(lock.release("k", t->token));
+  lock.bump_fence("other");
+  EXPECT_GT(client->command({"PTTL", prefix + "fence:{other}"}).integer, 0);
+}
+
+TEST(RedisTokenLock, AWaiterIsWokenWhenThePubSubServerStopsAnsweringAndItReconnectsAfter) {
+  redis_test::RedisServer server;  // a server of its own: the test stops it
+  auto client = Client::connect(server.url(), {.command_timeout = 500ms});
+  auto lock = std::make_shared<RedisTokenLock>(client, "p:");
+  auto sub = lock->subscribe("k");
+  {
+    // SIGSTOP: the connection stays open (no RST, no EOF), as in a network cut.
+    server.pause();
+    redis_test::ResumeOnExit resume(server);
+    EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard))
+        << "the waiter was not woken: the dead pub/sub connection went unnoticed";
+  }
+  // Subscriptions work again once the server answers.
+  RedisTokenLock other(Client::connect(server.url()), "p:");
+  ASSERT_TRUE(stampede_test::eventually([&] {
+    try {
+      auto again = lock->subscribe("k");
+      other.notify("k");
+      return again->wait_until(std::chrono::steady_clock::now() + 5s);
+    } catch (const stampede::backend_error&) {
+      return false;  // still reconnecting
+    }
+  }));
+}
+
 TEST(RedisTokenLock, RejectsAPrefixThatBreaksHashTags) {
   EXPECT_THROW(RedisTokenLock(shared_client(), "a{b"), std::invalid_argument);
   EXPECT_THROW(RedisTokenLock(nullptr, "p:"), std::invalid_argument);

@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -79,45 +81,105 @@ pid_t spawn(const std::vector<std::string>& argv, int* child_stdin, int* child_s
   return pid;
 }
 
+// Sends PING on a connected socket. @return true if the server answered it: +PONG, or an error
+// other than -LOADING (a server with requirepass answers -NOAUTH, which also means "serving").
+bool answers_ping(int fd) {
+  timeval tv{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  static constexpr char kPing[] = "*1\r\n$4\r\nPING\r\n";
+  if (::send(fd, kPing, sizeof kPing - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof kPing - 1))
+    return false;
+  std::string reply;
+  char buf[256];
+  while (reply.find("\r\n") == std::string::npos) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  return reply.starts_with("+PONG") || (reply.starts_with("-") && !reply.starts_with("-LOADING"));
+}
+
+bool answers_ping_tcp(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && answers_ping(fd);
+  ::close(fd);
+  return ok;
+}
+
+bool answers_ping_unix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return false;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && answers_ping(fd);
+  ::close(fd);
+  return ok;
+}
+
 }  // namespace
 
 RedisServer::RedisServer(std::vector<std::string> extra_args) : extra_args_(std::move(extra_args)) {
-  port_ = free_port();
-  start();
+  // free_port() releases the port before redis-server binds it, so another test process (ctest -j)
+  // may take it meanwhile: the server then exits at start, and a fresh port is tried.
+  for (int attempt = 1;; ++attempt) {
+    port_ = free_port();
+    if (launch()) return;
+    if (attempt == 5) {
+      throw std::runtime_error("redis-server exited at start 5 times (is it installed? last port " +
+                               std::to_string(port_) + ")");
+    }
+  }
 }
 
 RedisServer::~RedisServer() { kill(); }
 
 void RedisServer::start() {
   if (pid_ > 0) return;
+  if (!launch()) {
+    throw std::runtime_error("redis-server exited at start (port " + std::to_string(port_) + " taken?)");
+  }
+}
+
+bool RedisServer::launch() {
   std::vector<std::string> argv = {
       "redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
       "--appendonly", "no",     "--protected-mode",    "no"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pid_ = spawn(argv, nullptr, nullptr, true);
-  // Wait until it accepts connections (a readiness check, bounded; not a timing assertion).
+  // Ready means: every endpoint a test may use answers a PING. Redis binds its TCP port before it
+  // creates the unix socket, and accepts connections (into the backlog) before it serves them.
+  // A readiness check, bounded; not a timing assertion.
+  const std::string unix_path = unix_socket();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-    const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (up) return;
+    if (answers_ping_tcp(port_) && (unix_path.empty() || answers_ping_unix(unix_path))) return true;
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      throw std::runtime_error("redis-server exited at start (is it installed? port " +
-                               std::to_string(port_) + ")");
+      return false;
     }
     if (std::chrono::steady_clock::now() > deadline) {
       kill();
-      throw std::runtime_error("redis-server did not start listening");
+      throw std::runtime_error("redis-server did not answer PING on every endpoint within 30 s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+std::string RedisServer::unix_socket() const {
+  for (std::size_t i = 0; i + 1 < extra_args_.size(); ++i) {
+    if (extra_args_[i] == "--unixsocket") return extra_args_[i + 1];
+  }
+  return {};
 }
 
 void RedisServer::kill() {
@@ -127,6 +189,14 @@ void RedisServer::kill() {
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   pid_ = -1;
+}
+
+void RedisServer::pause() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void RedisServer::resume() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
 }
 
 std::string RedisServer::url(const std::string& password) const {

@@ -24,24 +24,49 @@ class RedisServer {
  public:
   /// Starts a server on a free port. @param extra_args appended to the command line.
   /// @throws std::runtime_error if redis-server cannot be started.
+  /// Returns once it answers on every endpoint, see start().
   explicit RedisServer(std::vector<std::string> extra_args = {});
   ~RedisServer();
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
-  /// Starts the server again on the same port (after kill()).
+  /// Starts the server again on the same port (after kill()). Returns once the server answers
+  /// PING on its TCP port and, if extra_args has `--unixsocket PATH`, on that socket too.
+  /// @throws std::runtime_error if it exits or does not answer within 30 s.
   void start();
   /// SIGKILLs the server and reaps it.
   void kill();
+  /// SIGSTOPs the server: its sockets stay open but nothing answers (a hung node, a network cut
+  /// without RST). Call resume() before the test ends.
+  void pause();
+  /// SIGCONTs a paused server.
+  void resume();
   [[nodiscard]] bool running() const noexcept { return pid_ > 0; }
   [[nodiscard]] int port() const noexcept { return port_; }
   /// @return redis://127.0.0.1:PORT, with `password` if given.
   [[nodiscard]] std::string url(const std::string& password = {}) const;
 
  private:
+  /// Starts the process and waits until it answers. @return false if it exited at start.
+  bool launch();
+  [[nodiscard]] std::string unix_socket() const;  ///< from extra_args, empty if none
+
   std::vector<std::string> extra_args_;
   int port_ = 0;
   pid_t pid_ = -1;
+};
+
+/// Resumes a paused server when it goes out of scope, also when the test failed. Declare it after
+/// the clients of the server, so that it runs before they are destroyed.
+class ResumeOnExit {
+ public:
+  explicit ResumeOnExit(RedisServer& server) : server_(server) {}
+  ~ResumeOnExit() { server_.resume(); }
+  ResumeOnExit(const ResumeOnExit&) = delete;
+  ResumeOnExit& operator=(const ResumeOnExit&) = delete;
+
+ private:
+  RedisServer& server_;
 };
 
 /// The server shared by most tests of this binary (started by the test environment).

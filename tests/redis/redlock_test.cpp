@@ -1,11 +1,17 @@
 // tests/redis/redlock_test.cpp: Redlock over three independent redis-server processes.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <latch>
 #include <memory>
 #include <stampede/redis/redis.hpp>
+#include <stampede/stampede.hpp>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "redis_server.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -46,10 +52,14 @@ TEST_F(RedlockTest, AMinorityHoldingTheKeyDoesNotBlockAndIsUndone) {
   auto t = lock.try_acquire("k", 10s);
   ASSERT_TRUE(t);
   EXPECT_TRUE(lock.release("k", t->token));
-  // On two nodes: no majority, and what we took on the third is given back.
+  // On two nodes: no majority, and what we took on the third is given back. try_acquire may
+  // return as soon as the two holders answered; a grant by the third after that is released by
+  // the worker that received it.
   ASSERT_EQ(clients_[1]->command({"SET", "stampede:lock:{k}", "foreign", "NX", "PX", "60000"}).str, "OK");
   EXPECT_FALSE(lock.try_acquire("k", 10s));
-  EXPECT_EQ(clients_[2]->command({"EXISTS", "stampede:lock:{k}"}).integer, 0);
+  EXPECT_TRUE(stampede_test::eventually([&] {
+    return clients_[2]->command({"EXISTS", "stampede:lock:{k}"}).integer == 0;
+  }));
 }
 
 TEST_F(RedlockTest, SurvivesOneNodeDownAndFailsClearlyWithTwo) {
@@ -61,6 +71,24 @@ TEST_F(RedlockTest, SurvivesOneNodeDownAndFailsClearlyWithTwo) {
   servers_[1]->kill();
   EXPECT_THROW((void)lock.try_acquire("k", 10s), stampede::backend_error);
   EXPECT_THROW((void)lock.bump_fence("k"), stampede::backend_error);
+}
+
+TEST_F(RedlockTest, StartsWithANodeDownAndTheNodeJoinsWhenItStarts) {
+  servers_[2]->kill();
+  Redlock lock({clients_[0], clients_[1], Client::create(servers_[2]->url(), {.connect_timeout = 500ms})});
+  auto t = lock.try_acquire("k", 10s);
+  ASSERT_TRUE(t) << "a majority is up";
+  EXPECT_TRUE(lock.release("k", t->token));
+  servers_[2]->start();
+  auto u = lock.try_acquire("k", 10s);
+  ASSERT_TRUE(u);
+  EXPECT_GT(u->fence, t->fence);
+  // The third node takes part now (its answer may come a moment after the majority's).
+  auto third = Client::connect(servers_[2]->url());
+  EXPECT_TRUE(stampede_test::eventually([&] {
+    return third->command({"GET", "stampede:lock:{k}"}).str == u->token;
+  }));
+  EXPECT_TRUE(lock.release("k", u->token));
 }
 
 TEST_F(RedlockTest, FencesGrowAcrossDifferentMajorities) {
@@ -90,6 +118,80 @@ TEST_F(RedlockTest, ReleaseWakesASubscriber) {
   auto sub = lock.subscribe("k");
   EXPECT_TRUE(lock.release("k", t->token));
   EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + 60s));
+}
+
+TEST_F(RedlockTest, AHungNodeDoesNotTurnWaitersIntoLoaders) {
+  // Several "processes" (each its own Clients, Redlock and Cache, default options: wait_timeout
+  // 1 s) stampede one key while one of the three lock nodes hangs. The values live on a fourth
+  // server.
+  constexpr int kCaches = 5;
+  const std::string prefix = redis_test::unique_prefix();
+  std::vector<std::unique_ptr<stampede::Cache<std::string>>> caches;
+  for (int i = 0; i < kCaches; ++i) {
+    std::vector<std::shared_ptr<Client>> nodes;
+    for (auto& s : servers_) nodes.push_back(Client::connect(s->url()));
+    auto store = std::make_shared<stampede::redis::RedisStore<std::string>>(
+        Client::connect(redis_test::shared_server().url()), prefix);
+    auto lock = std::make_shared<Redlock>(nodes, prefix);
+    caches.push_back(std::make_unique<stampede::Cache<std::string>>(
+        stampede::CacheOptions{}, stampede::Backend<std::string>{store, lock, "redlock"}));
+  }
+  servers_[0]->pause();
+  redis_test::ResumeOnExit resume(*servers_[0]);  // before the caches go: their calls may hang on it
+
+  std::atomic<int> loads{0};
+  // The loader returns once every other cache has found the lock held, so that they all wait.
+  auto others_contended = [&](std::size_t self) {
+    for (std::size_t j = 0; j < caches.size(); ++j) {
+      if (j != self && caches[j]->stats().lock_contended == 0 && caches[j]->stats().loads == 0) return false;
+    }
+    return true;
+  };
+  std::latch start(kCaches);
+  std::vector<std::thread> threads;
+  std::vector<std::string> values(kCaches);
+  for (int i = 0; i < kCaches; ++i) {
+    threads.emplace_back([&, i] {
+      const auto self = static_cast<std::size_t>(i);
+      start.arrive_and_wait();
+      values[self] = caches[self]->get_or_compute("hot", [&] {
+        loads.fetch_add(1);
+        stampede_test::eventually([&] { return others_contended(self); });
+        return "loaded by " + std::to_string(i);
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(loads.load(), 1) << "waiters timed out behind the hung node and loaded themselves";
+  for (const auto& v : values) EXPECT_EQ(v, values[0]);
+}
+
+TEST_F(RedlockTest, SubscribeAnswersAndAReleaseWakesTheWaiterWhileANodeHangs) {
+  Redlock lock(clients_);
+  std::vector<std::shared_ptr<Client>> others;
+  for (auto& server : servers_) others.push_back(Client::connect(server->url()));
+  Redlock other(others);
+  servers_[0]->pause();
+  redis_test::ResumeOnExit resume(*servers_[0]);
+  auto t = other.try_acquire("k", 10s);
+  ASSERT_TRUE(t);
+  auto sub = lock.subscribe("k");  // another node confirms; the hung one does not hold it up
+  EXPECT_TRUE(other.release("k", t->token));
+  EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+}
+
+TEST(RedlockOptions, RejectsBadNodeTimeoutsTtlsAndNodesWithoutTimeouts) {
+  auto client = redis_test::shared_client();
+  EXPECT_THROW(Redlock({client}, "p:", {.node_timeout = 0ms}), std::invalid_argument);
+  Redlock lock({client}, redis_test::unique_prefix(), {.node_timeout = 100ms});
+  EXPECT_THROW((void)lock.try_acquire("k", 999ms), std::invalid_argument) << "ttl below 10 x node_timeout";
+  EXPECT_THROW((void)lock.renew("k", "token", 500ms), std::invalid_argument);
+  auto t = lock.try_acquire("k", 1s);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(lock.release("k", t->token));
+  const std::string url = redis_test::shared_server().url();
+  EXPECT_THROW(Redlock({Client::create(url, {.command_timeout = 0ms})}), std::invalid_argument);
+  EXPECT_THROW(Redlock({Client::create(url, {.connect_timeout = 0ms})}), std::invalid_argument);
 }
 
 }  // namespace

@@ -101,6 +101,52 @@ TEST(RedisStore, RefusesAWriteWithALowerFenceAndInvalidateRaisesTheFloor) {
   EXPECT_EQ(e->fence, 8u);
 }
 
+TEST(RedisStore, TheFenceHashOutlivesTheValueAndExpiresByItself) {
+  auto client = shared_client();
+  const std::string prefix = unique_prefix();
+  RedisStore<std::string, stampede::StringCodec> store(client, prefix);
+  const auto now = std::chrono::system_clock::now();
+  const Entry<std::string> entry{
+      .value = "v", .soft_expiry = now + 10min, .hard_expiry = now + 10min, .fence = 3};
+  ASSERT_EQ(store.put("k", entry, now), PutResult::stored);
+  const long long value_ttl = client->command({"PTTL", prefix + "{k}"}).integer;
+  const long long fence_ttl = client->command({"PTTL", prefix + "fence:{k}"}).integer;
+  EXPECT_GT(value_ttl, 0);
+  EXPECT_GE(fence_ttl, value_ttl) << "the floor could vanish while the value it protects is still there";
+  store.invalidate("gone", 4);
+  EXPECT_GT(client->command({"PTTL", prefix + "fence:{gone}"}).integer, 0);
+}
+
+TEST(RedisCache, AKeyStaysCacheableAfterRedisLosesItsFenceHashDuringALoad) {
+  redis_test::RedisServer server;  // a server of its own: the test flushes it
+  auto client = Client::connect(server.url());
+  auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
+  Cache<std::string> cache({.ttl = 10s, .clock = clock}, stampede::redis::backend<std::string>(client, "p:"));
+  for (int i = 0; i < 20; ++i) cache.invalidate("k");  // the key's fences are well above 1 now
+  // Redis loses everything while a load is in flight; the late write lands in the empty Redis.
+  EXPECT_EQ(cache.get_or_compute("k",
+                                 [&] {
+                                   client->command({"FLUSHALL"});
+                                   return std::string("v1");
+                                 }),
+            "v1");
+  const std::uint64_t late_fence = std::stoull(hgetall(*client, "p:{k}")["fence"]);
+  clock->advance(11s);  // the value expires: the key must be loaded once more, then hit
+  int loads = 0;
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(cache.get_or_compute("k",
+                                   [&] {
+                                     ++loads;
+                                     return std::string("v2");
+                                   }),
+              "v2");
+  }
+  EXPECT_EQ(loads, 1) << "every call loaded: the key became uncacheable";
+  EXPECT_EQ(cache.stats().stale_writes_rejected, 0u);
+  EXPECT_GT(std::stoull(hgetall(*client, "p:{k}")["fence"]), late_fence);
+  EXPECT_GT(client->command({"PTTL", "p:fence:{k}"}).integer, 0);
+}
+
 TEST(RedisStore, KeepsAnExpiredValueForTheGracePeriodForServeStale) {
   auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
   auto backend = stampede::redis::backend<std::string>(shared_client(), unique_prefix(), 10min);
@@ -298,6 +344,52 @@ TEST(RedisCache, FailOpenLoadsWithoutRedisAndComesBackWhenItReturns) {
   server.start();
   EXPECT_EQ(cache.get_or_compute("k", [] { return 2; }), 2);
   EXPECT_EQ(closed.get_or_compute("k", [] { return 3; }), 2) << "not stored in the restarted Redis";
+}
+
+// The ACL that docs/operations.md gives for a dedicated user is enough for everything the
+// backend does: loads, waits woken by pub/sub, put, invalidate.
+TEST(RedisCache, TheDocumentedAclIsEnough) {
+  redis_test::RedisServer server;  // its own server: users are server-wide
+  auto admin = Client::connect(server.url());
+  admin->command({"ACL",          "SETUSER",  "stampede", "on",    ">password", "~shop:*",
+                  "&shop:done:{*", "+get",     "+set",     "+del",  "+hgetall",  "+hget",
+                  "+hset",        "+hincrby", "+pexpire", "+pttl", "+time",     "+publish",
+                  "+psubscribe",  "+ping",    "+evalsha", "+eval", "+auth",     "+select"});
+  const std::string url = "redis://stampede:password@127.0.0.1:" + std::to_string(server.port());
+  CacheOptions opts{
+      .ttl = 30s, .wait_timeout = 60s, .backend_failure = stampede::BackendFailure::fail_closed};
+  Cache<std::string> a(opts, stampede::redis::backend<std::string>(Client::connect(url), "shop:"));
+  Cache<std::string> b(opts, stampede::redis::backend<std::string>(Client::connect(url), "shop:"));
+  stampede_test::Gate loading, finish;
+  std::thread loader([&] {
+    EXPECT_EQ(a.get_or_compute("k",
+                               [&] {
+                                 loading.open();
+                                 finish.wait();
+                                 return std::string("v");
+                               }),
+              "v");
+  });
+  {
+    stampede_test::OpenOnExit open(finish);
+    ASSERT_TRUE(loading.wait_for());
+    std::thread waiter([&] {
+      try {
+        EXPECT_EQ(b.get_or_compute("k", [] { return std::string("b loaded"); }), "v");
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+    EXPECT_TRUE(stampede_test::eventually([&] { return b.stats().lock_contended >= 1; }));
+    finish.open();
+    waiter.join();
+  }
+  loader.join();
+  a.put("k", "w");
+  EXPECT_EQ(b.get("k").value_or("<none>"), "w");
+  a.invalidate("k");
+  EXPECT_FALSE(b.get("k"));
+  EXPECT_EQ(a.stats().backend_errors + b.stats().backend_errors, 0u);
 }
 
 // Redis dies while one process loads and others wait: every caller returns (fail_open: the value;

@@ -1,7 +1,8 @@
 // stampede/redis/client.hpp: a thread-safe pool of hiredis connections to one Redis server.
 //
 // Commands are argument vectors (binary-safe: any bytes in keys and values, NULs included); Lua
-// scripts run by EVALSHA and fall back to EVAL when the server answers NOSCRIPT.
+// scripts run by EVALSHA and fall back to EVAL when the server answers NOSCRIPT. connect() checks
+// the server at once; create() connects on first use (to start while the server is down).
 //
 //   auto client = stampede::redis::Client::connect("redis://:secret@127.0.0.1:6379/0");
 //   client->command({"SET", "greeting", "hello"});
@@ -36,6 +37,12 @@ struct ClientOptions {
   std::chrono::milliseconds borrow_timeout{1000};
   /// Most connections open at once (opened on demand, kept idle for reuse). Must be >= 1.
   std::size_t pool_size = 8;
+  /// How often a pub/sub connection (RedisTokenLock's wake-ups) that has received nothing is
+  /// PINGed. If the answer does not come within command_timeout (within keepalive_interval when
+  /// command_timeout is 0), the connection is declared lost: every waiter is woken to re-check,
+  /// and it reconnects. This notices a connection that died without a reset (a network cut, a
+  /// stopped server). 0 = never PING (a silent loss is then not noticed).
+  std::chrono::milliseconds keepalive_interval{1000};
 };
 
 /// Where to connect, as parsed from a URL by parse_url().
@@ -94,6 +101,7 @@ class Script {
 
 /// One connection outside the pool, for pub/sub or blocking commands. Thread-compatible: one
 /// thread at a time. Any I/O error or timeout leaves it broken (every later call throws).
+/// fork(): parent and child share its socket; only one of them may use it afterwards.
 class Connection {
  public:
   ~Connection();
@@ -105,6 +113,13 @@ class Connection {
   Reply command(std::span<const std::string_view> argv);
   Reply command(std::initializer_list<std::string_view> argv) {
     return command(std::span<const std::string_view>(argv.begin(), argv.size()));
+  }
+  /// Sends `argv` without waiting for the reply, which read_available() returns later (e.g. PING
+  /// on a subscribed connection, whose answer comes between the messages).
+  /// @throws backend_error on I/O error or timeout (command_timeout, for the write).
+  void send(std::span<const std::string_view> argv);
+  void send(std::initializer_list<std::string_view> argv) {
+    send(std::span<const std::string_view>(argv.begin(), argv.size()));
   }
   /// @return the socket, to poll() for readability before read_available().
   [[nodiscard]] int fd() const noexcept;
@@ -128,15 +143,34 @@ class Connection {
 ///
 /// Lifetime: a Client must outlive no-one in particular (share it with std::shared_ptr); the
 /// destructor closes every idle connection. No call may be in progress when it runs.
+///
+/// fork(): a child may go on using a Client made before the fork. Its first call replaces the
+/// pool with an empty one of its own (new connections, opened on demand) and abandons the
+/// parent's: the child closes its copies of the idle sockets (which leaves the parent's
+/// connections open) and never touches a connection that another thread of the parent was using
+/// at fork() time (that thread does not exist in the child; its socket stays open in the child).
+/// The parent keeps its pool. So parent and child never share a connection, and neither reads a
+/// reply meant for the other. Connections from open_connection() are the caller's to manage.
 class Client {
  public:
-  /// Parses `url`, opens one connection (AUTH, SELECT) to check it, and keeps it in the pool.
+  /// Parses `url`, opens one connection (AUTH, SELECT, PING) to check it, and keeps it in the
+  /// pool, so a wrong URL, an unreachable server or wrong credentials fail here.
   /// @param url see parse_url().
   /// @param options see ClientOptions.
   /// @return the client.
   /// @throws std::invalid_argument for a bad URL or options; backend_error when the server is
   ///         unreachable, does not answer within connect_timeout, or refuses the credentials.
   static std::shared_ptr<Client> connect(std::string_view url, ClientOptions options = {});
+
+  /// Parses `url` and checks `options`, but connects only on first use: for a server that may be
+  /// down when the program starts (e.g. one node of a Redlock). An unreachable server or wrong
+  /// credentials then show up as backend_error from the first command, and from every command
+  /// until the server can be reached.
+  /// @param url see parse_url().
+  /// @param options see ClientOptions.
+  /// @return the client, with no connection open.
+  /// @throws std::invalid_argument for a bad URL or options.
+  static std::shared_ptr<Client> create(std::string_view url, ClientOptions options = {});
 
   ~Client();
   Client(const Client&) = delete;

@@ -1,13 +1,14 @@
 // stampede/redis/token_lock.hpp: RedisTokenLock, the token lock of many processes sharing one Redis.
 //
 // The standard single-instance protocol (SET lock NX PX, compare-and-delete, compare-and-pexpire
-// in Lua), a per-key fence counter bumped in the same script as the SET, and pub/sub wake-ups.
+// in Lua), a per-key fence drawn in the same script as the SET, and pub/sub wake-ups.
 //
 //   auto lock = std::make_shared<stampede::redis::RedisTokenLock>(client, "myapp:");
 //   if (auto t = lock->try_acquire("report:7", 5s)) { build(t->fence); lock->release("report:7", t->token); }
 //   auto sub = lock->subscribe("report:7");  sub->wait_until(deadline);   // woken by a release
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -22,10 +23,12 @@ namespace stampede::redis {
 
 /// TokenLock over one Redis server. Thread-safe.
 ///
-/// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence counter
-/// `{prefix}fence:{key}` (hash field `next`), channel `{prefix}done:{key}`; `{key}` is a hash tag, so
-/// a key's lock, fence and value live in one Cluster slot. A lock taken by another client that
-/// follows the same protocol on the same lock key (e.g. redis-py's `Lock`) excludes this one and
+/// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence hash
+/// `{prefix}fence:{key}` (fields `next`, `floor`; with a TTL), channel `{prefix}done:{key}`; `{key}`
+/// is a hash tag, so a key's lock, fence and value live in one Cluster slot. A fence is
+/// max(next, floor, the server's clock in microseconds) + 1, so fences keep growing when Redis
+/// loses the fence hash (FLUSHALL, eviction, a restart without persistence, its TTL). A lock taken by another
+/// client that follows the same protocol on the same lock key (e.g. redis-py's `Lock`) excludes this one and
 /// the other way round.
 ///
 /// Wake-ups: one dedicated connection per RedisTokenLock PSUBSCRIBEs `{prefix}done:*`; a reader
@@ -33,10 +36,19 @@ namespace stampede::redis {
 /// variable). subscribe() returns only once that pattern subscription is confirmed by the server,
 /// so a message published after subscribe() returned cannot be missed while the connection
 /// lives. When the connection drops, every waiter is woken (a spurious wake-up: it re-checks) and
-/// the next subscribe() reconnects.
+/// the reader reconnects (once at once; if that fails, on the next subscribe()). A connection that
+/// dies silently (no reset: a network cut, a stopped server) is noticed by a keepalive PING
+/// every ClientOptions::keepalive_interval of silence, unanswered within command_timeout.
 ///
-/// Lifetime: the destructor stops and joins the reader thread; Subscriptions may outlive the
-/// lock (their wait then returns at once).
+/// Lifetime: the destructor stops and joins the reader thread (which may take up to the
+/// client's connect_timeout + command_timeout while it is connecting); Subscriptions may outlive
+/// the lock (their wait then returns at once).
+///
+/// fork(): a child may use a lock made before the fork. Its commands go through the Client, which
+/// gives the child connections of its own. Its first subscribe() builds a pub/sub connection and
+/// reader thread of its own (the parent's thread does not exist in the child) and abandons the
+/// parent's, closing only the child's copy of its socket. A Subscription made before the fork
+/// returns at once from wait_until() in the child (a spurious wake-up: re-check, subscribe again).
 class RedisTokenLock final : public TokenLock {
  public:
   /// @param client the pool for lock commands (shared with a RedisStore is fine).
@@ -47,17 +59,20 @@ class RedisTokenLock final : public TokenLock {
   RedisTokenLock(const RedisTokenLock&) = delete;
   RedisTokenLock& operator=(const RedisTokenLock&) = delete;
 
-  /// One script: SET lock token NX PX ttl, and if that took it, HINCRBY fence next 1.
-  /// @return token and fence, or std::nullopt if held. @throws backend_error.
+  /// One script: SET lock token NX PX ttl, and if that took it, draws a fence.
+  /// @return token and fence, or std::nullopt if held.
+  /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
   [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
                                                      std::chrono::milliseconds ttl) override;
   /// One script: compare-and-delete, then PUBLISH `released` on the key's channel.
   /// @return true if the token held the lock. @throws backend_error.
   bool release(std::string_view key, std::string_view token) override;
-  /// One script: compare-and-PEXPIRE. @return true if renewed. @throws backend_error.
+  /// One script: compare-and-PEXPIRE (also extends the fence hash's TTL).
+  /// @return true if renewed. @throws backend_error.
   [[nodiscard]] bool renew(std::string_view key, std::string_view token,
                            std::chrono::milliseconds ttl) override;
-  /// HINCRBY fence next 1. @return the new fence. @throws backend_error.
+  /// One script: draws a fence as try_acquire does, without the lock.
+  /// @return the new fence. @throws backend_error.
   std::uint64_t bump_fence(std::string_view key) override;
   /// Registers a local waiter; (re)connects the pub/sub connection first if needed.
   /// @throws backend_error if the pub/sub connection cannot be made and confirmed.
@@ -73,9 +88,11 @@ class RedisTokenLock final : public TokenLock {
 
  private:
   class Subscriber;
+  Subscriber& subscriber();
+
   std::shared_ptr<Client> client_;
   std::string prefix_;
-  std::unique_ptr<Subscriber> subscriber_;
+  std::atomic<Subscriber*> subscriber_{nullptr};  // owned; replaced in a fork()ed child
 };
 
 }  // namespace stampede::redis

@@ -1,6 +1,7 @@
 // stampede/redis/detail/wire.hpp: key names and the value-hash format (docs/wire-format.md).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,11 @@ namespace stampede::redis::detail {
 
 /// Version written in the `format` field of every value hash.
 inline constexpr std::string_view kFormatVersion = "1";
+
+/// How long a fence hash outlives the last lock, renewal, value or invalidation that wrote it
+/// (docs/wire-format.md, "Fences"): every script that writes it extends its TTL to at least the
+/// lock TTL, or the value key's TTL, plus this.
+inline constexpr std::chrono::milliseconds kFenceLinger{std::chrono::hours{1}};
 
 /// `{prefix}{key}` with the key in a hash tag: `stampede:{item:1}`.
 std::string value_key(std::string_view prefix, std::string_view key);
@@ -50,5 +56,22 @@ bool put_entry(Client& client, std::string_view prefix, std::string_view key, co
 
 /// Deletes the value key and raises the fence floor to `fence`.
 void invalidate_entry(Client& client, std::string_view prefix, std::string_view key, std::uint64_t fence);
+
+/// The acquire script on one server: SET lock token NX PX ttl and, if that took it, a new fence.
+/// @return the fence, or std::nullopt if the lock is held. @throws backend_error.
+std::optional<std::uint64_t> acquire_lock(Client& client, std::string_view prefix, std::string_view key,
+                                          std::string_view token, std::chrono::milliseconds ttl);
+/// Compare-and-delete, publishing `released`. @return true if `token` held the lock.
+bool release_lock(Client& client, std::string_view prefix, std::string_view key, std::string_view token);
+/// Compare-and-pexpire (also extends the fence hash's TTL). @return true if `token` held the lock.
+bool renew_lock(Client& client, std::string_view prefix, std::string_view key, std::string_view token,
+                std::chrono::milliseconds ttl);
+/// Draws a fence without taking the lock. @return the new fence. @throws backend_error.
+std::uint64_t bump_fence(Client& client, std::string_view prefix, std::string_view key);
+/// Raises the fence counter to at least `minimum`. @return the counter afterwards.
+std::uint64_t raise_fence(Client& client, std::string_view prefix, std::string_view key,
+                          std::uint64_t minimum);
+/// PUBLISHes `message` on the key's channel. @throws backend_error.
+void publish(Client& client, std::string_view prefix, std::string_view key, std::string_view message);
 
 }  // namespace stampede::redis::detail

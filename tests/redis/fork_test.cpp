@@ -1,0 +1,248 @@
+// tests/redis/fork_test.cpp: a Client and a RedisTokenLock used before fork() (a pre-fork server):
+// the child gets its own connections and its own pub/sub reader, so neither process ever reads the
+// other's replies, and the child's waiters are woken by releases from other processes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <stampede/redis/redis.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis_server.hpp"
+#include "stampede/detail/counters.hpp"
+#include "support/test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using stampede::redis::Client;
+using stampede::redis::RedisTokenLock;
+using stampede::redis::Reply;
+
+#if defined(STAMPEDE_TSAN)
+constexpr bool kUnderTsan = true;
+#else
+constexpr bool kUnderTsan = false;
+#endif
+
+// Runs `rounds` SET/GET pairs on each of `threads` threads, each thread on its own key, with
+// values that name `who`.
+// @return the first wrong reply or error, empty if every reply was this process's own.
+std::string own_values_only(Client& client, const std::string& who, int threads, int rounds) {
+  std::mutex mu;
+  std::string first;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      const std::string key = who + ":" + std::to_string(t);
+      for (int i = 0; i < rounds; ++i) {
+        const std::string value = who + "-" + std::to_string(t) + "-" + std::to_string(i);
+        std::string wrong;
+        try {
+          const Reply set = client.command({"SET", key, value});
+          if (set.type != Reply::Type::status || set.str != "OK") {
+            wrong = "SET answered '" + set.str + "'";
+          } else if (const Reply get = client.command({"GET", key}); get.str != value) {
+            wrong = "GET " + key + " answered '" + get.str + "', expected '" + value + "'";
+          }
+        } catch (const std::exception& e) {
+          wrong = e.what();
+        }
+        if (!wrong.empty()) {
+          std::lock_guard l(mu);
+          if (first.empty()) first = who + ": " + wrong;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return first;
+}
+
+void write_line(int fd, const std::string& line) {
+  const std::string data = line + "\n";
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+// @return the next line from `fd` (without '\n'), or "<timeout>" / "<eof>" (a hang guard).
+std::string read_line(int fd, std::string& buffer,
+                      std::chrono::milliseconds limit = stampede_test::kHangGuard) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (auto nl = buffer.find('\n'); nl != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      return line;
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return "<timeout>";
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[512];
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return "<eof>";
+    buffer.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+// The child's half of the test. Never returns into gtest: the caller _exit()s with the result.
+// Writes "ready", "subscribed" and finally "ok" or the failures, "; "-separated, to `out`.
+// @return 0 if everything held, 1 otherwise.
+int child_main(Client& client, RedisTokenLock& lock, std::unique_ptr<stampede::Subscription> inherited,
+               const std::string& held_token, int in, int out) {
+  std::string buffer, failures;
+  auto fail = [&](const std::string& why) { failures += (failures.empty() ? "" : "; ") + why; };
+  // A Subscription made before fork() must not hang the child: its wait returns at once (a
+  // spurious wake-up: the caller re-checks and subscribes again).
+  if (!inherited->wait_until(std::chrono::steady_clock::now() + 10s)) {
+    fail("a Subscription from before fork() was not woken in the child");
+  }
+  inherited.reset();
+  write_line(out, "ready");
+  if (std::string r = own_values_only(client, "child", 4, 500); !r.empty()) fail(r);
+  // A release by the parent wakes a waiter of the child.
+  std::unique_ptr<stampede::Subscription> sub;
+  try {
+    sub = lock.subscribe("k");
+    if (lock.holder("k") != held_token) fail("the child does not see the parent's lock");
+  } catch (const std::exception& e) {
+    fail(std::string("subscribe: ") + e.what());
+  }
+  write_line(out, "subscribed");
+  if (sub && !sub->wait_until(std::chrono::steady_clock::now() + 30s)) {
+    fail("the child's waiter was not woken by the parent's release");
+  }
+  if (read_line(in, buffer) != "released") fail("the parent did not say it released");
+  write_line(out, failures.empty() ? "ok" : failures);
+  return failures.empty() ? 0 : 1;
+}
+
+TEST(RedisFork, ParentAndChildSeeOnlyTheirOwnRepliesAndTheChildIsWokenByTheParent) {
+  if (kUnderTsan)
+    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+  redis_test::RedisServer server;
+  auto client = Client::connect(server.url(), {.pool_size = 4});
+  auto lock = std::make_shared<RedisTokenLock>(client, "p:");
+  // Use the client from several threads, so that the pool holds idle connections at fork() time,
+  // and connect the pub/sub reader.
+  ASSERT_EQ(own_values_only(*client, "warm", 4, 50), "");
+  ASSERT_GE(client->open_connections(), 2u);
+  auto inherited = lock->subscribe("k");
+  const auto held = lock->try_acquire("k", 60s);
+  ASSERT_TRUE(held);
+
+  int to_child[2], from_child[2];
+  ASSERT_EQ(::pipe2(to_child, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    // _exit: no gtest, no static destructors (they would stop the parent's servers).
+    ::_exit(child_main(*client, *lock, std::move(inherited), held->token, to_child[0], from_child[1]));
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  std::string buffer;
+  const std::string ready = read_line(from_child[0], buffer);
+  EXPECT_EQ(ready, "ready");
+  // Parent and child now hammer the same server through connections that existed before the fork.
+  EXPECT_EQ(own_values_only(*client, "parent", 4, 500), "");
+  if (ready == "ready") {
+    EXPECT_EQ(read_line(from_child[0], buffer), "subscribed");
+    EXPECT_TRUE(lock->release("k", held->token));
+    write_line(to_child[1], "released");
+    EXPECT_EQ(read_line(from_child[0], buffer), "ok");
+  }
+  int status = 0;
+  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    ADD_FAILURE() << "the child hung";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  ::close(to_child[1]);
+  ::close(from_child[0]);
+
+  // The parent's connections and its pub/sub reader are unharmed.
+  EXPECT_EQ(own_values_only(*client, "after", 4, 100), "");
+  auto sub = lock->subscribe("k2");
+  RedisTokenLock(client, "p:").notify("k2");
+  EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+}
+
+TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
+  if (kUnderTsan)
+    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+  std::vector<std::unique_ptr<redis_test::RedisServer>> servers;
+  std::vector<std::shared_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(std::make_unique<redis_test::RedisServer>());
+    clients.push_back(Client::connect(servers.back()->url()));
+  }
+  stampede::redis::Redlock lock(clients, "p:");
+  // The parent's worker threads and pub/sub readers exist at fork() time.
+  auto t = lock.try_acquire("parent", 10s);
+  ASSERT_TRUE(t);
+  auto sub = lock.subscribe("parent");
+
+  int from_child[2];
+  ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(from_child[0]);
+    std::string result = "ok";
+    try {
+      auto mine = lock.try_acquire("child", 10s);
+      if (!mine) throw std::runtime_error("the child could not take a free lock");
+      if (lock.try_acquire("parent", 10s)) throw std::runtime_error("the child took the parent's lock");
+      auto child_sub = lock.subscribe("child");
+      if (!lock.release("child", mine->token)) throw std::runtime_error("release failed");
+      if (!child_sub->wait_until(std::chrono::steady_clock::now() + 30s)) {
+        throw std::runtime_error("the child's release did not wake the child's waiter");
+      }
+      if (lock.bump_fence("child") <= mine->fence) throw std::runtime_error("the fence went back");
+    } catch (const std::exception& e) {
+      result = e.what();
+    }
+    write_line(from_child[1], result);
+    ::_exit(result == "ok" ? 0 : 1);
+  }
+  ::close(from_child[1]);
+  std::string buffer;
+  EXPECT_EQ(read_line(from_child[0], buffer), "ok");
+  int status = 0;
+  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    ADD_FAILURE() << "the child hung";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  ::close(from_child[0]);
+  // The parent's Redlock is unharmed.
+  EXPECT_TRUE(lock.release("parent", t->token));
+  EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+}
+
+}  // namespace
