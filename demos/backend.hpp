@@ -4,7 +4,7 @@
 // value) the demo runs on the embedded in-process backend:
 //
 //   demo::BackendChoice choice;
-//   choice.add_flags(flags);                                   // --redis URL
+//   choice.add_flags(app);                                     // --redis URL, env REDIS_URL
 //   stampede::Backend<Item> b = choice.backend<Item>();        // b.name is "memory" or "redis"
 //
 // The Redis part is compiled only when the build has the stampede::redis target
@@ -12,14 +12,14 @@
 // with a clear message. Thread-compatible.
 #pragma once
 
-#include <cstdlib>
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <stampede/cache.hpp>
 #include <stampede/memory.hpp>
 #include <stampede/token_lock.hpp>
 #include <string>
 
-#include "common.hpp"
+#include "cli.hpp"
 
 #if defined(STAMPEDE_DEMO_HAVE_REDIS)
 #include <stampede/redis/redis.hpp>
@@ -64,15 +64,14 @@ inline std::shared_ptr<stampede::TokenLock> lock(const std::string& /*url*/) { u
 /// The backend chosen on the command line (or by REDIS_URL).
 class BackendChoice {
  public:
-  BackendChoice() {
-    if (const char* env = std::getenv("REDIS_URL")) redis_url_ = env;
-  }
-
-  /// Declares `--redis URL` (default: $REDIS_URL).
-  void add_flags(Flags& flags) {
-    flags.text("--redis", &redis_url_,
-               "Redis URL, e.g. redis://127.0.0.1:6379/0 (default: $REDIS_URL; empty = embedded backend)", {},
-               /*allow_empty=*/true, "URL");
+  /// Declares `--redis URL` on `app`; without the flag CLI11 takes a non-empty $REDIS_URL. An empty
+  /// URL (flag or variable) selects the embedded backend. Declare it on one App only: CLI11 fills
+  /// environment-backed options of every subcommand, selected or not.
+  void add_flags(CLI::App& app) {
+    app.add_option("--redis", redis_url_,
+                   "Redis URL, e.g. redis://127.0.0.1:6379/0 (empty = the embedded backend)")
+        ->envname("REDIS_URL")
+        ->type_name("URL");
   }
 
   /// @return true when Redis was chosen.

@@ -10,6 +10,7 @@
 //   error - the worker got an exception (e.g. --on-timeout error after waiting --timeout-ms)
 //
 //   cache_rebuild_blocking --workers 64 --db-ms 200 --json    # {"db_hits":1,"served":64,...}
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <iostream>
 #include <latch>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "cli.hpp"
 #include "common.hpp"
 #include "fake_db.hpp"
 #include "probe.hpp"
@@ -163,22 +165,34 @@ int run_demo(const Settings& s) {
 
 int main(int argc, char** argv) {
   Settings s;
-  demo::Flags flags(
-      "cache_rebuild_blocking",
+  CLI::App app(
       "Releases --workers callers at once on one cold key of a stampede::Cache (blocking mode)\n"
-      "in front of a simulated database, and shows that the database is queried once.");
-  flags.text("--key", &s.key, "cache key");
-  flags.number("--cache-ttl", &s.cache_ttl_s, 0.001, 86400.0 * 365,
-               "how long a loaded value lives, in seconds");
-  flags.integer("--lock-ttl-ms", &s.lock_ttl_ms, 1, 86'400'000, "token lock lease while loading");
-  flags.integer("--timeout-ms", &s.timeout_ms, 1, 86'400'000, "how long a worker waits for another's load");
-  flags.integer("--retry-ms", &s.retry_ms, 1, 86'400'000, "blocking-poll period while waiting");
-  flags.integer("--db-ms", &s.db_ms, 0, 3'600'000, "simulated database query time");
-  flags.integer("--workers", &s.workers, 1, 10'000, "workers released together on the key");
-  flags.text("--on-timeout", &s.on_timeout,
-             "after --timeout-ms: query the DB anyway, fail, or serve a stale value",
-             {"compute", "error", "stale"});
-  flags.toggle("--json", &s.json, "print only one JSON object on stdout");
-  s.backend.add_flags(flags);
-  return demo::run(flags, argc, argv, [&] { return run_demo(s); });
+      "in front of a simulated database, and shows that the database is queried once.",
+      "cache_rebuild_blocking");
+  demo::conventions(app);
+  app.add_option("--key", s.key, "cache key")->check(demo::non_empty);
+  app.add_option("--cache-ttl", s.cache_ttl_s, "how long a loaded value lives, in seconds")
+      ->check(demo::number)
+      ->check(CLI::Range(0.001, 86400.0 * 365));
+  app.add_option("--lock-ttl-ms", s.lock_ttl_ms, "token lock lease while loading")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--timeout-ms", s.timeout_ms, "how long a worker waits for another's load")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--retry-ms", s.retry_ms, "blocking-poll period while waiting")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--db-ms", s.db_ms, "simulated database query time")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 3'600'000));
+  app.add_option("--workers", s.workers, "workers released together on the key")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 10'000));
+  app.add_option("--on-timeout", s.on_timeout,
+                 "after --timeout-ms: query the DB anyway, fail, or serve a stale value")
+      ->check(CLI::IsMember({"compute", "error", "stale"}));
+  app.add_flag("--json", s.json, "print only one JSON object on stdout");
+  s.backend.add_flags(app);
+  return demo::run(app, argc, argv, [&] { return run_demo(s); });
 }

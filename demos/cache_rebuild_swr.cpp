@@ -11,6 +11,7 @@
 // After the rounds the demo stays idle until the entry passes its hard expiry and runs one last round.
 //
 //   cache_rebuild_swr --soft-ttl 0.5 --swr-window 1 --db-ms 200 --rounds 6 --interval-ms 300 --json
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdint>
 #include <iomanip>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "cli.hpp"
 #include "common.hpp"
 #include "fake_db.hpp"
 #include "probe.hpp"
@@ -70,10 +72,9 @@ class Demo {
 
   int run() {
     say("cache_rebuild_swr: backend=" + s_.backend.name() + " key=" + s_.key +
-        " workers=" + std::to_string(s_.workers) + " soft_ttl=" + demo::Flags::format_number(s_.soft_ttl_s) +
-        "s swr_window=" + demo::Flags::format_number(s_.swr_window_s) +
-        "s db_ms=" + std::to_string(s_.db_ms) + " rounds=" + std::to_string(s_.rounds) +
-        " interval_ms=" + std::to_string(s_.interval_ms));
+        " workers=" + std::to_string(s_.workers) + " soft_ttl=" + demo::format_number(s_.soft_ttl_s) +
+        "s swr_window=" + demo::format_number(s_.swr_window_s) + "s db_ms=" + std::to_string(s_.db_ms) +
+        " rounds=" + std::to_string(s_.rounds) + " interval_ms=" + std::to_string(s_.interval_ms));
     for (std::int64_t r = 0; r < s_.rounds; ++r) {
       std::this_thread::sleep_until(start_ + std::chrono::milliseconds(r * s_.interval_ms));
       report(run_round(r));
@@ -280,24 +281,41 @@ class Demo {
 
 int main(int argc, char** argv) {
   Settings s;
-  demo::Flags flags("cache_rebuild_swr",
-                    "Stale-while-revalidate on one key, round by round: fresh -> stale served at once while\n"
-                    "one background refresh runs -> fresh again -> expired (after an idle wait).");
-  flags.text("--key", &s.key, "cache key");
-  flags.number("--soft-ttl", &s.soft_ttl_s, 0.001, 86400.0 * 365,
-               "seconds a value is fresh (fractions allowed)");
-  flags.number("--swr-window", &s.swr_window_s, 0, 86400.0 * 365,
-               "seconds after --soft-ttl a stale value is still served (0 = never stale)");
-  flags.integer("--db-ms", &s.db_ms, 0, 3'600'000, "simulated database query time");
-  flags.integer("--workers", &s.workers, 1, 10'000, "requests released together in each round");
-  flags.integer("--rounds", &s.rounds, 1, 100'000, "rounds of requests");
-  flags.integer("--interval-ms", &s.interval_ms, 0, 86'400'000, "time between the starts of two rounds");
-  flags.integer("--lock-ttl-ms", &s.lock_ttl_ms, 1, 86'400'000, "token lock lease while loading/refreshing");
-  flags.integer("--timeout-ms", &s.timeout_ms, 1, 86'400'000, "how long a request waits for another's load");
-  flags.toggle("--skip-expiry", &s.skip_expiry, "do not wait for the hard expiry after the rounds");
-  flags.toggle("--json", &s.json, "print only one JSON object on stdout");
-  s.backend.add_flags(flags);
-  return demo::run(flags, argc, argv, [&] {
+  CLI::App app(
+      "Stale-while-revalidate on one key, round by round: fresh -> stale served at once while\n"
+      "one background refresh runs -> fresh again -> expired (after an idle wait).",
+      "cache_rebuild_swr");
+  demo::conventions(app);
+  app.add_option("--key", s.key, "cache key")->check(demo::non_empty);
+  app.add_option("--soft-ttl", s.soft_ttl_s, "seconds a value is fresh (fractions allowed)")
+      ->check(demo::number)
+      ->check(CLI::Range(0.001, 86400.0 * 365));
+  app.add_option("--swr-window", s.swr_window_s,
+                 "seconds after --soft-ttl a stale value is still served (0 = never stale)")
+      ->check(demo::number)
+      ->check(CLI::Range(0.0, 86400.0 * 365));
+  app.add_option("--db-ms", s.db_ms, "simulated database query time")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 3'600'000));
+  app.add_option("--workers", s.workers, "requests released together in each round")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 10'000));
+  app.add_option("--rounds", s.rounds, "rounds of requests")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 100'000));
+  app.add_option("--interval-ms", s.interval_ms, "time between the starts of two rounds")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 86'400'000));
+  app.add_option("--lock-ttl-ms", s.lock_ttl_ms, "token lock lease while loading/refreshing")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--timeout-ms", s.timeout_ms, "how long a request waits for another's load")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_flag("--skip-expiry", s.skip_expiry, "do not wait for the hard expiry after the rounds");
+  app.add_flag("--json", s.json, "print only one JSON object on stdout");
+  s.backend.add_flags(app);
+  return demo::run(app, argc, argv, [&] {
     Demo d(s);
     return d.run();
   });

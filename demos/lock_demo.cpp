@@ -1,4 +1,4 @@
-// lock_demo: the token lock of the seeds, in three modes, on the embedded or the Redis backend.
+// lock_demo: the token lock, in three modes, on the embedded or the Redis backend.
 //
 //   once      try to take the lock once; work --work-ms; release (exit 1 if someone else holds it)
 //   blocking  wait up to --timeout-ms for the lock (backoff from --retry-ms, with jitter), work, release
@@ -12,6 +12,7 @@
 //   lock_demo blocking --resource demo --ttl-ms 5000 --work-ms 2000 --timeout-ms 10000 --retry-ms 200
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -27,6 +28,7 @@
 #include <thread>
 
 #include "backend.hpp"
+#include "cli.hpp"
 #include "common.hpp"
 
 namespace {
@@ -123,20 +125,44 @@ int run_demo(const Settings& s) {
 
 int main(int argc, char** argv) {
   Settings s;
-  demo::Flags flags("lock_demo",
-                    "Takes a stampede token lock on --resource, works for --work-ms, releases it. Start two\n"
-                    "processes against one Redis (--redis) to see mutual exclusion across processes.");
-  flags.positional(
-      "mode", &s.mode, {"once", "blocking", "watchdog"},
-      "once = one try; blocking = wait with backoff + jitter; watchdog = blocking + lease renewal");
-  flags.text("--resource", &s.resource, "name of the locked resource (the lock key)");
-  flags.integer("--ttl-ms", &s.ttl_ms, 1, 86'400'000, "lease of the lock; it expires by itself after this");
-  flags.integer("--work-ms", &s.work_ms, 0, 86'400'000, "simulated work while holding the lock");
-  flags.integer("--timeout-ms", &s.timeout_ms, 0, 86'400'000,
-                "blocking/watchdog: give up waiting after this");
-  flags.integer("--retry-ms", &s.retry_ms, 1, 86'400'000,
-                "blocking/watchdog: first backoff (doubles, jittered)");
-  flags.integer("--renew-ms", &s.renew_ms, 1, 86'400'000, "watchdog: renewal period");
-  s.backend.add_flags(flags);
-  return demo::run(flags, argc, argv, [&] { return run_demo(s); });
+  CLI::App app(
+      "Takes a stampede token lock on --resource, works for --work-ms, releases it. Start two\n"
+      "processes against one Redis (--redis) to see mutual exclusion across processes.",
+      "lock_demo");
+  demo::conventions(app);
+  app.require_subcommand(1);
+  // Flags of every mode, on the program; the modes accept them after their name too.
+  app.add_option("--resource", s.resource, "name of the locked resource (the lock key)")
+      ->check(demo::non_empty);
+  app.add_option("--ttl-ms", s.ttl_ms, "lease of the lock; it expires by itself after this")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--work-ms", s.work_ms, "simulated work while holding the lock")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 86'400'000));
+  s.backend.add_flags(app);
+
+  const std::string common =
+      "Also takes the flags of 'lock_demo --help': --resource, --ttl-ms, --work-ms, --redis.";
+  CLI::App* once = demo::subcommand(app, "once", "one try: take the lock or exit 1, work, release");
+  CLI::App* blocking =
+      demo::subcommand(app, "blocking", "wait for the lock with backoff + jitter, work, release");
+  CLI::App* watchdog = demo::subcommand(
+      app, "watchdog", "like blocking, with a watchdog renewing the lease every --renew-ms while working");
+  for (CLI::App* mode : {once, blocking, watchdog}) {
+    mode->footer(common);
+    mode->callback([&s, mode] { s.mode = mode->get_name(); });
+  }
+  for (CLI::App* mode : {blocking, watchdog}) {
+    mode->add_option("--timeout-ms", s.timeout_ms, "give up waiting for the lock after this")
+        ->check(demo::integer)
+        ->check(CLI::Range(0, 86'400'000));
+    mode->add_option("--retry-ms", s.retry_ms, "first backoff (doubles, jittered)")
+        ->check(demo::integer)
+        ->check(CLI::Range(1, 86'400'000));
+  }
+  watchdog->add_option("--renew-ms", s.renew_ms, "renewal period")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 86'400'000));
+  return demo::run(app, argc, argv, [&] { return run_demo(s); });
 }

@@ -12,8 +12,11 @@
 #   <preset>: build      cmake --build --preset <preset> -j2
 #   <preset>: test       ctest --preset <preset> -j2 --output-on-failure (the Redis tests start their
 #                        own redis-server on a free loopback port)
-#   package              cmake --install build/dev into build/package-test/prefix, then configure,
-#                        build and run tests/consumer (find_package(stampede CONFIG REQUIRED))
+#   package              tests/consumer/check_package.sh build/dev build/package-test: installs build/dev
+#                        and builds tests/consumer against it (find_package, COMPONENTS redis), with
+#                        pkg-config, and against build/dev itself (export()); builds the libraries
+#                        shared (build/package-test/shared-build), installs and consumes them; checks
+#                        that missing components fail clearly
 #   demo                 cache_rebuild_blocking --workers 64 --db-ms 200 --json reports db_hits 1, served 64
 #   bench smoke          scripts/bench.sh --smoke --prebuilt build/dev: each benchmark once, nothing asserted
 #   fuzz                 scripts/fuzz.sh --seconds 30: builds the fuzz preset (clang, libFuzzer) and runs
@@ -109,13 +112,7 @@ for p in "${presets[@]}"; do
 done
 
 package_test() {
-  local dir="$root/build/package-test"
-  rm -rf "$dir"
-  cmake --install "$root/build/dev" --prefix "$dir/prefix" &&
-    cmake -S "$root/tests/consumer" -B "$dir/consumer" -DCMAKE_PREFIX_PATH="$dir/prefix" \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-    cmake --build "$dir/consumer" -j2 &&
-    "$dir/consumer/consumer"
+  "$root/tests/consumer/check_package.sh" "$root/build/dev" "$root/build/package-test"
 }
 
 demo_smoke() {

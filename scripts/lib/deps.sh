@@ -16,6 +16,7 @@ STAMPEDE_DEBIAN_PACKAGES=(
   libhiredis-dev redis-server        # Redis backend and its integration tests
   gnuplot-nox                        # benchmark plots
   jq                                 # JSON checks in scripts/test.sh
+  libcli11-dev                       # command-line flags of the demos and the soak worker (header-only)
   clang libclang-rt-14-dev           # the fuzz stage (libFuzzer) and the clang thread-safety build
 )
 

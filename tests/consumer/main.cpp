@@ -2,12 +2,14 @@
 //
 // Sixteen threads ask a Cache<Product> for one cold key at the same moment; the loader must run
 // exactly once and every thread must get its value. The value also round-trips through
-// JsonCodec<Product>, the codec an out-of-process backend would use. Exit 0 = pass.
+// JsonCodec<Product>, the codec an out-of-process backend would use. <stampede/version.hpp> must
+// agree with the package's version (CONSUMER_PACKAGE_VERSION, from find_package). Exit 0 = pass.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <latch>
 #include <stampede/stampede.hpp>
+#include <stampede/version.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,6 +69,15 @@ int main() {
   const std::string bytes = stampede::JsonCodec<shop::Product>::encode(expected);
   check(stampede::JsonCodec<shop::Product>::decode(bytes) == expected, "JsonCodec round-trips the type");
   check(cache.stats().loads == 1, "stats().loads == 1");
+
+  static_assert(STAMPEDE_VERSION ==
+                STAMPEDE_VERSION_MAJOR * 10000 + STAMPEDE_VERSION_MINOR * 100 + STAMPEDE_VERSION_PATCH);
+  check(std::string(STAMPEDE_VERSION_STRING) == CONSUMER_PACKAGE_VERSION,
+        "STAMPEDE_VERSION_STRING is the package's version");
+  check(std::to_string(STAMPEDE_VERSION_MAJOR) + "." + std::to_string(STAMPEDE_VERSION_MINOR) + "." +
+                std::to_string(STAMPEDE_VERSION_PATCH) ==
+            STAMPEDE_VERSION_STRING,
+        "STAMPEDE_VERSION_MAJOR/MINOR/PATCH spell STAMPEDE_VERSION_STRING");
 
   std::printf("consumer: %s\n", failures == 0 ? "PASS" : "FAIL");
   return failures == 0 ? 0 : 1;

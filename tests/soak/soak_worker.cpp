@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -45,7 +46,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common.hpp"  // demos/common.hpp: strict flags
+#include "cli.hpp"  // demos/cli.hpp: strict flags on CLI11
 #include "stampede/cache.hpp"
 #include "stampede/redis/redis.hpp"
 
@@ -495,39 +496,76 @@ int report(const ReportConfig& cfg) {
 int main(int argc, char** argv) {
   RunConfig run;
   ReportConfig rep;
-  std::string mode;
-  demo::Flags flags("soak_worker",
-                    "One worker of scripts/soak.sh (run), or the soak's JSON report (report). See the "
-                    "comment at the top of tests/soak/soak_worker.cpp.");
-  flags.positional("MODE", &mode, {"run", "report"}, "run: a worker until SIGTERM; report: print the JSON");
-  flags.text("--redis", &run.redis, "redis://127.0.0.1:PORT of the soak's server (required)");
-  flags.text("--prefix", &run.prefix, "key prefix of the soak's keys");
-  flags.text("--stats", &run.stats, "run: where to write this worker's stats JSON (required)");
-  flags.integer("--worker", &run.worker, 0, 1000, "run: this worker's number");
-  flags.integer("--threads", &run.threads, 1, 256, "run: caller threads");
-  flags.integer("--keys", &run.keys, 1, 100000, "keys the callers pick from");
-  flags.integer("--ttl-ms", &run.ttl_ms, 1, 3600000, "run: cache ttl");
-  flags.integer("--lock-ttl-ms", &run.lock_ttl_ms, 1, 3600000, "lock_ttl (report: the slack for stops)");
-  flags.integer("--wait-timeout-ms", &run.wait_timeout_ms, 1, 3600000, "run: wait_timeout");
-  flags.integer("--load-ms", &run.load_ms, 0, 60000, "run: simulated DB time of a load");
-  flags.integer("--think-ms", &run.think_ms, 0, 60000, "run: pause between two calls of a thread");
-  flags.integer("--grace-ms", &run.grace_ms, 0, 60000,
-                "run: a wait longer than wait_timeout + this is overdue");
-  flags.integer("--seconds", &run.seconds, 0, 86400, "run: stop after this long; 0 = at SIGTERM only");
-  flags.text("--stats-dir", &rep.stats_dir, "report: directory of the workers' stats files");
-  flags.text("--events", &rep.events, "report: the script's kill/stop log");
-  flags.integer("--redis-pid", &rep.redis_pid, 0, 1 << 30, "report: redis-server's pid (for its RSS)");
-  flags.integer("--redis-rss-start-kb", &rep.redis_rss_start_kb, 0, 1ll << 40,
-                "report: redis-server's RSS at start");
-  flags.number("--minutes", &rep.minutes, 0, 100000, "report: the soak's length, echoed in the JSON");
-  return demo::run(flags, argc, argv, [&] {
-    if (run.redis.empty()) throw demo::usage_error("--redis is required");
-    if (mode == "run") {
-      if (run.stats.empty()) throw demo::usage_error("run: --stats is required");
-      return run_worker(run);
-    }
-    if (rep.stats_dir.empty() || rep.events.empty())
-      throw demo::usage_error("report: --stats-dir and --events are required");
+  CLI::App app(
+      "One worker of scripts/soak.sh (run), or the soak's JSON report (report). See the comment at the "
+      "top of tests/soak/soak_worker.cpp.",
+      "soak_worker");
+  demo::conventions(app);
+  app.require_subcommand(1);
+  // Flags of both modes, on the program; the modes accept them after their name too.
+  app.add_option("--redis", run.redis, "redis://127.0.0.1:PORT of the soak's server")
+      ->required()
+      ->check(demo::non_empty);
+  app.add_option("--prefix", run.prefix, "key prefix of the soak's keys")->check(demo::non_empty);
+  app.add_option("--keys", run.keys, "keys the callers pick from")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--lock-ttl-ms", run.lock_ttl_ms, "lock_ttl (report: the slack for stops)")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 3600000));
+
+  const std::string common =
+      "Also takes the flags of 'soak_worker --help': --redis, --prefix, --keys, --lock-ttl-ms.";
+  CLI::App* run_cmd = demo::subcommand(app, "run", "a worker until SIGTERM (or --seconds)");
+  run_cmd->footer(common);
+  run_cmd->add_option("--stats", run.stats, "where to write this worker's stats JSON")
+      ->required()
+      ->check(demo::non_empty);
+  run_cmd->add_option("--worker", run.worker, "this worker's number")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 1000));
+  run_cmd->add_option("--threads", run.threads, "caller threads")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 256));
+  run_cmd->add_option("--ttl-ms", run.ttl_ms, "cache ttl")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 3600000));
+  run_cmd->add_option("--wait-timeout-ms", run.wait_timeout_ms, "wait_timeout")
+      ->check(demo::integer)
+      ->check(CLI::Range(1, 3600000));
+  run_cmd->add_option("--load-ms", run.load_ms, "simulated DB time of a load")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 60000));
+  run_cmd->add_option("--think-ms", run.think_ms, "pause between two calls of a thread")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 60000));
+  run_cmd->add_option("--grace-ms", run.grace_ms, "a wait longer than wait_timeout + this is overdue")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 60000));
+  run_cmd->add_option("--seconds", run.seconds, "stop after this long; 0 = at SIGTERM only")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 86400));
+
+  CLI::App* report_cmd = demo::subcommand(app, "report", "print the soak's JSON report");
+  report_cmd->footer(common);
+  report_cmd->add_option("--stats-dir", rep.stats_dir, "directory of the workers' stats files")
+      ->required()
+      ->check(demo::non_empty);
+  report_cmd->add_option("--events", rep.events, "the script's kill/stop log")
+      ->required()
+      ->check(demo::non_empty);
+  report_cmd->add_option("--redis-pid", rep.redis_pid, "redis-server's pid (for its RSS)")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 1 << 30));
+  report_cmd->add_option("--redis-rss-start-kb", rep.redis_rss_start_kb, "redis-server's RSS at start")
+      ->check(demo::integer)
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
+  report_cmd->add_option("--minutes", rep.minutes, "the soak's length, echoed in the JSON")
+      ->check(demo::number)
+      ->check(CLI::Range(0.0, 100000.0));
+
+  return demo::run(app, argc, argv, [&] {
+    if (run_cmd->parsed()) return run_worker(run);
     rep.redis = run.redis;
     rep.prefix = run.prefix;
     rep.keys = run.keys;
