@@ -133,6 +133,8 @@ class Cache {
   /// @param value the value to store.
   /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes:
   ///         a write that did not happen must not pass silently); codec_error if it cannot be encoded.
+  ///         A wake-up that fails after the write (e.g. no pub/sub rights) is only counted in
+  ///         backend_errors and reported: waiters then find the value by polling.
   void put(std::string_view key, T value);
 
   /// Removes `key`. A load that started before this call can never store its value after it, and

@@ -65,7 +65,7 @@ const Script& release_script() {
   static const Script s(R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], 'released')
+  redis.pcall('PUBLISH', ARGV[2], 'released')  -- refused without channel rights: waiters poll
   return 1
 end
 return 0
@@ -106,7 +106,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'format', '1', 'fence', ARGV[1], 'soft_expiry_ms', ARGV[3],
            'hard_expiry_ms', ARGV[4], 'load_time_ms', ARGV[5], 'value', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[7], 'stored')
+redis.pcall('PUBLISH', ARGV[7], 'stored')  -- refused without channel rights: waiters poll
 return 1
 )lua"));
   return s;

@@ -65,6 +65,31 @@ TEST(RedisAcl, UserWithoutChannelRightsWaitsByPollingAndLoadsOnce) {
   EXPECT_EQ(loads.load(), 1);
   EXPECT_EQ(second.stats().loads, 0u);
   EXPECT_EQ(second.stats().coalesced, 1u);
+  // The store script's PUBLISH is refused for this user after the value was written: that must
+  // not turn a stored value into a reported failure.
+  EXPECT_EQ(first.stats().store_failures, 0u) << "a stored value was reported as a failed store";
+}
+
+TEST(RedisAcl, PutAndReleaseOfAUserWithoutChannelRightsStoreAndReportNoFailure) {
+  redis_test::RedisServer server;
+  auto admin = stampede::redis::Client::connect(server.url());
+  admin->command({"ACL", "SETUSER", "app", "on", ">app-secret", "~*", "+@all", "resetchannels"});
+  const std::string url = "redis://app:app-secret@127.0.0.1:" + std::to_string(server.port());
+  auto client = stampede::redis::Client::connect(url);
+  stampede::CacheOptions o;
+  o.ttl = 60s;
+  stampede::Cache<std::string> cache(o, stampede::redis::backend<std::string>(client, "acl:"));
+  // put(): the write happened, so it must not throw although nobody can be told by PUBLISH.
+  EXPECT_NO_THROW(cache.put("k", "v"));
+  EXPECT_EQ(cache.get("k"), "v");
+  // release(): the lock is gone and the release reports that it was ours.
+  stampede::redis::RedisTokenLock lock(client, "acl:");
+  auto token = lock.try_acquire("job", 5s);
+  ASSERT_TRUE(token);
+  bool released = false;
+  EXPECT_NO_THROW(released = lock.release("job", token->token));
+  EXPECT_TRUE(released);
+  EXPECT_FALSE(lock.holder("job").has_value());
 }
 
 }  // namespace

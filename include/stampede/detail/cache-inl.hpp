@@ -414,7 +414,13 @@ void Cache<T>::put(std::string_view key, T value) {
   check_key(key);
   const std::uint64_t fence = backend_.lock->bump_fence(key);
   write(key, value, fence, std::chrono::nanoseconds{0});
-  backend_.lock->notify(key);
+  try {
+    backend_.lock->notify(key);
+  } catch (const backend_error& e) {
+    // The value is stored; waiters that cannot be told (e.g. no channel rights) find it by polling.
+    count(kBackendErrors);
+    emit(EventType::backend_error, key, e.what());
+  }
   flights_.detach(key);  // after the write: a later caller must not join a load older than it
 }
 
