@@ -20,9 +20,12 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STRATEGIES = ["none", "seed_lock_poll", "stampede_blocking", "stampede_swr"]
+STRATEGIES = ["none", "seed_lock_poll", "stampede_blocking", "stampede_swr", "singleflight_floor"]
 NS = [1, 8, 64, 256, 1024]
-DS = [5, 50]
+DS = [5, 50, 500]
+# The plots show the strategies and delays every profile runs at every N.
+PLOT_STRATEGIES = STRATEGIES[:4]
+PLOT_DS = [5, 50]
 
 
 def load(paths):
@@ -146,22 +149,25 @@ class Report:
         self.out()
         self.out("Per wave: `db_hits` = loader calls (mean, max over waves); caller latency from each "
                  "caller's start to its return; wake-up = loader return -> coalesced caller's return.")
+        if any(base(r["name"]) == "BM_Wave_singleflight_floor" for r in self.runs):
+            self.out("`singleflight_floor`: no cache, one atomic word, waiters in `std::atomic::wait` until the "
+                     "leader's `notify_all`: the wake-up floor on OS threads.")
         self.out()
         for d in DS:
+            rows = [(s, n, self.find("BM_Wave_" + s, N=n, D_ms=d)) for s in STRATEGIES for n in NS]
+            rows = [(s, n, r) for s, n, r in rows if r]
+            if not rows:
+                continue
             self.out(f"**D = {d} ms**")
             self.out()
             self.out("| strategy | N | db_hits mean | db_hits max | latency p50 ms | p99 ms | max ms "
                      "| wake-up p50 us | wake-up p99 us |")
             self.out("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-            for s in STRATEGIES:
-                for n in NS:
-                    r = self.find("BM_Wave_" + s, N=n, D_ms=d)
-                    if not r:
-                        continue
-                    ms = lambda k: r[k] / 1000 if k in r else None
-                    self.out(f"| {s} | {n} | {fmt(r.get('db_hits'))} | {fmt(r.get('db_hits_max'))} "
-                             f"| {fmt(ms('lat_p50_us'))} | {fmt(ms('lat_p99_us'))} | {fmt(ms('lat_max_us'))} "
-                             f"| {fmt(r.get('wake_p50_us'))} | {fmt(r.get('wake_p99_us'))} |")
+            for s, n, r in rows:
+                ms = lambda k: r[k] / 1000 if k in r else None
+                self.out(f"| {s} | {n} | {fmt(r.get('db_hits'))} | {fmt(r.get('db_hits_max'))} "
+                         f"| {fmt(ms('lat_p50_us'))} | {fmt(ms('lat_p99_us'))} | {fmt(ms('lat_max_us'))} "
+                         f"| {fmt(r.get('wake_p50_us'))} | {fmt(r.get('wake_p99_us'))} |")
             self.out()
 
     # ---- item 2: hit path ----------------------------------------------------------------------
@@ -296,22 +302,23 @@ class Report:
         return sorted({args_of(r["name"]).get(spec["arg_values"]) for r in self.runs
                        if base(r["name"]) == spec["bench"]} - {None})
 
+    def leaves(self, spec, env):
+        """(row, variables) for each row of a targets.json entry, its groups expanded."""
+        if "rows" not in spec:
+            yield spec, env
+            return
+        (var, values), = spec["for"].items()
+        for x in self.loop_values(values):
+            for row in spec["rows"]:
+                yield from self.leaves(row, dict(env, **{var: x}))
+
     def target_rows(self, spec, env):
-        if "rows" in spec:
-            (var, values), = spec["for"].items()
-            for x in self.loop_values(spec["for"][var]):
-                for row in spec["rows"]:
-                    yield from self.target_rows(row, dict(env, **{var: x}))
-            return
-        got = self.measure(spec, env)
-        if got is None:
-            return
-        value, shown, ok = got
-        if "check" not in spec:
-            v = "reported"
-        else:
-            v = verdict(ok)
-        yield expand(spec["target"], env), spec["goal"], shown, v
+        for row, env in self.leaves(spec, env):
+            got = self.measure(row, env)
+            if got is None:
+                continue
+            _, shown, ok = got
+            yield expand(row["target"], env), row["goal"], shown, verdict(ok) if "check" in row else "reported"
 
     def measure(self, spec, env):
         """(figure, measured cell, check passed) for one target row, or None without data."""
@@ -370,6 +377,56 @@ class Report:
             self.out(f"| {t} | {goal} | {got} | {v} |")
         self.out()
 
+    # ---- peers: other libraries and floors, same run (benchmarks/targets.json "peers") ----------
+    def figure(self, of, field, env, div):
+        runs = self.select(of, env)
+        if not runs or runs[0].get(field) is None:
+            return None
+        return runs[0][field] / div
+
+    def peers(self):
+        rows = []
+        for spec in self.spec.get("peers", []):
+            for row, env in self.leaves(spec, {}):
+                field = expand(row.get("field", "items_per_second"), env)
+                div = row.get("divide_by", 1)
+                ours = self.figure(row["ours"], field, env, div)
+                if ours is None:
+                    continue
+                for peer in row["peers"]:
+                    theirs = self.figure(peer["of"], expand(peer.get("field", field), env), env, div)
+                    if theirs is None:
+                        continue
+                    r = ratio(ours, theirs)
+                    ahead = None if r is None or r == 1 else (r > 1) == (row["better"] == "higher")
+                    rows.append((expand(row["case"], env), row["unit"], peer["peer"], ours, theirs, r,
+                                 {None: "even", True: "ours", False: "peer"}[ahead]))
+        if not rows:
+            return
+        self.out("### Peers and floors (same run)")
+        self.out()
+        notes = []
+        c = self.context
+        if "peer_go_version" in c:
+            notes.append(f"Go: {c['peer_go_version']} (`sync.Map` hits with GOMAXPROCS = threads; "
+                         f"`singleflight` with GOMAXPROCS = {c.get('peer_go_numcpu', '?')}).")
+        if "peer_java_version" in c:
+            notes.append(f"Java: {c['peer_java_version']}, {c.get('peer_java_gc', '?')}, max heap "
+                         f"{c.get('peer_java_max_heap_mib', '?')} MiB, {c.get('peer_caffeine_jar', '?')} "
+                         "(`get(key, loader)`, expireAfterWrite 24 h).")
+        notes.append(f"Spread keys: {c.get('spread_keys', '?')} warm keys on every side. Bytes per entry: "
+                     "stampede and `std::unordered_map`: growth of malloc's bytes in use (mallinfo2); "
+                     "Go: HeapAlloc growth after runtime.GC; Java: heap used after System.gc() "
+                     "(keys and values counted on every side). Ours copies the value out on a hit; "
+                     "Go and Java return a reference.")
+        self.out(" ".join(notes))
+        self.out()
+        self.out("| case | unit | peer | stampede | peer | stampede / peer | ahead |")
+        self.out("|---|---|---|---:|---:|---:|---|")
+        for case, unit, peer, ours, theirs, r, ahead in rows:
+            self.out(f"| {case} | {unit} | {peer} | {fmt(ours)} | {fmt(theirs)} | {fmt(r)}x | {ahead} |")
+        self.out()
+
     def text(self):
         m = self.machine
         load = self.context.get("load_avg")
@@ -382,6 +439,7 @@ class Report:
                  f"after: {m.get('loadavg_after', '?')}; when the in-process suite started: {load}.")
         self.out()
         self.targets()
+        self.peers()
         self.waves()
         self.hit_path()
         self.swr()
@@ -399,8 +457,8 @@ class Report:
                  "stampede_blocking": "blocking", "stampede_swr": "SWR"}
         hits_dat = os.path.join(data_dir, "plot_db_hits.dat")
         with open(hits_dat, "w") as f:
-            for d in DS:
-                for s in STRATEGIES:
+            for d in PLOT_DS:
+                for s in PLOT_STRATEGIES:
                     f.write(f'"{labels[s]}"\n')
                     for n in NS:
                         r = self.find("BM_Wave_" + s, N=n, D_ms=d)
@@ -409,9 +467,9 @@ class Report:
                     f.write("\n\n")
         lat_dat = os.path.join(data_dir, "plot_latency.dat")
         with open(lat_dat, "w") as f:
-            for d in DS:
+            for d in PLOT_DS:
                 f.write(f"# D = {d} ms, N = 256\n")
-                for s in STRATEGIES:
+                for s in PLOT_STRATEGIES:
                     r = self.find("BM_Wave_" + s, N=256, D_ms=d) or {}
                     vals = [max(r.get(k, 0) / 1000, 1e-4) for k in ("lat_p50_us", "lat_p99_us", "lat_max_us")]
                     f.write(f'"{short[s]}" {vals[0]} {vals[1]} {vals[2]}\n')
@@ -419,7 +477,7 @@ class Report:
         wake_dat = os.path.join(data_dir, "plot_wakeup.dat")
         with open(wake_dat, "w") as f:
             for s in ["seed_lock_poll", "stampede_blocking"]:
-                for d in DS:
+                for d in PLOT_DS:
                     f.write(f'"{labels[s]}, D = {d} ms"\n')
                     for n in NS[1:]:
                         r = self.find("BM_Wave_" + s, N=n, D_ms=d)
