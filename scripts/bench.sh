@@ -11,9 +11,10 @@
 # in --smoke) docs/bench-*.png; --full also rewrites the generated section of docs/performance.md.
 # --peers builds benchmarks/peers/{go,java} (offline: Debian's golang-go + golang-golang-x-sync-dev,
 # openjdk-17-jdk-headless + libcaffeine-java), runs them after our suites with the same profile and
-# writes bench-out/peers-{go,java}.json for the summary's peer table. A missing toolchain or a
-# failing peer is skipped with one line; as root the script offers to install the packages
-# (STAMPEDE_INSTALL_OPTIONAL=1: without asking). The peers take < 1 min in --quick.
+# writes bench-out/peers-{go,java}.json for the summary's peer table, printed at the end. A
+# missing toolchain or a failing peer is skipped with one line; as root the script offers to
+# install the packages (STAMPEDE_INSTALL_OPTIONAL=1: without asking). The peers take ~15 s in
+# --quick, ~70 s in --full.
 # The Redis suite runs when the stampede::redis target exists: the script starts its own
 # redis-server on a free loopback port (no persistence) and stops it on exit, also on failure.
 # Environment: STAMPEDE_BENCH_BUILD_DIR (default build/bench).
@@ -184,3 +185,8 @@ case "$profile" in
   full) python3 "$root/benchmarks/report.py" --out "$out/summary.md" --machine "$out/machine.txt" --plots "$root/docs" \
           --doc "$root/docs/performance.md" "${jsons[@]}" ;;
 esac
+if ((peers)); then
+  # The peer table of the summary, from its heading to the next one.
+  echo
+  awk '/^### Peers and floors/ { show = 1; print; next } /^### / { show = 0 } show' "$out/summary.md"
+fi
