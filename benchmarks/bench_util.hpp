@@ -28,6 +28,9 @@ struct Profile {
   std::string name = "quick";
   /// Waves per (strategy, N, D) in the stampede benchmarks.
   int waves = 5;
+  /// Waves per (strategy, N) with the slow loader (D = 500 ms), and the N it runs with.
+  int slow_waves = 2;
+  std::vector<int> slow_callers = {64, 1024};
   /// Keys of the "spread" hit-path case (1M in full; reduced in quick/smoke, reported in the output).
   std::size_t spread_keys = 1'000'000;
   /// Minimum measuring time of hit-path benchmarks in seconds; 0 = one iteration per thread.
@@ -58,18 +61,24 @@ inline Profile parse_profile(int& argc, char** argv) {
   argc = out;
   if (p.name == "smoke") {
     p.waves = 1;
+    p.slow_waves = 1;
+    p.slow_callers = {64};
     p.spread_keys = 10'000;
     p.min_time = 0;
     p.soft_expiries = 2;
     p.latency_samples = 1'000;
   } else if (p.name == "quick") {
     p.waves = 5;
+    p.slow_waves = 2;
+    p.slow_callers = {64, 1024};
     p.spread_keys = 100'000;
     p.min_time = 0.2;
     p.soft_expiries = 20;
     p.latency_samples = 100'000;
   } else if (p.name == "full") {
     p.waves = 20;
+    p.slow_waves = 5;
+    p.slow_callers = {1, 8, 64, 256, 1024};
     p.spread_keys = 1'000'000;
     p.min_time = 1.0;
     p.soft_expiries = 100;

@@ -10,6 +10,17 @@
 // full profile; fewer in quick/smoke, recorded in the JSON context). T = a 12-byte std::string
 // (inside the small-string buffer) or a 1 KiB struct. Threads 1 and 2; items_per_second is the
 // total over all threads (real time).
+//
+// BM_BytesPerEntry_<impl>_string16/keys:K: the memory of K entries ("key:<i>" -> a 16-byte
+// std::string, one byte past the small-string buffer, so each value is a heap block as well),
+// for stampede and for a bare unordered_map. bytes_per_entry = the growth of malloc's bytes in use
+// (mallinfo2: uordblks + hblkhd, all arenas, chunk headers included) over K; rss_bytes_per_entry =
+// the growth of the resident set (/proc/self/statm) after malloc_trim, which also counts the
+// pages' unused tails and misses memory malloc reuses instead of asking the kernel.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -188,6 +199,42 @@ void add(const std::string& impl, const std::string& type, int max_threads) {
   }
 }
 
+/// Bytes malloc has handed out and not got back: small chunks in every arena plus mmapped blocks.
+std::size_t malloc_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+std::size_t rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+template <template <class> class Impl>
+void BM_BytesPerEntry(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  g_world.reset();  // the hit-path data is not part of the measurement
+  double heap = 0, rss = 0;
+  for (auto _ : state) {
+    malloc_trim(0);
+    const std::size_t heap_before = malloc_in_use(), rss_before = rss_bytes();
+    auto impl = std::make_unique<Impl<std::string>>();
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string value = "v-" + std::to_string(i);
+      value.resize(16, '.');
+      impl->fill("key:" + std::to_string(i), std::move(value));
+    }
+    heap = static_cast<double>(malloc_in_use() - heap_before) / static_cast<double>(n);
+    rss = (static_cast<double>(rss_bytes()) - static_cast<double>(rss_before)) / static_cast<double>(n);
+    benchmark::DoNotOptimize(impl.get());
+  }
+  state.counters["bytes_per_entry"] = heap;
+  state.counters["rss_bytes_per_entry"] = rss;
+  state.counters["keys"] = static_cast<double>(n);
+}
+
 }  // namespace
 
 void register_hit_path_benchmarks(const Profile& p) {
@@ -200,6 +247,17 @@ void register_hit_path_benchmarks(const Profile& p) {
   add<SharedMutexMapImpl, KiB>("shared_mutex_map", "kib", 2);
   add<MutexMapImpl, KiB>("mutex_map", "kib", 2);
   add<UnsyncMapImpl, KiB>("unsync_map", "kib", 1);
+  const int entries = p.smoke() ? 10'000 : 1'000'000;
+  benchmark::RegisterBenchmark("BM_BytesPerEntry_stampede_string16", BM_BytesPerEntry<StampedeImpl>)
+      ->Arg(entries)
+      ->ArgName("keys")
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_BytesPerEntry_unordered_map_string16", BM_BytesPerEntry<UnsyncMapImpl>)
+      ->Arg(entries)
+      ->ArgName("keys")
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace stampede::bench

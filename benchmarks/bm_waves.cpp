@@ -12,6 +12,12 @@
 //   stampede_blocking  stampede::Cache<std::string> with default options, a fresh key per wave.
 //   stampede_swr       stampede::Cache in SWR mode on a ManualClock: the key is made stale
 //                      before each wave, callers get the stale value, one refresh loads.
+//   singleflight_floor no cache: one atomic word per wave, the first caller loads, the others
+//                      block in std::atomic::wait until its notify_all. The floor of wake-up on
+//                      OS threads, against which stampede_blocking's wake-up is compared.
+//
+// D = 5 and 50 ms for every N; D = 500 ms (the demos' default --db-ms) with fewer waves and
+// callers (Profile::slow_waves, slow_callers).
 //
 // Counters: see wave.hpp (for stampede_swr, db_hits is counted after the refresh has run).
 #include <algorithm>
@@ -143,6 +149,38 @@ class StampedeSwrStrategy {
   bool warm_ = false;
 };
 
+/// A minimal singleflight: no map, no expiry, no stats. The wave's first caller wins the
+/// compare-exchange and loads; every other caller blocks on the state word (a futex under
+/// libstdc++) until the leader publishes the value and calls notify_all, then copies it.
+/// Thread-safe for the callers of one wave; prepare_wave runs between waves (the wave barrier
+/// orders it with the callers).
+class SingleflightFloorStrategy {
+ public:
+  static constexpr bool kWaits = true;  // callers wait for the leader's load
+  std::string prepare_wave(int wave) {
+    state_.store(kIdle, std::memory_order_relaxed);
+    value_.clear();
+    return "wave:" + std::to_string(wave);
+  }
+  std::string get(int /*caller*/, const std::string& key, SimulatedDb& db) {
+    int expected = kIdle;
+    if (state_.compare_exchange_strong(expected, kLoading, std::memory_order_acquire)) {
+      value_ = db.load(key);
+      state_.store(kDone, std::memory_order_release);
+      state_.notify_all();
+      return value_;
+    }
+    while (state_.load(std::memory_order_acquire) != kDone) state_.wait(kLoading, std::memory_order_acquire);
+    return value_;
+  }
+  void after_wave() {}
+
+ private:
+  static constexpr int kIdle = 0, kLoading = 1, kDone = 2;
+  std::atomic<int> state_{kIdle};
+  std::string value_;  // written by the leader before kDone, read by the others after it
+};
+
 template <class Strategy>
 void BM_Wave(benchmark::State& state) {
   const auto n = static_cast<int>(state.range(0));
@@ -156,21 +194,24 @@ void BM_Wave(benchmark::State& state) {
 
 void register_wave_benchmarks(const Profile& p) {
   auto add = [&](const char* name, void (*fn)(benchmark::State&)) {
+    auto wave = [&](int n, int d, int waves) {
+      benchmark::RegisterBenchmark(name, fn)
+          ->Args({n, d})
+          ->ArgNames({"N", "D_ms"})
+          ->Iterations(waves)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    };
     for (int d : {5, 50}) {
-      for (int n : {1, 8, 64, 256, 1024}) {
-        benchmark::RegisterBenchmark(name, fn)
-            ->Args({n, d})
-            ->ArgNames({"N", "D_ms"})
-            ->Iterations(p.waves)
-            ->UseManualTime()
-            ->Unit(benchmark::kMillisecond);
-      }
+      for (int n : {1, 8, 64, 256, 1024}) wave(n, d, p.waves);
     }
+    for (int n : p.slow_callers) wave(n, 500, p.slow_waves);
   };
   add("BM_Wave_none", BM_Wave<NoneStrategy>);
   add("BM_Wave_seed_lock_poll", BM_Wave<SeedLockPollStrategy>);
   add("BM_Wave_stampede_blocking", BM_Wave<StampedeBlockingStrategy>);
   add("BM_Wave_stampede_swr", BM_Wave<StampedeSwrStrategy>);
+  add("BM_Wave_singleflight_floor", BM_Wave<SingleflightFloorStrategy>);
 }
 
 }  // namespace stampede::bench

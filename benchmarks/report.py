@@ -3,12 +3,13 @@
 
 Usage:
   python3 benchmarks/report.py --out bench-out/summary.md [--plots docs] [--doc docs/performance.md] \
-      bench-out/inprocess.json [bench-out/redis.json]
+      bench-out/inprocess.json [bench-out/redis.json] [bench-out/peers-*.json]
 
 Writes a Markdown summary (figures, ratios from the same run, targets of issue 4) and, with
 --plots DIR, gnuplot data files next to the summary and PNG plots into DIR; with --doc FILE, the
-summary also replaces the generated section of FILE. Only the standard
-library is used; gnuplot must be on PATH for --plots.
+summary also replaces the generated section of FILE. The targets are data (benchmarks/targets.json,
+or --targets FILE); each plot is one gnuplot script in benchmarks/plots/ that reads a data file
+written here. Only the standard library is used; gnuplot must be on PATH for --plots.
 """
 
 import argparse
@@ -18,9 +19,13 @@ import re
 import subprocess
 import sys
 
-STRATEGIES = ["none", "seed_lock_poll", "stampede_blocking", "stampede_swr"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+STRATEGIES = ["none", "seed_lock_poll", "stampede_blocking", "stampede_swr", "singleflight_floor"]
 NS = [1, 8, 64, 256, 1024]
-DS = [5, 50]
+DS = [5, 50, 500]
+# The plots show the strategies and delays every profile runs at every N.
+PLOT_STRATEGIES = STRATEGIES[:4]
+PLOT_DS = [5, 50]
 
 
 def load(paths):
@@ -88,6 +93,28 @@ def round_trips(counters, case):
                if k.startswith(case + ":") and k.split(":", 1)[1] in CLIENT_COMMANDS)
 
 
+def expand(x, env):
+    """Fills {VAR} from env into a string; a string that is exactly "{VAR}" becomes env[VAR] itself."""
+    if not isinstance(x, str):
+        return x
+    m = re.fullmatch(r"\{(\w+)\}", x)
+    if m and m.group(1) in env:
+        return env[m.group(1)]
+    return x.format(**env) if env else x
+
+
+CHECKS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+
+
+def passes(check, value, args):
+    """Applies a targets.json check ('<= 100', '== arg:N') to a figure; False without a figure."""
+    op, rhs = check.split()
+    bound = args.get(rhs[4:]) if rhs.startswith("arg:") else float(rhs)
+    if value is None or bound is None:
+        return False
+    return CHECKS[op](value, bound)
+
+
 def verdict(ok):
     if ok is None:
         return "n/a"
@@ -95,7 +122,8 @@ def verdict(ok):
 
 
 class Report:
-    def __init__(self, runs, context, machine=None):
+    def __init__(self, runs, context, machine=None, spec=None):
+        self.spec = spec or {"targets": []}
         self.runs = runs
         self.context = context
         self.machine = machine or {}
@@ -121,22 +149,25 @@ class Report:
         self.out()
         self.out("Per wave: `db_hits` = loader calls (mean, max over waves); caller latency from each "
                  "caller's start to its return; wake-up = loader return -> coalesced caller's return.")
+        if any(base(r["name"]) == "BM_Wave_singleflight_floor" for r in self.runs):
+            self.out("`singleflight_floor`: no cache, one atomic word, waiters in `std::atomic::wait` until the "
+                     "leader's `notify_all`: the wake-up floor on OS threads.")
         self.out()
         for d in DS:
+            rows = [(s, n, self.find("BM_Wave_" + s, N=n, D_ms=d)) for s in STRATEGIES for n in NS]
+            rows = [(s, n, r) for s, n, r in rows if r]
+            if not rows:
+                continue
             self.out(f"**D = {d} ms**")
             self.out()
             self.out("| strategy | N | db_hits mean | db_hits max | latency p50 ms | p99 ms | max ms "
                      "| wake-up p50 us | wake-up p99 us |")
             self.out("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-            for s in STRATEGIES:
-                for n in NS:
-                    r = self.find("BM_Wave_" + s, N=n, D_ms=d)
-                    if not r:
-                        continue
-                    ms = lambda k: r[k] / 1000 if k in r else None
-                    self.out(f"| {s} | {n} | {fmt(r.get('db_hits'))} | {fmt(r.get('db_hits_max'))} "
-                             f"| {fmt(ms('lat_p50_us'))} | {fmt(ms('lat_p99_us'))} | {fmt(ms('lat_max_us'))} "
-                             f"| {fmt(r.get('wake_p50_us'))} | {fmt(r.get('wake_p99_us'))} |")
+            for s, n, r in rows:
+                ms = lambda k: r[k] / 1000 if k in r else None
+                self.out(f"| {s} | {n} | {fmt(r.get('db_hits'))} | {fmt(r.get('db_hits_max'))} "
+                         f"| {fmt(ms('lat_p50_us'))} | {fmt(ms('lat_p99_us'))} | {fmt(ms('lat_max_us'))} "
+                         f"| {fmt(r.get('wake_p50_us'))} | {fmt(r.get('wake_p99_us'))} |")
             self.out()
 
     # ---- item 2: hit path ----------------------------------------------------------------------
@@ -244,104 +275,98 @@ class Report:
                          f"| {breakdown(cmds, k)} |")
             self.out()
 
-    # ---- targets -------------------------------------------------------------------------------
+    # ---- targets (benchmarks/targets.json) -----------------------------------------------------
+    def select(self, of, env):
+        """The runs that `of` ({bench, args, threads}) names, in the order of its argument lists."""
+        bench = expand(of["bench"], env)
+        threads = expand(of.get("threads"), env)
+        args = {k: expand(v, env) for k, v in of.get("args", {}).items()}
+        combos = [{}]
+        for k, v in args.items():
+            combos = [dict(c, **{k: x}) for c in combos for x in (v if isinstance(v, list) else [v])]
+        out = []
+        for combo in combos:
+            for r in self.runs:
+                if base(r["name"]) != bench or (threads is not None and r.get("threads") != threads):
+                    continue
+                a = args_of(r["name"])
+                if all(a.get(k) == v for k, v in combo.items()) and r not in out:
+                    out.append(r)
+        return out
+
+    def loop_values(self, spec):
+        if isinstance(spec, list):
+            return spec
+        if "threads_of" in spec:
+            return sorted({r.get("threads") for r in self.runs if base(r["name"]) == spec["threads_of"]})
+        return sorted({args_of(r["name"]).get(spec["arg_values"]) for r in self.runs
+                       if base(r["name"]) == spec["bench"]} - {None})
+
+    def leaves(self, spec, env):
+        """(row, variables) for each row of a targets.json entry, its groups expanded."""
+        if "rows" not in spec:
+            yield spec, env
+            return
+        (var, values), = spec["for"].items()
+        for x in self.loop_values(values):
+            for row in spec["rows"]:
+                yield from self.leaves(row, dict(env, **{var: x}))
+
+    def target_rows(self, spec, env):
+        for row, env in self.leaves(spec, env):
+            got = self.measure(row, env)
+            if got is None:
+                continue
+            _, shown, ok = got
+            yield expand(row["target"], env), row["goal"], shown, verdict(ok) if "check" in row else "reported"
+
+    def measure(self, spec, env):
+        """(figure, measured cell, check passed) for one target row, or None without data."""
+        runs = self.select(spec["of"], env)
+        field = spec.get("field", "items_per_second")
+        metric = spec["metric"]
+        div = spec.get("divide_by")
+        scaled = (lambda x: x) if div is None else (lambda x: None if x is None else x / div)
+        check = spec.get("check")
+        extra = {}
+        if metric == "each":
+            if not runs:
+                return None
+            values = [(r, scaled(r.get(field))) for r in runs]
+            failing = [(r, x) for r, x in values if check and not passes(check, x, args_of(r["name"]))]
+            if failing and "show_failing" in spec:
+                shown = "; ".join(spec["show_failing"].format(v=fmt(x), **args_of(r["name"])) for r, x in failing)
+            else:
+                shown = spec["show"].format(values=", ".join(fmt(x) for _, x in values))
+            return [x for _, x in values], shown, not failing
+        if metric == "value":
+            if not runs or field not in runs[0]:
+                return None
+            value = scaled(runs[0][field])
+        elif metric == "max":
+            if not runs:
+                return None
+            value = scaled(max(r.get(field, 0) for r in runs))
+        elif metric == "ratio":
+            over = self.select(spec["over"], env)
+            if not runs or not over:
+                return None
+            value = ratio(runs[0].get(field), over[0].get(field))
+            if value is None or not runs[0].get(field):
+                return None
+        elif metric == "round_trips":
+            case = spec["case"]
+            if not runs or "cmds_" + case not in runs[0]:
+                return None
+            value = round_trips(runs[0], case)
+            extra["breakdown"] = breakdown(runs[0], case)
+        else:
+            raise ValueError(f"targets.json: unknown metric '{metric}'")
+        ok = passes(check, value, {}) if check else None
+        return value, spec["show"].format(v=fmt(value), **extra), ok
+
     def targets(self):
-        rows = []
-        blocking = [self.find("BM_Wave_stampede_blocking", N=n, D_ms=d) for n in NS for d in DS]
-        blocking = [r for r in blocking if r]
-        if blocking:
-            worst = max(r.get("db_hits_max", 0) for r in blocking)
-            rows.append(("db_hits per wave, stampede_blocking, every N and D", "= 1",
-                         f"max {fmt(worst)}", verdict(worst == 1)))
-        nones = [(n, self.find("BM_Wave_none", N=n, D_ms=d)) for n in NS for d in DS]
-        nones = [(n, r) for n, r in nones if r]
-        if nones:
-            off = [f"N={n}: {fmt(r['db_hits'])}" for n, r in nones if r.get("db_hits") != n]
-            rows.append(("db_hits per wave, none", "= N", "= N" if not off else "; ".join(off),
-                         verdict(not off)))
-        seed = [self.find("BM_Wave_seed_lock_poll", N=n, D_ms=d) for n in NS for d in DS]
-        seed = [r for r in seed if r]
-        if seed:
-            rows.append(("db_hits per wave, seed_lock_poll", "report",
-                         f"max {fmt(max(r.get('db_hits_max', 0) for r in seed))}", "reported"))
-        for d in DS:
-            r = self.find("BM_Wave_stampede_blocking", N=64, D_ms=d)
-            if r and "wake_p50_us" in r:
-                rows.append((f"in-process wake-up p50, N=64, D={d} ms", "<= 100 us",
-                             f"{fmt(r['wake_p50_us'])} us", verdict(r["wake_p50_us"] <= 100)))
-                rows.append((f"in-process wake-up p99, N=64, D={d} ms", "<= 1 ms",
-                             f"{fmt(r['wake_p99_us'])} us", verdict(r["wake_p99_us"] <= 1000)))
-            s = self.find("BM_Wave_seed_lock_poll", N=64, D_ms=d)
-            if s and "wake_p50_us" in s:
-                rows.append((f"(seed_lock_poll wake-up p50, N=64, D={d} ms)", "for comparison",
-                             f"{fmt(s['wake_p50_us'] / 1000)} ms", "reported"))
-        for typ in ["string", "kib"]:
-            st1 = self.hit_ops("stampede", "hot", typ, 1)
-            sh1 = self.hit_ops("shared_mutex_map", "hot", typ, 1)
-            st2 = self.hit_ops("stampede", "hot", typ, 2)
-            sh2 = self.hit_ops("shared_mutex_map", "hot", typ, 2)
-            un = self.hit_ops("unsync_map", "hot", typ, 1)
-            if st1 and sh1:
-                r1 = ratio(st1, sh1)
-                rows.append((f"hit path vs shared_mutex map, 1 thread, hot key, {typ}", ">= 1.0x",
-                             f"{fmt(r1)}x", verdict(r1 >= 1.0)))
-            if st2 and sh2:
-                r2 = ratio(st2, sh2)
-                rows.append((f"hit path vs shared_mutex map, 2 threads, hot key, {typ}", ">= 1.5x",
-                             f"{fmt(r2)}x", verdict(r2 >= 1.5)))
-            if st1 and un:
-                rows.append((f"hit path vs unsync ceiling, 1 thread, hot key, {typ}", "report",
-                             f"{fmt(ratio(st1, un))}x", "reported"))
-        fresh = self.find("BM_SWR_HitLatency_fresh")
-        stale = self.find("BM_SWR_HitLatency_stale")
-        if fresh and stale:
-            r = ratio(stale.get("lat_p99_us"), fresh.get("lat_p99_us"))
-            rows.append(("stale hit p99 / fresh hit p99", "<= 1.2x", f"{fmt(r)}x", verdict(r <= 1.2)))
-        refresh = [r for r in self.runs if base(r["name"]) == "BM_SWR_RefreshesPerSoftExpiry"]
-        if refresh:
-            vals = [r.get("refreshes_per_expiry") for r in refresh]
-            rows.append(("refreshes per soft expiry under stale traffic", "= 1",
-                         ", ".join(fmt(v) for v in vals), verdict(all(v == 1 for v in vals))))
-        rw = [r for r in self.runs if base(r["name"]) == "BM_Redis_Wave_clients"]
-        if rw:
-            pub = [r for r in rw if args_of(r["name"]).get("pubsub", 1)]
-            worst = max((r.get("db_hits_max", 0) for r in pub), default=None)
-            if worst is not None:
-                rows.append(("db_hits per wave across M Redis clients", "= 1", f"max {fmt(worst)}",
-                             verdict(worst == 1)))
-            for r in pub:
-                if "wake_p50_us" in r:
-                    m = args_of(r["name"]).get("M")
-                    rows.append((f"cross-client wake-up p50 via Redis pub/sub, M={m}", "<= 1 ms",
-                                 f"{fmt(r['wake_p50_us'])} us", verdict(r["wake_p50_us"] <= 1000)))
-            for r in rw:
-                if not args_of(r["name"]).get("pubsub", 1) and "wake_p50_us" in r:
-                    m = args_of(r["name"]).get("M")
-                    rows.append((f"(poll-only wake-up p50, M={m})", "for comparison",
-                                 f"{fmt(r['wake_p50_us'] / 1000)} ms", "reported"))
-        conns = sorted({r.get("threads") for r in self.runs
-                        if base(r["name"]) == "BM_Redis_HitPath_stampede"})
-        for t in conns:
-            st = next((r for r in self.runs if base(r["name"]) == "BM_Redis_HitPath_stampede"
-                       and r.get("threads") == t), None)
-            raw = next((r for r in self.runs if base(r["name"]) == "BM_Redis_HitPath_raw_hiredis_get"
-                        and r.get("threads") == t), None)
-            if st and raw:
-                rr = ratio(st.get("items_per_second"), raw.get("items_per_second"))
-                rows.append((f"Redis hit path vs raw hiredis GET, {t} connection(s)", ">= 0.9x",
-                             f"{fmt(rr)}x", verdict(rr >= 0.9)))
-            hg = next((r for r in self.runs if base(r["name"]) == "BM_Redis_HitPath_raw_hiredis_hgetall"
-                       and r.get("threads") == t), None)
-            if st and hg:
-                rows.append((f"(Redis hit path vs raw HGETALL of the same hash, {t} connection(s))",
-                             "for comparison",
-                             f"{fmt(ratio(st.get('items_per_second'), hg.get('items_per_second')))}x",
-                             "reported"))
-        cmds = self.find("BM_Redis_CommandsPerCall")
-        if cmds and "cmds_hit" in cmds:
-            rt = round_trips(cmds, "hit")
-            rows.append(("Redis round trips per hit", "= 1", f"{fmt(rt)} ({breakdown(cmds, 'hit')})",
-                         verdict(rt <= 1)))
+        rows = [row for spec in self.spec["targets"] for row in self.target_rows(spec, {})]
         if not rows:
             return
         self.out("### Targets of issue 4")
@@ -350,6 +375,56 @@ class Report:
         self.out("|---|---|---|---|")
         for t, goal, got, v in rows:
             self.out(f"| {t} | {goal} | {got} | {v} |")
+        self.out()
+
+    # ---- peers: other libraries and floors, same run (benchmarks/targets.json "peers") ----------
+    def figure(self, of, field, env, div):
+        runs = self.select(of, env)
+        if not runs or runs[0].get(field) is None:
+            return None
+        return runs[0][field] / div
+
+    def peers(self):
+        rows = []
+        for spec in self.spec.get("peers", []):
+            for row, env in self.leaves(spec, {}):
+                field = expand(row.get("field", "items_per_second"), env)
+                div = row.get("divide_by", 1)
+                ours = self.figure(row["ours"], field, env, div)
+                if ours is None:
+                    continue
+                for peer in row["peers"]:
+                    theirs = self.figure(peer["of"], expand(peer.get("field", field), env), env, div)
+                    if theirs is None:
+                        continue
+                    r = ratio(ours, theirs)
+                    ahead = None if r is None or r == 1 else (r > 1) == (row["better"] == "higher")
+                    rows.append((expand(row["case"], env), row["unit"], peer["peer"], ours, theirs, r,
+                                 {None: "even", True: "ours", False: "peer"}[ahead]))
+        if not rows:
+            return
+        self.out("### Peers and floors (same run)")
+        self.out()
+        notes = []
+        c = self.context
+        if "peer_go_version" in c:
+            notes.append(f"Go: {c['peer_go_version']} (`sync.Map` hits with GOMAXPROCS = threads; "
+                         f"`singleflight` with GOMAXPROCS = {c.get('peer_go_numcpu', '?')}).")
+        if "peer_java_version" in c:
+            notes.append(f"Java: {c['peer_java_version']}, {c.get('peer_java_gc', '?')}, max heap "
+                         f"{c.get('peer_java_max_heap_mib', '?')} MiB, {c.get('peer_caffeine_jar', '?')} "
+                         "(`get(key, loader)`, expireAfterWrite 24 h).")
+        notes.append(f"Spread keys: {c.get('spread_keys', '?')} warm keys on every side. Bytes per entry: "
+                     "stampede and `std::unordered_map`: growth of malloc's bytes in use (mallinfo2); "
+                     "Go: HeapAlloc growth after runtime.GC; Java: heap used after System.gc() "
+                     "(keys and values counted on every side). Ours copies the value out on a hit; "
+                     "Go and Java return a reference.")
+        self.out(" ".join(notes))
+        self.out()
+        self.out("| case | unit | peer | stampede | peer | stampede / peer | ahead |")
+        self.out("|---|---|---|---:|---:|---:|---|")
+        for case, unit, peer, ours, theirs, r, ahead in rows:
+            self.out(f"| {case} | {unit} | {peer} | {fmt(ours)} | {fmt(theirs)} | {fmt(r)}x | {ahead} |")
         self.out()
 
     def text(self):
@@ -364,6 +439,7 @@ class Report:
                  f"after: {m.get('loadavg_after', '?')}; when the in-process suite started: {load}.")
         self.out()
         self.targets()
+        self.peers()
         self.waves()
         self.hit_path()
         self.swr()
@@ -381,8 +457,8 @@ class Report:
                  "stampede_blocking": "blocking", "stampede_swr": "SWR"}
         hits_dat = os.path.join(data_dir, "plot_db_hits.dat")
         with open(hits_dat, "w") as f:
-            for d in DS:
-                for s in STRATEGIES:
+            for d in PLOT_DS:
+                for s in PLOT_STRATEGIES:
                     f.write(f'"{labels[s]}"\n')
                     for n in NS:
                         r = self.find("BM_Wave_" + s, N=n, D_ms=d)
@@ -391,9 +467,9 @@ class Report:
                     f.write("\n\n")
         lat_dat = os.path.join(data_dir, "plot_latency.dat")
         with open(lat_dat, "w") as f:
-            for d in DS:
+            for d in PLOT_DS:
                 f.write(f"# D = {d} ms, N = 256\n")
-                for s in STRATEGIES:
+                for s in PLOT_STRATEGIES:
                     r = self.find("BM_Wave_" + s, N=256, D_ms=d) or {}
                     vals = [max(r.get(k, 0) / 1000, 1e-4) for k in ("lat_p50_us", "lat_p99_us", "lat_max_us")]
                     f.write(f'"{short[s]}" {vals[0]} {vals[1]} {vals[2]}\n')
@@ -401,75 +477,17 @@ class Report:
         wake_dat = os.path.join(data_dir, "plot_wakeup.dat")
         with open(wake_dat, "w") as f:
             for s in ["seed_lock_poll", "stampede_blocking"]:
-                for d in DS:
+                for d in PLOT_DS:
                     f.write(f'"{labels[s]}, D = {d} ms"\n')
                     for n in NS[1:]:
                         r = self.find("BM_Wave_" + s, N=n, D_ms=d)
                         if r and "wake_p50_us" in r:
                             f.write(f"{n} {r['wake_p50_us']} {r['wake_p99_us']}\n")
                     f.write("\n\n")
-        outs = [os.path.join(png_dir, x) for x in
-                ("bench-db-hits.png", "bench-caller-latency.png", "bench-wakeup.png")]
         profile = self.context.get("stampede_profile", "?")
-        script = f"""
-set terminal pngcairo size 1200,460 font "DejaVu Sans,11"
-set output "{outs[0]}"
-set multiplot layout 1,2 title "DB hits per wave: N callers miss one key at once (profile {profile}, mean of waves)"
-set logscale xy
-set xrange [0.8:1300]
-set yrange [0.8:1300]
-set xtics (1, 8, 64, 256, 1024)
-set ytics (1, 8, 64, 256, 1024)
-set xlabel "N concurrent callers" font ",11"
-set ylabel "loader calls (DB hits) per wave"
-set grid
-set key top left
-set label 1 "seed lock + poll, stampede blocking and\\nstampede SWR overlap at 1 hit per wave" at graph 0.30, graph 0.16 font ",9"
-do for [d=0:1] {{
-  set title sprintf("loader D = %d ms", d == 0 ? 5 : 50)
-  plot for [s=0:3] "{hits_dat}" index (d*4+s) using 1:2 with linespoints lw 2 pt (s+5) title columnheader(1)
-}}
-unset multiplot
-unset label 1
-
-set output "{outs[1]}"
-set multiplot layout 1,2 title "Caller latency by strategy, N = 256 callers on one cold (or stale) key (log scale)"
-unset logscale x
-set logscale y
-set xrange [*:*]
-set yrange [0.0001:1000]
-set ytics ("0.1 us" 0.0001, "1 us" 0.001, "10 us" 0.01, "0.1 ms" 0.1, "1 ms" 1, "10 ms" 10, "100 ms" 100, "1 s" 1000)
-set xtics norotate
-set xlabel "none = cache-aside, seed poll = seed lock + 100 ms poll, blocking / SWR = stampede" font ",9"
-set ylabel "caller latency"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set key top right
-do for [d=0:1] {{
-  set title sprintf("loader D = %d ms", d == 0 ? 5 : 50)
-  plot "{lat_dat}" index d using 2:xtic(1) title "p50", "" index d using 3 title "p99", "" index d using 4 title "max"
-}}
-unset multiplot
-
-set terminal pngcairo size 800,460 font "DejaVu Sans,11"
-set output "{outs[2]}"
-set bmargin 3
-set title "Wake-up latency of coalesced callers (loader return -> caller return), in process"
-unset style
-set style data linespoints
-set logscale xy
-set xrange [6:1300]
-set yrange [10:200000]
-set xtics (8, 64, 256, 1024) norotate
-set ytics ("10 us" 10, "100 us" 100, "1 ms" 1000, "10 ms" 10000, "100 ms" 100000)
-set xlabel "N concurrent callers" font ",11"
-set ylabel "wake-up p50 (solid) / p99 (dashed)"
-set key bottom right font ",9"
-plot for [i=0:3] "{wake_dat}" index i using 1:2 with linespoints lw 2 lc (i+1) pt 7 title columnheader(1), \\
-     for [i=0:3] "{wake_dat}" index i using 1:3 with lines lw 1 dt 2 lc (i+1) notitle
-"""
+        outs = [gnuplot("db_hits.gp", hits_dat, os.path.join(png_dir, "bench-db-hits.png"), profile=profile),
+                gnuplot("caller_latency.gp", lat_dat, os.path.join(png_dir, "bench-caller-latency.png")),
+                gnuplot("wakeup.gp", wake_dat, os.path.join(png_dir, "bench-wakeup.png"))]
         redis_waves = [r for r in self.runs if base(r["name"]) == "BM_Redis_Wave_clients"]
         if redis_waves:
             redis_dat = os.path.join(data_dir, "plot_redis_wakeup.dat")
@@ -482,32 +500,17 @@ plot for [i=0:3] "{wake_dat}" index i using 1:2 with linespoints lw 2 lc (i+1) p
                                  and not args_of(q["name"]).get("pubsub", 1)), {})
                     f.write(f'"M = {m}" {r.get("wake_p50_us", 0)} {r.get("wake_p99_us", 0)} '
                             f'{poll.get("wake_p50_us", 0)} {poll.get("wake_p99_us", 0)}\n')
-            outs.append(os.path.join(png_dir, "bench-redis-wakeup.png"))
-            script += f"""
-set terminal pngcairo size 800,460 font "DejaVu Sans,11"
-set output "{outs[3]}"
-set title "Redis: M Cache+Client instances miss one key; wake-up of the M-1 waiters"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-unset logscale x
-set logscale y
-set xrange [*:*]
-set yrange [50:200000]
-set xtics norotate
-set ytics ("100 us" 100, "1 ms" 1000, "10 ms" 10000, "100 ms" 100000)
-set xlabel "M instances (one process, separate connections and flights)" font ",11"
-set ylabel "loader return -> waiter return"
-set key top left font ",10"
-plot "{redis_dat}" using 2:xtic(1) title "pub/sub p50", "" using 3 title "pub/sub p99", \\
-     "" using 4 title "poll only p50", "" using 5 title "poll only p99"
-"""
-        gp = os.path.join(data_dir, "plots.gp")
-        with open(gp, "w") as f:
-            f.write(script)
-        subprocess.run(["gnuplot", gp], check=True)
+            outs.append(gnuplot("redis_wakeup.gp", redis_dat, os.path.join(png_dir, "bench-redis-wakeup.png")))
         return outs
+
+
+def gnuplot(script, datafile, outfile, **params):
+    """Renders benchmarks/plots/<script> with its datafile, outfile and string params set."""
+    quote = lambda x: "'" + str(x).replace("'", "''") + "'"
+    params = dict(params, datafile=datafile, outfile=outfile)
+    assign = "; ".join(f"{k}={quote(v)}" for k, v in params.items())
+    subprocess.run(["gnuplot", "-e", assign, os.path.join(HERE, "plots", script)], check=True)
+    return outfile
 
 
 def main():
@@ -515,6 +518,8 @@ def main():
     p.add_argument("json", nargs="+")
     p.add_argument("--out", required=True, help="Markdown summary to write")
     p.add_argument("--plots", help="directory for the PNG plots (needs gnuplot)")
+    p.add_argument("--targets", default=os.path.join(HERE, "targets.json"),
+                   help="the targets and peer comparisons as data (default: targets.json beside this script)")
     p.add_argument("--machine", help="key: value lines describing the machine (scripts/bench.sh writes them)")
     p.add_argument("--doc", help="Markdown file whose text between <!-- bench:begin --> and "
                                  "<!-- bench:end --> is replaced by the summary")
@@ -527,7 +532,9 @@ def main():
                 if ":" in line:
                     k, v = line.split(":", 1)
                     machine[k.strip()] = v.strip()
-    rep = Report(runs, context, machine)
+    with open(a.targets) as f:
+        spec = json.load(f)
+    rep = Report(runs, context, machine, spec)
     text = rep.text()
     with open(a.out, "w") as f:
         f.write(text)

@@ -5,9 +5,16 @@
 #   scripts/bench.sh --full     # the published figures (docs/performance.md)
 #   scripts/bench.sh --smoke    # CI: one short iteration each, no plots, numbers never asserted
 #   scripts/bench.sh --quick -- --benchmark_filter=BM_Wave_   # extra flags go to both binaries
+#   scripts/bench.sh --quick --peers   # also Go (sync.Map, singleflight) and Java (Caffeine) peers
 #
 # Output: bench-out/{inprocess,redis}.json, bench-out/summary.md, bench-out/machine.txt and (not
 # in --smoke) docs/bench-*.png; --full also rewrites the generated section of docs/performance.md.
+# --peers builds benchmarks/peers/{go,java} (offline: Debian's golang-go + golang-golang-x-sync-dev,
+# openjdk-17-jdk-headless + libcaffeine-java), runs them after our suites with the same profile and
+# writes bench-out/peers-{go,java}.json for the summary's peer table, printed at the end. A
+# missing toolchain or a failing peer is skipped with one line; as root the script offers to
+# install the packages (STAMPEDE_INSTALL_OPTIONAL=1: without asking). The peers take ~15 s in
+# --quick, ~70 s in --full.
 # The Redis suite runs when the stampede::redis target exists: the script starts its own
 # redis-server on a free loopback port (no persistence) and stops it on exit, also on failure.
 # Environment: STAMPEDE_BENCH_BUILD_DIR (default build/bench).
@@ -18,6 +25,7 @@ set -euo pipefail
 profile=quick
 extra=()
 prebuilt=""
+peers=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -26,8 +34,9 @@ while [[ $# -gt 0 ]]; do
     --full) profile=full ;;
     --prebuilt) shift; prebuilt="${1:?--prebuilt needs a build directory}" ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$1' (--smoke, --quick, --full, --prebuilt DIR, -- <benchmark flags>)" >&2; exit 2 ;;
+    --peers) peers=1 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument '$1' (--smoke, --quick, --full, --peers, --prebuilt DIR, -- <benchmark flags>)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -107,6 +116,66 @@ else
   echo "== Redis suite skipped: target stampede_bench_redis not available"
   rm -f "$out/redis.json"
 fi
+
+# Peer programs (--peers): each step that fails prints one line and the run goes on.
+peer_go() {
+  local gopath="${STAMPEDE_PEERS_GOPATH:-/usr/share/gocode}" dir="$build/peers"
+  if ! command -v go >/dev/null 2>&1 || [[ ! -d "$gopath/src/golang.org/x/sync/singleflight" ]]; then
+    if ! stampede_offer_packages "${STAMPEDE_PEER_GO_PACKAGES[@]}"; then
+      echo "== peers: Go skipped: no go or no golang.org/x/sync in $gopath (apt-get install -y ${STAMPEDE_PEER_GO_PACKAGES[*]})"
+      return 0
+    fi
+  fi
+  mkdir -p "$dir"
+  if ! GO111MODULE=off GOPATH="$gopath" GOFLAGS="" GOCACHE="$dir/go-cache" \
+      go build -o "$dir/go-peer" "$root/benchmarks/peers/go/main.go" >"$out/peers-go.log" 2>&1; then
+    echo "== peers: Go skipped: build failed (bench-out/peers-go.log)"
+    return 0
+  fi
+  echo "== peers: Go ($(go version | cut -d' ' -f3))"
+  if timeout "$peer_timeout" "$dir/go-peer" -profile "$profile" -spread-keys "$spread_keys" \
+      -out "$out/peers-go.json" >>"$out/peers-go.log" 2>&1; then
+    jsons+=("$out/peers-go.json")
+  else
+    echo "== peers: Go skipped: the run failed or timed out after ${peer_timeout}s (bench-out/peers-go.log)"
+  fi
+}
+
+peer_java() {
+  local jar="${STAMPEDE_CAFFEINE_JAR:-/usr/share/java/caffeine.jar}" dir="$build/peers/java"
+  if ! command -v javac >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1 || [[ ! -f "$jar" ]]; then
+    if ! stampede_offer_packages "${STAMPEDE_PEER_JAVA_PACKAGES[@]}"; then
+      echo "== peers: Java skipped: no javac/java or no $jar (apt-get install -y ${STAMPEDE_PEER_JAVA_PACKAGES[*]})"
+      return 0
+    fi
+  fi
+  mkdir -p "$dir"
+  if ! javac -d "$dir" -cp "$jar" "$root/benchmarks/peers/java/CaffeinePeer.java" >"$out/peers-java.log" 2>&1; then
+    echo "== peers: Java skipped: javac failed (bench-out/peers-java.log)"
+    return 0
+  fi
+  echo "== peers: Java ($(java -version 2>&1 | head -1)), $(basename "$(readlink -f "$jar")")"
+  if timeout "$peer_timeout" java -Xms2g -Xmx2g -cp "$dir:$jar" CaffeinePeer --profile "$profile" \
+      --spread-keys "$spread_keys" --out "$out/peers-java.json" >>"$out/peers-java.log" 2>&1; then
+    jsons+=("$out/peers-java.json")
+  else
+    echo "== peers: Java skipped: the run failed or timed out after ${peer_timeout}s (bench-out/peers-java.log)"
+  fi
+}
+
+rm -f "$out"/peers-*.json "$out"/peers-*.log
+if ((peers)); then
+  peers_started=$SECONDS
+  # shellcheck source=scripts/lib/deps.sh
+  source "$root/scripts/lib/deps.sh"
+  # The spread case uses as many warm keys as our hit path did in this run.
+  spread_keys="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["context"]["spread_keys"])' \
+                 "$out/inprocess.json" 2>/dev/null || echo 1000000)"
+  case "$profile" in full) peer_timeout=300 ;; *) peer_timeout=120 ;; esac
+  peer_go
+  peer_java
+  echo "== peers took $((SECONDS - peers_started)) s"
+fi
 echo "loadavg_after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 
 echo "== report"
@@ -116,3 +185,8 @@ case "$profile" in
   full) python3 "$root/benchmarks/report.py" --out "$out/summary.md" --machine "$out/machine.txt" --plots "$root/docs" \
           --doc "$root/docs/performance.md" "${jsons[@]}" ;;
 esac
+if ((peers)); then
+  # The peer table of the summary, from its heading to the next one.
+  echo
+  awk '/^### Peers and floors/ { show = 1; print; next } /^### / { show = 0 } show' "$out/summary.md"
+fi

@@ -72,3 +72,39 @@ stampede_ensure_deps() {
   echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
   return 1
 }
+
+# Optional packages: the peer programs of scripts/bench.sh --peers (benchmarks/peers/). Neither
+# stampede_ensure_deps nor scripts/test.sh installs them.
+# shellcheck disable=SC2034  # used by scripts/bench.sh
+STAMPEDE_PEER_GO_PACKAGES=(golang-go golang-golang-x-sync-dev)
+# shellcheck disable=SC2034  # used by scripts/bench.sh
+STAMPEDE_PEER_JAVA_PACKAGES=(openjdk-17-jdk-headless libcaffeine-java)
+
+# stampede_offer_packages PKG...: installs the missing PKGs with apt-get when running as root and
+# either STAMPEDE_INSTALL_OPTIONAL=1 is set or the user says yes on a terminal. Returns 0 when it
+# installed them, 1 when it did not (the caller says what is missing and how to install it).
+stampede_offer_packages() {
+  local pkg status missing=()
+  if command -v dpkg-query >/dev/null 2>&1; then
+    for pkg in "$@"; do
+      status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+      [[ "$status" == "installed" ]] || missing+=("$pkg")
+    done
+  else
+    missing=("$@")
+  fi
+  ((${#missing[@]})) || return 1  # installed, yet the caller did not find what it needs
+  local line="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    local answer="${STAMPEDE_INSTALL_OPTIONAL:-}"
+    if [[ "$answer" != 1 && -t 0 ]]; then
+      read -r -p "deps: install ${missing[*]} now (${line})? [y/N] " answer || answer=""
+    fi
+    if [[ "$answer" == 1 || "$answer" == [yY]* ]]; then
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+          "${missing[@]}"; } >/dev/null 2>&1 && return 0
+      echo "deps: apt-get failed for ${missing[*]}"
+    fi
+  fi
+  return 1
+}
