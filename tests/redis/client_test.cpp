@@ -1,4 +1,4 @@
-// tests/redis/client_test.cpp: Client: URL parsing, AUTH/SELECT, binary-safe commands, scripts with
+// tests/redis/client_test.cpp: Client: AUTH/SELECT, binary-safe commands, scripts with
 // the NOSCRIPT fallback, the pool's borrow timeout, and reconnecting after a restart.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -15,47 +15,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using stampede::redis::Client;
-using stampede::redis::parse_url;
 using stampede::redis::Reply;
 using stampede::redis::Script;
-
-TEST(ParseUrl, ReadsEveryPartOfATcpUrl) {
-  auto ep = parse_url("redis://alice:s%3Acret@cache.local:6380/3");
-  EXPECT_FALSE(ep.unix_socket);
-  EXPECT_EQ(ep.host, "cache.local");
-  EXPECT_EQ(ep.port, 6380);
-  EXPECT_EQ(ep.user, "alice");
-  EXPECT_EQ(ep.password, "s:cret");
-  EXPECT_EQ(ep.db, 3);
-
-  auto bare = parse_url("redis://127.0.0.1");
-  EXPECT_EQ(bare.port, 6379);
-  EXPECT_EQ(bare.db, 0);
-  EXPECT_TRUE(bare.password.empty());
-
-  auto password_only = parse_url("redis://:pw@h:1/");
-  EXPECT_TRUE(password_only.user.empty());
-  EXPECT_EQ(password_only.password, "pw");
-
-  auto v6 = parse_url("redis://[::1]:7000");
-  EXPECT_EQ(v6.host, "::1");
-  EXPECT_EQ(v6.port, 7000);
-}
-
-TEST(ParseUrl, ReadsAUnixSocketUrl) {
-  auto ep = parse_url("unix:///run/redis/redis.sock?db=2");
-  EXPECT_TRUE(ep.unix_socket);
-  EXPECT_EQ(ep.path, "/run/redis/redis.sock");
-  EXPECT_EQ(ep.db, 2);
-}
-
-TEST(ParseUrl, RejectsBadUrlsWithInvalidArgument) {
-  for (const char* bad :
-       {"http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/db", "unix://",
-        "unix://host/path", "unix:///s?database=1", "redis://a%zz@h", "redis://[::1"}) {
-    EXPECT_THROW(parse_url(bad), std::invalid_argument) << bad;
-  }
-}
 
 TEST(Client, RejectsBadOptions) {
   EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
