@@ -41,7 +41,7 @@
 
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/memory/backend.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace {

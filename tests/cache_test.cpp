@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "stampede/detail/counters.hpp"  // STAMPEDE_TSAN
+#include "stampede/detail/sanitizers.hpp"  // STAMPEDE_TSAN
 #include "stampede/stampede.hpp"
 #include "support/test_support.hpp"
 

@@ -33,6 +33,7 @@
 
 #include "stampede/clock.hpp"
 #include "stampede/errors.hpp"
+#include "stampede/lease.hpp"
 #include "stampede/token_lock.hpp"
 #include "support/test_support.hpp"
 

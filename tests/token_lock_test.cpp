@@ -24,9 +24,11 @@
 #include <vector>
 
 #include "stampede/clock.hpp"
-#include "stampede/detail/counters.hpp"
+#include "stampede/detail/lease_renewer.hpp"
+#include "stampede/detail/sanitizers.hpp"
 #include "stampede/errors.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/lease.hpp"
+#include "stampede/memory/token_lock.hpp"
 #include "support/test_support.hpp"
 
 namespace {

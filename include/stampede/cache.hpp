@@ -51,39 +51,16 @@
 #include <string_view>
 #include <type_traits>
 
-#include "stampede/detail/counters.hpp"
+#include "stampede/backend.hpp"
 #include "stampede/detail/flight.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/detail/refresher.hpp"
+#include "stampede/detail/striped_counters.hpp"
 #include "stampede/options.hpp"
-#include "stampede/refresher.hpp"
 #include "stampede/stats.hpp"
 #include "stampede/store.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede {
-
-/// Where a Cache keeps entries and takes locks. Both must be non-null.
-template <class T>
-struct Backend {
-  std::shared_ptr<Store<T>> store;
-  std::shared_ptr<TokenLock> lock;
-  /// Shown in demos and events: "memory", "redis", ...
-  std::string name = "custom";
-  /// The clock the backend's expiries are measured on, used when CacheOptions::clock is null;
-  /// null = system_clock() (epoch time, what a backend shared between hosts needs).
-  /// (A default member initializer, so that {store, lock, name} draws no -Wmissing-field-initializers.)
-  std::shared_ptr<const Clock> clock = nullptr;
-};
-
-/// The embedded in-process backend: MemoryStore<T> + MemoryTokenLock, both on `clock`
-/// (default: monotonic_clock(), so a step of the wall clock changes no lifetime).
-template <class T>
-Backend<T> memory_backend(std::size_t max_entries = 0,
-                          std::shared_ptr<const Clock> clock = monotonic_clock()) {
-  if (!clock) clock = monotonic_clock();
-  return {std::make_shared<MemoryStore<T>>(max_entries), std::make_shared<MemoryTokenLock>(clock), "memory",
-          clock};
-}
 
 /// A loader for Cache<T>: callable with no arguments, returning something convertible to T.
 template <class F, class T>
@@ -118,8 +95,7 @@ class Cache {
   ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed, when
   ///         the backend cannot be read or locked; a failed store of a loaded value is not thrown).
   template <class Loader>
-    requires LoaderFor<Loader, T>
-  T get_or_compute(std::string_view key, Loader&& loader);
+  requires LoaderFor<Loader, T> T get_or_compute(std::string_view key, Loader&& loader);
 
   /// Reads without loading.
   /// @return a fresh value, or (SWR) a stale one still in its window; std::nullopt on a miss.
@@ -154,9 +130,24 @@ class Cache {
 
  private:
   enum Counter : std::size_t {
-    kHits, kMisses, kStaleHits, kLoads, kLoadFailures, kLoadTimeNs, kCoalesced, kLockAcquired,
-    kLockContended, kWaitTimeouts, kFallbackComputes, kRefreshes, kRefreshFailures,
-    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kStoreFailures, kDecodeErrors,
+    kHits,
+    kMisses,
+    kStaleHits,
+    kLoads,
+    kLoadFailures,
+    kLoadTimeNs,
+    kCoalesced,
+    kLockAcquired,
+    kLockContended,
+    kWaitTimeouts,
+    kFallbackComputes,
+    kRefreshes,
+    kRefreshFailures,
+    kRefreshesDropped,
+    kStaleWritesRejected,
+    kBackendErrors,
+    kStoreFailures,
+    kDecodeErrors,
     kCounterCount
   };
   using time_point = std::chrono::system_clock::time_point;
@@ -195,7 +186,7 @@ class Cache {
   mutable detail::StripedCounters<kCounterCount> counters_;
   detail::FlightGroup<T> flights_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
-  Refresher refresher_;
+  detail::Refresher refresher_;
 };
 
 }  // namespace stampede

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "after_fork.hpp"
+#include "fd_identity.hpp"
 #include "stampede/detail/fork.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 
@@ -402,7 +402,7 @@ class Pool {
       idle_.clear();
       // Left locked: nothing may use this pool again.
     }
-    detail::keep_abandoned(this);
+    stampede::detail::keep_abandoned(this);
   }
 
  private:

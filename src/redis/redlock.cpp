@@ -7,8 +7,8 @@
 #include <utility>
 
 #include "node_workers.hpp"
+#include "stampede/detail/random.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/detail/token.hpp"
 #include "stampede/redis/detail/wire.hpp"
 
 namespace stampede::redis {

@@ -11,11 +11,11 @@
 #include <thread>
 #include <unordered_map>
 
-#include "after_fork.hpp"
+#include "fd_identity.hpp"
 #include "stampede/detail/fork.hpp"
+#include "stampede/detail/random.hpp"
+#include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/detail/token.hpp"
-#include "stampede/memory.hpp"
 #include "stampede/redis/detail/wire.hpp"
 
 namespace stampede::redis {
@@ -57,7 +57,7 @@ class RedisTokenLock::Subscriber {
 
     stampede::detail::Mutex mu;
     std::condition_variable_any cv;
-    std::unordered_map<std::string, Slot, stampede::detail::StringHash, std::equal_to<>> slots
+    std::unordered_map<std::string, Slot, stampede::detail::StringHash, stampede::detail::StringEqual> slots
         STAMPEDE_GUARDED_BY(mu);
     std::uint64_t epoch STAMPEDE_GUARDED_BY(mu) = 0;     // bumped when the connection is lost
     std::uint64_t attempts STAMPEDE_GUARDED_BY(mu) = 0;  // finished connection attempts
@@ -145,7 +145,7 @@ class RedisTokenLock::Subscriber {
     }
     wake_ids_[0].close_if_unchanged();
     wake_ids_[1].close_if_unchanged();
-    detail::keep_abandoned(this);
+    stampede::detail::keep_abandoned(this);
   }
 
   std::unique_ptr<Subscription> subscribe(std::string_view key) {

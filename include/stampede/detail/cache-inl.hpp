@@ -8,18 +8,12 @@
 #include <thread>
 #include <utility>
 
+#include "stampede/detail/random.hpp"
 #include "stampede/errors.hpp"
+#include "stampede/lease.hpp"
+#include "stampede/memory/backend.hpp"
 
 namespace stampede {
-
-namespace detail {
-/// This thread's generator for jitter; seeded once per thread from std::random_device.
-std::minstd_rand& thread_rng() noexcept;
-/// `d` scaled by a random factor in [1 - spread, 1 + spread].
-std::chrono::nanoseconds jittered(std::chrono::nanoseconds d, double spread) noexcept;
-/// Uniform in (0, 1].
-double uniform_open0() noexcept;
-}  // namespace detail
 
 template <class T>
 Cache<T>::Cache(CacheOptions options) : Cache(options, Backend<T>{}) {}
@@ -28,7 +22,8 @@ template <class T>
 Cache<T>::Cache(CacheOptions options, Backend<T> backend)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      refresher_((validate(options_), Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
+      refresher_((validate(options_),
+                  detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
   if (!backend_.store && !backend_.lock) {
     backend_ = memory_backend<T>(options_.max_entries, options_.clock);
   } else if (!backend_.store || !backend_.lock) {
@@ -50,8 +45,7 @@ void Cache<T>::check_key(std::string_view key) {
 
 template <class T>
 template <class Loader>
-  requires LoaderFor<Loader, T>
-T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
+requires LoaderFor<Loader, T> T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
   check_key(key);
   const time_point now = clock_->now();
   if (std::optional<Entry<T>> e = read(key, now)) {
@@ -112,8 +106,8 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
       count(kLockAcquired);
       emit(EventType::lock_acquired, key);
       WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = [this, k = std::string(key)] {
-        emit(EventType::lock_lost, k, "watchdog could not renew the lease");
-      }};
+                                 emit(EventType::lock_lost, k, "watchdog could not renew the lease");
+                               }};
       LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
       // Double check: another process may have stored while we were taking the lock.
       if (std::optional<Entry<T>> e = read(key, clock_->now())) {
@@ -266,7 +260,7 @@ void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fen
   // The refresh outlives this call: own the loader (shared so the task stays copyable).
   auto fn = std::make_shared<std::decay_t<Loader>>(std::forward<Loader>(loader));
   auto task = [this, k = std::string(key), observed_fence, fn] { refresh(k, observed_fence, *fn); };
-  if (refresher_.submit(key, std::move(task)) == Refresher::Submit::dropped) {
+  if (refresher_.submit(key, std::move(task)) == detail::Refresher::Submit::dropped) {
     count(kRefreshesDropped);
     emit(EventType::refresh_dropped, key, "refresh queue full");
   }
@@ -325,9 +319,10 @@ template <class T>
 PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fence,
                           std::chrono::nanoseconds load_time) {
   const time_point now = clock_->now();
-  const double jitter = options_.ttl_jitter > 0
-      ? 1.0 - options_.ttl_jitter * std::uniform_real_distribution<double>(0, 1)(detail::thread_rng())
-      : 1.0;
+  const double jitter =
+      options_.ttl_jitter > 0
+          ? 1.0 - options_.ttl_jitter * std::uniform_real_distribution<double>(0, 1)(detail::thread_rng())
+          : 1.0;
   auto scaled = [jitter](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::system_clock::duration>(d * jitter);
   };

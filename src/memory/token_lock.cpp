@@ -1,36 +1,15 @@
-#include <atomic>
+#include "stampede/memory/token_lock.hpp"
+
 #include <condition_variable>
-#include <new>
 #include <stdexcept>
 #include <unordered_map>
 
 #include "stampede/detail/fork.hpp"
+#include "stampede/detail/random.hpp"
+#include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/detail/token.hpp"
-#include "stampede/memory.hpp"
 
 namespace stampede {
-namespace detail {
-namespace {
-
-// A node of the list of abandoned states: reachable from a global, so never reported as a leak.
-struct Abandoned {
-  const void* state;
-  Abandoned* next;
-};
-std::atomic<Abandoned*> abandoned{nullptr};
-
-}  // namespace
-
-void keep_abandoned(const void* state) noexcept {
-  auto* node = new (std::nothrow) Abandoned{state, abandoned.load(std::memory_order_relaxed)};
-  if (node == nullptr) return;  // then it is only unreachable, still never destroyed
-  while (!abandoned.compare_exchange_weak(node->next, node, std::memory_order_release,
-                                          std::memory_order_relaxed)) {
-  }
-}
-
-}  // namespace detail
 
 namespace {
 
@@ -58,7 +37,7 @@ struct MemoryTokenLock::Stripe {
   std::condition_variable_any cv;
   // Bumped by every release/notify of any key of this stripe; waiters compare against it.
   std::uint64_t generation STAMPEDE_GUARDED_BY(mu) = 0;
-  std::unordered_map<std::string, Holder, detail::StringHash, std::equal_to<>> holders
+  std::unordered_map<std::string, Holder, detail::StringHash, detail::StringEqual> holders
       STAMPEDE_GUARDED_BY(mu);
   std::size_t sweep_cursor STAMPEDE_GUARDED_BY(mu) = 0;
 
@@ -135,7 +114,7 @@ MemoryTokenLock::State& MemoryTokenLock::current() const {
 }
 
 MemoryTokenLock::Stripe& MemoryTokenLock::stripe_for(State& state, std::string_view key) noexcept {
-  return state.stripes[std::hash<std::string_view>{}(key) % kLockStripes];
+  return state.stripes[detail::StringHash{}(key) % kLockStripes];
 }
 
 void MemoryTokenLock::sweep_some(State& state, Clock::time_point now) const {
