@@ -1,16 +1,14 @@
 #include "stampede/redis/client.hpp"
 
-#include <hiredis/hiredis.h>
 #include <poll.h>
-#include <sys/time.h>
 
 #include <array>
 #include <atomic>
-#include <charconv>
 #include <condition_variable>
-#include <cstring>
+#include <cstdint>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "fd_identity.hpp"
 #include "stampede/detail/fork.hpp"
@@ -75,252 +73,30 @@ std::string sha1_hex(std::string_view data) {
   return out;
 }
 
-// ---- URL parsing -------------------------------------------------------------------------------
-
-[[noreturn]] void bad_url(std::string_view url, const std::string& why) {
-  throw std::invalid_argument("stampede::redis: bad URL '" + std::string(url) + "': " + why);
-}
-
-std::string percent_decode(std::string_view url, std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    unsigned value = 0;
-    if (i + 2 >= s.size()) bad_url(url, "truncated %-escape");
-    auto [ptr, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
-    if (ec != std::errc() || ptr != s.data() + i + 3) bad_url(url, "bad %-escape");
-    out.push_back(static_cast<char>(value));
-    i += 2;
-  }
-  return out;
-}
-
-int parse_int(std::string_view url, std::string_view s, const char* what, int lo, int hi) {
-  int value = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || value < lo || value > hi) {
-    bad_url(url, std::string("bad ") + what + " '" + std::string(s) + "'");
-  }
-  return value;
-}
-
-// Splits "[[user]:password@]rest" off the front of `s`.
-void parse_userinfo(std::string_view url, std::string_view& s, Endpoint& ep) {
-  const auto at = s.rfind('@');
-  if (at == std::string_view::npos) return;
-  std::string_view info = s.substr(0, at);
-  s.remove_prefix(at + 1);
-  const auto colon = info.find(':');
-  if (colon == std::string_view::npos) {
-    // "redis://secret@host" is what redis-py reads as a password-only URL as well.
-    ep.password = percent_decode(url, info);
-  } else {
-    ep.user = percent_decode(url, info.substr(0, colon));
-    ep.password = percent_decode(url, info.substr(colon + 1));
-  }
-}
-
-// "host:port" or the socket path, for messages.
-std::string describe(const Endpoint& ep) {
-  return ep.unix_socket ? ep.path
-                        : (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
-                              std::to_string(ep.port);
-}
-
-}  // namespace
-
-Endpoint parse_url(std::string_view url) {
-  Endpoint ep;
-  std::string_view s = url;
-  if (s.starts_with("redis://")) {
-    s.remove_prefix(8);
-    const auto slash = s.find('/');
-    std::string_view authority = s.substr(0, slash);
-    std::string_view path = slash == std::string_view::npos ? std::string_view{} : s.substr(slash + 1);
-    parse_userinfo(url, authority, ep);
-    if (authority.starts_with("[")) {
-      const auto close = authority.find(']');
-      if (close == std::string_view::npos) bad_url(url, "unclosed '[' in host");
-      ep.host = std::string(authority.substr(1, close - 1));
-      authority.remove_prefix(close + 1);
-      if (!authority.empty()) {
-        if (authority[0] != ':') bad_url(url, "junk after ']'");
-        ep.port = parse_int(url, authority.substr(1), "port", 1, 65535);
-      }
-    } else {
-      const auto colon = authority.rfind(':');
-      ep.host = std::string(authority.substr(0, colon));
-      if (colon != std::string_view::npos)
-        ep.port = parse_int(url, authority.substr(colon + 1), "port", 1, 65535);
-    }
-    if (ep.host.empty()) bad_url(url, "no host");
-    if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-    if (!path.empty()) ep.db = parse_int(url, path, "database number", 0, 1 << 20);
-  } else if (s.starts_with("unix://")) {
-    s.remove_prefix(7);
-    ep.unix_socket = true;
-    const auto slash = s.find('/');
-    if (slash == std::string_view::npos) bad_url(url, "no socket path");
-    std::string_view authority = s.substr(0, slash);
-    parse_userinfo(url, authority, ep);
-    if (!authority.empty()) bad_url(url, "a unix URL has no host: use unix:///path/to/socket");
-    std::string_view path = s.substr(slash);
-    if (const auto q = path.find('?'); q != std::string_view::npos) {
-      std::string_view query = path.substr(q + 1);
-      path = path.substr(0, q);
-      if (!query.starts_with("db=")) bad_url(url, "only ?db=N is understood");
-      ep.db = parse_int(url, query.substr(3), "database number", 0, 1 << 20);
-    }
-    if (path.size() < 2) bad_url(url, "no socket path");
-    ep.path = std::string(path);
-  } else {
-    bad_url(url, "scheme must be redis:// or unix://");
-  }
-  return ep;
-}
-
-// ---- replies ---------------------------------------------------------------------------------
-
-std::string reply_error::code() const { return server_message_.substr(0, server_message_.find(' ')); }
-
-namespace {
-
-Reply convert(const redisReply* r) {
-  Reply out;
-  switch (r->type) {
-    case REDIS_REPLY_STRING:
-      out.type = Reply::Type::string;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.type = Reply::Type::status;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      out.type = Reply::Type::error;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = Reply::Type::integer;
-      out.integer = r->integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = Reply::Type::array;
-      out.elements.reserve(r->elements);
-      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
-      break;
-    default:
-      out.type = Reply::Type::nil;
-      break;
-  }
-  return out;
-}
-
 [[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
   throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
 }
 
-// ---- connections -------------------------------------------------------------------------------
-
-timeval to_timeval(std::chrono::milliseconds ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-  return tv;
-}
-
-struct ContextDeleter {
-  void operator()(redisContext* c) const noexcept {
-    if (c) redisFree(c);
-  }
-};
-using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
-
-// Sends argv on `c` and reads its reply. A null return from hiredis means the context is dead.
-Reply run(redisContext* c, std::span<const std::string_view> argv, const std::string& address) {
-  std::vector<const char*> ptrs;
-  std::vector<std::size_t> lens;
-  ptrs.reserve(argv.size());
-  lens.reserve(argv.size());
-  for (std::string_view a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* r =
-      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-  if (r == nullptr) {
-    const std::string why = c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
-                                ? "timed out"
-                                : std::string(c->errstr);
-    throw backend_error("redis " + address + ": " + std::string(argv.empty() ? "" : argv[0]) +
-                        " failed: " + why);
-  }
-  Reply out = convert(r);
-  freeReplyObject(r);
-  return out;
-}
-
-ContextPtr open_context(const Endpoint& ep, const ClientOptions& options, const std::string& address) {
-  ContextPtr c;
-  if (options.connect_timeout.count() > 0) {
-    const timeval tv = to_timeval(options.connect_timeout);
-    c.reset(ep.unix_socket ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
-                           : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
-  } else {
-    c.reset(ep.unix_socket ? redisConnectUnix(ep.path.c_str()) : redisConnect(ep.host.c_str(), ep.port));
-  }
-  if (!c) throw backend_error("redis " + address + ": cannot allocate a connection");
-  if (c->err) throw backend_error("redis " + address + ": cannot connect: " + std::string(c->errstr));
-  // AUTH/SELECT below are bounded by the connect timeout, later commands by the command timeout.
-  if (options.connect_timeout.count() > 0) redisSetTimeout(c.get(), to_timeval(options.connect_timeout));
-  if (!ep.password.empty()) {
-    // AUTH password (requirepass / the default user) or AUTH user password (ACL, Redis >= 6).
-    std::vector<std::string_view> argv{"AUTH"};
-    if (!ep.user.empty()) argv.push_back(ep.user);
-    argv.push_back(ep.password);
-    Reply r = run(c.get(), argv, address);
-    if (r.type == Reply::Type::error) {
-      throw backend_error("redis " + address + ": AUTH failed (wrong user or password?): " + r.str);
-    }
-  }
-  if (ep.db != 0) {
-    const std::string db = std::to_string(ep.db);
-    std::array<std::string_view, 2> argv{"SELECT", db};
-    Reply r = run(c.get(), argv, address);
-    if (r.type == Reply::Type::error)
-      throw backend_error("redis " + address + ": SELECT " + db + " failed: " + r.str);
-  }
-  const timeval none{};
-  redisSetTimeout(c.get(), options.command_timeout.count() > 0 ? to_timeval(options.command_timeout) : none);
-  return c;
-}
+// ---- pool --------------------------------------------------------------------------------------
 
 // @return true if the socket has something to read (for an idle connection: EOF or an error).
-bool readable(const redisContext* c) noexcept {
-  pollfd p{c->fd, POLLIN, 0};
+bool readable(const Connection& c) noexcept {
+  pollfd p{c.fd(), POLLIN, 0};
   return ::poll(&p, 1, 0) != 0;
 }
 
 // A pooled connection and the identity of its socket (to close it safely in a fork()ed child).
 struct Pooled {
-  redisContext* context = nullptr;
+  std::unique_ptr<Connection> connection;
   detail::FdIdentity socket;
 };
-
-// ---- pool --------------------------------------------------------------------------------------
 
 // The mutable state of a Client: its idle connections and how many are open. Thread-safe. Built
 // for one fork generation; a child builds its own and abandons the parent's (see Client).
 class Pool {
  public:
   explicit Pool(std::uint64_t generation) noexcept : generation_(generation) {}
-  ~Pool() {
-    stampede::detail::MutexLock l(mu_);
-    for (const Pooled& c : idle_) redisFree(c.context);
-  }
+  ~Pool() = default;
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -333,22 +109,23 @@ class Pool {
     stampede::detail::MutexLock l(mu_);
     for (;;) {
       while (!idle_.empty()) {
-        Pooled c = idle_.back();
+        Pooled c = std::move(idle_.back());
         idle_.pop_back();
-        if (!readable(c.context)) return c;
+        if (!readable(*c.connection)) return c;
         // An idle connection has no reply pending: readable means the server closed it (it
         // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
-        redisFree(c.context);
+        c.connection.reset();
         --open_;
       }
       if (open_ < options.pool_size) {
         ++open_;
         l.unlock();
         try {
-          ContextPtr c = open_context(endpoint, options, address);
-          const detail::FdIdentity socket(c->fd);
+          std::unique_ptr<Connection> c =
+              Connection::open(endpoint, options.connect_timeout, options.command_timeout);
+          const detail::FdIdentity socket(c->fd());
           l.lock();
-          return Pooled{c.release(), socket};
+          return Pooled{std::move(c), socket};
         } catch (...) {
           l.lock();
           --open_;
@@ -370,16 +147,16 @@ class Pool {
     std::vector<Pooled> doomed;
     {
       stampede::detail::MutexLock l(mu_);
-      if (c.context->err == 0) {
-        idle_.push_back(c);
+      if (!c.connection->broken()) {
+        idle_.push_back(std::move(c));
       } else {
         doomed.swap(idle_);
-        doomed.push_back(c);
+        doomed.push_back(std::move(c));
         open_ -= doomed.size();
       }
     }
     cv_.notify_all();
-    for (const Pooled& d : doomed) redisFree(d.context);
+    // `doomed` closes its connections here, outside the lock.
   }
 
   [[nodiscard]] std::size_t open() {
@@ -388,16 +165,16 @@ class Pool {
   }
 
   // For a pool inherited from the parent, in a fork()ed child that has replaced it: closes the
-  // child's copies of the idle sockets and frees them, unless a thread of the parent held the
-  // lock at fork() time (it does not exist here: then nothing is touched). Never blocks. The
-  // pool itself is abandoned, never destroyed: its condition variable may have waiters that do
-  // not exist either.
+  // child's copies of the idle sockets, unless a thread of the parent held the lock at fork()
+  // time (it does not exist here: then nothing is touched). Never blocks. The pool and its
+  // connections are abandoned, never destroyed: the condition variable may have waiters that do
+  // not exist either, and destroying a connection would close a descriptor number that may have
+  // been reused meanwhile.
   void abandon_after_fork() noexcept {
     if (mu_.try_lock()) {
       for (Pooled& c : idle_) {
         c.socket.close_if_unchanged();
-        c.context->fd = -1;  // closed above, or not ours any more: redisFree must not close it
-        redisFree(c.context);
+        stampede::detail::keep_abandoned(c.connection.release());
       }
       idle_.clear();
       // Left locked: nothing may use this pool again.
@@ -419,61 +196,13 @@ class Pool {
 
 Script::Script(std::string source) : source_(std::move(source)), sha1_(sha1_hex(source_)) {}
 
-// ---- Connection --------------------------------------------------------------------------------
-
-Connection::~Connection() {
-  if (context_) redisFree(context_);
-}
-
-Reply Connection::command(std::span<const std::string_view> argv) {
-  if (context_->err) throw backend_error(std::string("redis: connection is broken: ") + context_->errstr);
-  return run(context_, argv, "connection");
-}
-
-void Connection::send(std::span<const std::string_view> argv) {
-  if (context_->err) throw backend_error(std::string("redis: connection is broken: ") + context_->errstr);
-  std::vector<const char*> ptrs;
-  std::vector<std::size_t> lens;
-  for (std::string_view a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  if (redisAppendCommandArgv(context_, static_cast<int>(argv.size()), ptrs.data(), lens.data()) != REDIS_OK) {
-    throw backend_error(std::string("redis: cannot send: ") + context_->errstr);
-  }
-  for (int done = 0; done == 0;) {
-    if (redisBufferWrite(context_, &done) != REDIS_OK) {
-      throw backend_error(std::string("redis: cannot send: ") + context_->errstr);
-    }
-  }
-}
-
-int Connection::fd() const noexcept { return context_->fd; }
-
-std::vector<Reply> Connection::read_available() {
-  if (context_->err || redisBufferRead(context_) != REDIS_OK) {
-    throw backend_error(std::string("redis: connection lost: ") + context_->errstr);
-  }
-  std::vector<Reply> out;
-  for (;;) {
-    void* raw = nullptr;
-    if (redisGetReplyFromReader(context_, &raw) != REDIS_OK) {
-      throw backend_error(std::string("redis: protocol error: ") + context_->errstr);
-    }
-    if (raw == nullptr) break;
-    out.push_back(convert(static_cast<redisReply*>(raw)));
-    freeReplyObject(raw);
-  }
-  return out;
-}
-
 // ---- Client ------------------------------------------------------------------------------------
 
 struct Client::Impl {
   Impl(Endpoint e, ClientOptions o)
       : endpoint(std::move(e)),
         options(o),
-        address(describe(endpoint)),
+        address(to_string(endpoint)),
         pool(new Pool(stampede::detail::fork_generation())) {}
 
   ~Impl() {
@@ -505,10 +234,10 @@ struct Client::Impl {
    public:
     explicit Borrowed(Impl& impl)
         : pool_(impl.current_pool()), c_(pool_.borrow(impl.endpoint, impl.options, impl.address)) {}
-    ~Borrowed() { pool_.give_back(c_); }
+    ~Borrowed() { pool_.give_back(std::move(c_)); }
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
-    redisContext* get() const noexcept { return c_.context; }
+    Connection& get() const noexcept { return *c_.connection; }
 
    private:
     Pool& pool_;
@@ -558,7 +287,7 @@ Reply Client::command(std::span<const std::string_view> argv) {
   Reply r;
   {
     Impl::Borrowed c(*impl_);
-    r = run(c.get(), argv, impl_->address);
+    r = c.get().command(argv);
   }
   if (r.type == Reply::Type::error) throw_reply_error(impl_->address, argv[0], r);
   return r;
@@ -577,11 +306,11 @@ Reply Client::eval(const Script& script, std::span<const std::string_view> keys,
   Reply r;
   {
     Impl::Borrowed c(*impl_);
-    r = run(c.get(), argv, impl_->address);
+    r = c.get().command(argv);
     if (r.type == Reply::Type::error && r.str.starts_with("NOSCRIPT")) {
       argv[0] = "EVAL";
       argv[1] = script.source();
-      r = run(c.get(), argv, impl_->address);
+      r = c.get().command(argv);
     }
   }
   if (r.type == Reply::Type::error) throw_reply_error(impl_->address, "script", r);
@@ -589,8 +318,7 @@ Reply Client::eval(const Script& script, std::span<const std::string_view> keys,
 }
 
 std::unique_ptr<Connection> Client::open_connection() const {
-  ContextPtr c = open_context(impl_->endpoint, impl_->options, impl_->address);
-  return std::unique_ptr<Connection>(new Connection(c.release()));
+  return Connection::open(impl_->endpoint, impl_->options.connect_timeout, impl_->options.command_timeout);
 }
 
 const ClientOptions& Client::options() const noexcept { return impl_->options; }

@@ -1,4 +1,4 @@
-// stampede/redis/store.hpp: RedisStore<T>, cache entries in Redis, and backend<T>(), a whole Backend.
+// stampede/redis/store.hpp: RedisStore<T>, cache entries in Redis.
 //
 // Each entry is a hash at `{prefix}{key}` (docs/wire-format.md, format 1): the codec's bytes plus
 // expiries and fence. Writes run a Lua script that refuses a fence below the key's floor.
@@ -17,12 +17,10 @@
 #include <string>
 #include <string_view>
 
-#include "stampede/cache.hpp"
 #include "stampede/codec.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/redis/client.hpp"
 #include "stampede/redis/detail/wire.hpp"
-#include "stampede/redis/token_lock.hpp"
 #include "stampede/store.hpp"
 
 namespace stampede::redis {
@@ -122,19 +120,5 @@ class RedisStore final : public Store<T> {
   std::string prefix_;
   std::chrono::milliseconds grace_;
 };
-
-/// A Cache backend over one Redis: RedisStore<T, Codec> + RedisTokenLock sharing `client`,
-/// named "redis". Every process that uses the same server and prefix shares the cache.
-/// @param client the pool.
-/// @param prefix put in front of every key; must not contain '{' or '}'.
-/// @param grace see RedisStore.
-/// @throws std::invalid_argument as RedisStore and RedisTokenLock do.
-template <class T, class Codec = JsonCodec<T>>
-Backend<T> backend(std::shared_ptr<Client> client,
-                   std::string prefix = "stampede:", std::chrono::milliseconds grace = kDefaultGrace) {
-  auto store = std::make_shared<RedisStore<T, Codec>>(client, prefix, grace);
-  auto lock = std::make_shared<RedisTokenLock>(std::move(client), std::move(prefix));
-  return Backend<T>{std::move(store), std::move(lock), "redis"};
-}
 
 }  // namespace stampede::redis
