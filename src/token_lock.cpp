@@ -7,6 +7,14 @@
 
 namespace stampede {
 
+void TokenLock::check_key(std::string_view key) {
+  if (key.empty()) throw std::invalid_argument("stampede::TokenLock: key must not be empty");
+}
+
+void TokenLock::check_ttl(std::chrono::milliseconds ttl) {
+  if (ttl.count() <= 0) throw std::invalid_argument("stampede::TokenLock: ttl must be > 0");
+}
+
 std::optional<LockToken> acquire(TokenLock& lock, std::string_view key, std::chrono::milliseconds ttl,
                                  const AcquireOptions& options) {
   if (options.timeout.count() < 0)

@@ -265,17 +265,16 @@ TEST(CacheTest, LoaderResultIsConvertedToT) {
 
 /// A TokenLock whose every call fails like an unreachable server.
 class DownLock final : public stampede::TokenLock {
- public:
-  std::optional<stampede::LockToken> try_acquire(std::string_view, std::chrono::milliseconds) override {
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view, std::chrono::milliseconds) override {
     fail();
   }
-  bool release(std::string_view, std::string_view) override { fail(); }
-  bool renew(std::string_view, std::string_view, std::chrono::milliseconds) override { fail(); }
-  std::uint64_t bump_fence(std::string_view) override { fail(); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view) override { fail(); }
-  void notify(std::string_view) override { fail(); }
+  bool do_release(std::string_view, std::string_view) override { fail(); }
+  bool do_renew(std::string_view, std::string_view, std::chrono::milliseconds) override { fail(); }
+  std::uint64_t do_bump_fence(std::string_view) override { fail(); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view) override { fail(); }
+  void do_notify(std::string_view) override { fail(); }
 
- private:
   [[noreturn]] static void fail() { throw stampede::backend_error("connection refused"); }
 };
 
@@ -473,21 +472,24 @@ TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
 class NoSubscribeLock final : public stampede::TokenLock {
  public:
   explicit NoSubscribeLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
-    return inner_->try_acquire(key, ttl);
-  }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
-    return inner_->renew(key, token, ttl);
-  }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view) override {
-    throw stampede::backend_error("NOPERM this user has no permissions to access one of the channels");
-  }
-  void notify(std::string_view key) override { inner_->notify(key); }
 
  private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
+    return inner_->try_acquire(key, ttl);
+  }
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view) override {
+    throw stampede::backend_error("NOPERM this user has no permissions to access one of the channels");
+  }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
+
   std::shared_ptr<stampede::TokenLock> inner_;
 };
 
@@ -588,25 +590,28 @@ class ParentGatedLock final : public stampede::TokenLock {
   ParentGatedLock(std::shared_ptr<stampede::TokenLock> inner, stampede_test::Gate& entered,
                   stampede_test::Gate& release)
       : inner_(std::move(inner)), parent_(::getpid()), entered_(entered), release_(release) {}
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     if (::getpid() == parent_) {
       entered_.open();
       release_.wait();
     }
     return inner_->try_acquire(key, ttl);
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
- private:
   std::shared_ptr<stampede::TokenLock> inner_;
   const pid_t parent_;
   stampede_test::Gate& entered_;

@@ -43,6 +43,10 @@ class Subscription {
 
 /// A backend's token lock. Implementations are thread-safe. Methods that talk to a server throw
 /// stampede::backend_error when it fails; losing a race is never an exception.
+///
+/// The public methods check their arguments (a non-empty key, a ttl > 0) and then call the
+/// backend's private virtual of the same name with a `do_` prefix (the non-virtual interface
+/// idiom): a backend implements the do_ methods and never sees a bad argument.
 class TokenLock {
  public:
   virtual ~TokenLock() = default;
@@ -52,27 +56,76 @@ class TokenLock {
   /// @param ttl > 0
   /// @return the token and fence, or std::nullopt if another holder has it.
   /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
-  [[nodiscard]] virtual std::optional<LockToken> try_acquire(std::string_view key,
-                                                             std::chrono::milliseconds ttl) = 0;
+  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
+    check_key(key);
+    check_ttl(ttl);
+    return do_try_acquire(key, ttl);
+  }
 
   /// Releases the lock if `token` still holds it, and signals waiters.
+  /// @param key non-empty
+  /// @param token the holder's token
   /// @return true if released; false if the token is not the current, unexpired owner.
-  virtual bool release(std::string_view key, std::string_view token) = 0;
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  bool release(std::string_view key, std::string_view token) {
+    check_key(key);
+    return do_release(key, token);
+  }
 
   /// Resets the lock's TTL to `ttl` if `token` still holds it.
+  /// @param key non-empty
+  /// @param token the holder's token
+  /// @param ttl > 0
   /// @return true if renewed; false if the token is not the current, unexpired owner.
-  [[nodiscard]] virtual bool renew(std::string_view key, std::string_view token,
-                                   std::chrono::milliseconds ttl) = 0;
+  /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
+  [[nodiscard]] bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
+    check_key(key);
+    check_ttl(ttl);
+    return do_renew(key, token, ttl);
+  }
 
   /// Raises the key's fence without taking the lock (used by invalidate and put).
+  /// @param key non-empty
   /// @return the new fence, greater than every fence handed out before.
-  virtual std::uint64_t bump_fence(std::string_view key) = 0;
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  std::uint64_t bump_fence(std::string_view key) {
+    check_key(key);
+    return do_bump_fence(key);
+  }
 
   /// Registers for the key's next release/stored signal. See Subscription.
-  [[nodiscard]] virtual std::unique_ptr<Subscription> subscribe(std::string_view key) = 0;
+  /// @param key non-empty
+  /// @return the registration; it must not outlive the lock unless the backend says it may.
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) {
+    check_key(key);
+    return do_subscribe(key);
+  }
 
   /// Signals the key's waiters ("the value is stored"), e.g. after a store by a lock holder.
-  virtual void notify(std::string_view key) = 0;
+  /// @param key non-empty
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  void notify(std::string_view key) {
+    check_key(key);
+    do_notify(key);
+  }
+
+ private:
+  // The backend's operations, as the public methods above describe them. They are called with a
+  // non-empty key and, where there is one, a ttl > 0.
+  virtual std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) = 0;
+  virtual bool do_release(std::string_view key, std::string_view token) = 0;
+  virtual bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) = 0;
+  virtual std::uint64_t do_bump_fence(std::string_view key) = 0;
+  virtual std::unique_ptr<Subscription> do_subscribe(std::string_view key) = 0;
+  virtual void do_notify(std::string_view key) = 0;
+
+ protected:
+  /// The checks of the public methods, for a backend's methods of its own.
+  /// @throws std::invalid_argument if `key` is empty.
+  static void check_key(std::string_view key);
+  /// @throws std::invalid_argument if `ttl` <= 0.
+  static void check_ttl(std::chrono::milliseconds ttl);
 };
 
 /// Retry policy of a blocking acquire.

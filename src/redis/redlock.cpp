@@ -20,10 +20,6 @@ using steady = std::chrono::steady_clock;
 // rounds of node_timeout, and what is left of the TTL after them must be worth having.
 constexpr int kMinTtlInNodeTimeouts = 10;
 
-void check_key(std::string_view key) {
-  if (key.empty()) throw std::invalid_argument("stampede::redis::Redlock: key must not be empty");
-}
-
 [[noreturn]] void no_majority(std::size_t answered, std::size_t n, const std::string& last) {
   throw backend_error("stampede::redis::Redlock: only " + std::to_string(answered) + " of " +
                       std::to_string(n) + " nodes answered (need a majority); last error: " + last);
@@ -237,9 +233,7 @@ std::uint64_t Redlock::raise_fence(std::string_view key, std::uint64_t fence) {
   return fence;
 }
 
-std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
-  check_key(key);
-  if (ttl.count() <= 0) throw std::invalid_argument("stampede::redis::Redlock: ttl must be > 0");
+std::optional<LockToken> Redlock::do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
   check_ttl(ttl);
   const std::string token = stampede::detail::random_token();
   const auto start = steady::now();
@@ -295,8 +289,7 @@ std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono:
   return std::nullopt;
 }
 
-bool Redlock::release(std::string_view key, std::string_view token) {
-  check_key(key);
+bool Redlock::do_release(std::string_view key, std::string_view token) {
   const std::size_t q = quorum();
   auto released = [](bool r) { return r; };
   auto round = call_all<bool>(
@@ -313,9 +306,7 @@ bool Redlock::release(std::string_view key, std::string_view token) {
   return n >= q;
 }
 
-bool Redlock::renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
-  check_key(key);
-  if (ttl.count() <= 0) throw std::invalid_argument("stampede::redis::Redlock: ttl must be > 0");
+bool Redlock::do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
   check_ttl(ttl);
   const std::size_t q = quorum();
   auto renewed = [](bool r) { return r; };
@@ -330,8 +321,7 @@ bool Redlock::renew(std::string_view key, std::string_view token, std::chrono::m
   return false;
 }
 
-std::uint64_t Redlock::bump_fence(std::string_view key) {
-  check_key(key);
+std::uint64_t Redlock::do_bump_fence(std::string_view key) {
   const std::size_t q = quorum();
   auto round = call_all<std::uint64_t>(
       [this, k = std::string(key)](RedisTokenLock& node) {
@@ -349,8 +339,7 @@ std::uint64_t Redlock::bump_fence(std::string_view key) {
   return raise_fence(key, fence);
 }
 
-std::unique_ptr<Subscription> Redlock::subscribe(std::string_view key) {
-  check_key(key);
+std::unique_ptr<Subscription> Redlock::do_subscribe(std::string_view key) {
   auto round = call_all<std::unique_ptr<Subscription>>(
       [k = std::string(key)](RedisTokenLock& node) { return node.subscribe(k); },
       steady::now() + subscribe_budget_, false, NoUndo{});
@@ -362,8 +351,7 @@ std::unique_ptr<Subscription> Redlock::subscribe(std::string_view key) {
   throw backend_error("stampede::redis::Redlock: no node to subscribe to; last error: " + t.last_error);
 }
 
-void Redlock::notify(std::string_view key) {
-  check_key(key);
+void Redlock::do_notify(std::string_view key) {
   auto round = call_all<bool>(
       [this, k = std::string(key)](RedisTokenLock& node) {
         detail::publish(*node.client(), prefix_, k, "stored");

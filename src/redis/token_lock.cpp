@@ -21,13 +21,6 @@
 namespace stampede::redis {
 namespace {
 
-void check_key(std::string_view key) {
-  if (key.empty()) throw std::invalid_argument("stampede::redis::RedisTokenLock: key must not be empty");
-}
-void check_ttl(std::chrono::milliseconds ttl) {
-  if (ttl.count() <= 0) throw std::invalid_argument("stampede::redis::RedisTokenLock: ttl must be > 0");
-}
-
 // A glob pattern matching exactly the strings that start with `literal`.
 std::string glob_prefix(std::string_view literal) {
   std::string out;
@@ -346,40 +339,30 @@ RedisTokenLock::Subscriber& RedisTokenLock::subscriber() {
   return *s;  // another thread of the child replaced it first (`fresh` is joined and freed)
 }
 
-std::optional<LockToken> RedisTokenLock::try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
-  check_key(key);
-  check_ttl(ttl);
+std::optional<LockToken> RedisTokenLock::do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
   std::string token = stampede::detail::random_token();
   const std::optional<std::uint64_t> fence = detail::acquire_lock(*client_, prefix_, key, token, ttl);
   if (!fence) return std::nullopt;
   return LockToken{std::move(token), *fence};
 }
 
-bool RedisTokenLock::release(std::string_view key, std::string_view token) {
-  check_key(key);
+bool RedisTokenLock::do_release(std::string_view key, std::string_view token) {
   return detail::release_lock(*client_, prefix_, key, token);
 }
 
-bool RedisTokenLock::renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
-  check_key(key);
-  check_ttl(ttl);
+bool RedisTokenLock::do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
   return detail::renew_lock(*client_, prefix_, key, token, ttl);
 }
 
-std::uint64_t RedisTokenLock::bump_fence(std::string_view key) {
-  check_key(key);
+std::uint64_t RedisTokenLock::do_bump_fence(std::string_view key) {
   return detail::bump_fence(*client_, prefix_, key);
 }
 
-std::unique_ptr<Subscription> RedisTokenLock::subscribe(std::string_view key) {
-  check_key(key);
+std::unique_ptr<Subscription> RedisTokenLock::do_subscribe(std::string_view key) {
   return subscriber().subscribe(key);
 }
 
-void RedisTokenLock::notify(std::string_view key) {
-  check_key(key);
-  detail::publish(*client_, prefix_, key, "stored");
-}
+void RedisTokenLock::do_notify(std::string_view key) { detail::publish(*client_, prefix_, key, "stored"); }
 
 std::optional<std::string> RedisTokenLock::holder(std::string_view key) {
   check_key(key);

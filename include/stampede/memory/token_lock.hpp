@@ -50,21 +50,19 @@ class MemoryTokenLock final : public TokenLock {
   MemoryTokenLock(const MemoryTokenLock&) = delete;
   MemoryTokenLock& operator=(const MemoryTokenLock&) = delete;
 
-  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
-                                                     std::chrono::milliseconds ttl) override;
-  bool release(std::string_view key, std::string_view token) override;
-  [[nodiscard]] bool renew(std::string_view key, std::string_view token,
-                           std::chrono::milliseconds ttl) override;
-  std::uint64_t bump_fence(std::string_view key) override;
-  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) override;
-  void notify(std::string_view key) override;
-
   /// @return the current holder's token of `key`, if the lock is held and unexpired (for tests/tools).
   [[nodiscard]] std::optional<std::string> holder(std::string_view key) const;
   /// @return holder entries kept, held or expired and not yet swept (for tests of memory bounds).
   [[nodiscard]] std::size_t tracked_keys() const;
 
  private:
+  std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override;
+  bool do_release(std::string_view key, std::string_view token) override;
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  std::uint64_t do_bump_fence(std::string_view key) override;
+  std::unique_ptr<Subscription> do_subscribe(std::string_view key) override;
+  void do_notify(std::string_view key) override;
+
   struct Stripe;
   struct State;
   class StripeSubscription;

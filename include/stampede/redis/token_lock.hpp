@@ -59,27 +59,6 @@ class RedisTokenLock final : public TokenLock {
   RedisTokenLock(const RedisTokenLock&) = delete;
   RedisTokenLock& operator=(const RedisTokenLock&) = delete;
 
-  /// One script: SET lock token NX PX ttl, and if that took it, draws a fence.
-  /// @return token and fence, or std::nullopt if held.
-  /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
-  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
-                                                     std::chrono::milliseconds ttl) override;
-  /// One script: compare-and-delete, then PUBLISH `released` on the key's channel.
-  /// @return true if the token held the lock. @throws backend_error.
-  bool release(std::string_view key, std::string_view token) override;
-  /// One script: compare-and-PEXPIRE (also extends the fence hash's TTL).
-  /// @return true if renewed. @throws backend_error.
-  [[nodiscard]] bool renew(std::string_view key, std::string_view token,
-                           std::chrono::milliseconds ttl) override;
-  /// One script: draws a fence as try_acquire does, without the lock.
-  /// @return the new fence. @throws backend_error.
-  std::uint64_t bump_fence(std::string_view key) override;
-  /// Registers a local waiter; (re)connects the pub/sub connection first if needed.
-  /// @throws backend_error if the pub/sub connection cannot be made and confirmed.
-  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) override;
-  /// PUBLISH `stored` on the key's channel. @throws backend_error.
-  void notify(std::string_view key) override;
-
   /// @return the token holding `key`'s lock, if any (tests and tools). @throws backend_error.
   [[nodiscard]] std::optional<std::string> holder(std::string_view key);
 
@@ -87,6 +66,24 @@ class RedisTokenLock final : public TokenLock {
   [[nodiscard]] const std::shared_ptr<Client>& client() const noexcept { return client_; }
 
  private:
+  // One script: SET lock token NX PX ttl, and if that took it, draws a fence.
+  // @return token and fence, or std::nullopt if held. @throws backend_error.
+  std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override;
+  // One script: compare-and-delete, then PUBLISH `released` on the key's channel.
+  // @return true if the token held the lock. @throws backend_error.
+  bool do_release(std::string_view key, std::string_view token) override;
+  // One script: compare-and-PEXPIRE (also extends the fence hash's TTL).
+  // @return true if renewed. @throws backend_error.
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  // One script: draws a fence as try_acquire does, without the lock.
+  // @return the new fence. @throws backend_error.
+  std::uint64_t do_bump_fence(std::string_view key) override;
+  // Registers a local waiter; (re)connects the pub/sub connection first if needed.
+  // @throws backend_error if the pub/sub connection cannot be made and confirmed.
+  std::unique_ptr<Subscription> do_subscribe(std::string_view key) override;
+  // PUBLISH `stored` on the key's channel. @throws backend_error.
+  void do_notify(std::string_view key) override;
+
   class Subscriber;
   Subscriber& subscriber();
 
