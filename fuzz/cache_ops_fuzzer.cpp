@@ -152,6 +152,7 @@ class CheckingStore final : public stampede::Store<std::string> {
     w.value.reset();
     w.fence = std::max(w.fence, fence);
   }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
  private:
   struct Written {

@@ -129,26 +129,13 @@ class Cache {
   const std::string& backend_name() const noexcept { return backend_.name; }
 
  private:
-  enum Counter : std::size_t {
-    kHits,
-    kMisses,
-    kStaleHits,
-    kLoads,
-    kLoadFailures,
-    kLoadTimeNs,
-    kCoalesced,
-    kLockAcquired,
-    kLockContended,
-    kWaitTimeouts,
-    kFallbackComputes,
-    kRefreshes,
-    kRefreshFailures,
-    kRefreshesDropped,
-    kStaleWritesRejected,
-    kBackendErrors,
-    kStoreFailures,
-    kDecodeErrors,
-    kCounterCount
+  // One per line of STAMPEDE_CACHE_COUNTERS (stats.hpp).
+  enum class Counter : std::size_t {
+#define STAMPEDE_CACHE_COUNTER_ENUMERATOR(name, kind, help) name,
+    STAMPEDE_CACHE_COUNTERS(STAMPEDE_CACHE_COUNTER_ENUMERATOR)
+#undef STAMPEDE_CACHE_COUNTER_ENUMERATOR
+    // (not a counter: their number)
+    kCount
   };
   using time_point = std::chrono::system_clock::time_point;
 
@@ -177,13 +164,13 @@ class Cache {
   void on_backend_error(std::string_view key, const std::exception& e);
   void emit(EventType type, std::string_view key, std::string_view detail = {},
             std::chrono::nanoseconds duration = {}) const noexcept;
-  void count(Counter c, std::uint64_t n = 1) const noexcept { counters_.add(c, n); }
+  void count(Counter c, std::uint64_t n = 1) const noexcept { counters_.add(static_cast<std::size_t>(c), n); }
   static void check_key(std::string_view key);
 
   CacheOptions options_;
   Backend<T> backend_;
   std::shared_ptr<const Clock> clock_;
-  mutable detail::StripedCounters<kCounterCount> counters_;
+  mutable detail::StripedCounters<static_cast<std::size_t>(Counter::kCount)> counters_;
   detail::FlightGroup<T> flights_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
   detail::Refresher refresher_;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <latch>
+#include <stampede/json.hpp>
 #include <stampede/stampede.hpp>
 #include <stampede/version.hpp>
 #include <string>

@@ -48,6 +48,7 @@
 
 #include "cli.hpp"  // demos/cli.hpp: strict flags on CLI11
 #include "stampede/cache.hpp"
+#include "stampede/json.hpp"
 #include "stampede/redis/redis.hpp"
 
 namespace {
@@ -170,6 +171,7 @@ class StaleReadCheckingStore final : public stampede::Store<std::string> {
     return inner_->put(key, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
  private:
   std::shared_ptr<stampede::Store<std::string>> inner_;
@@ -241,7 +243,7 @@ int run_worker(const RunConfig& cfg) {
     j["unlocked_loads"] = counters.unlocked_loads.load();
     j["rss_start_kb"] = rss_start;
     j["rss_kb"] = rss_kb();
-    j["cache"] = cache.stats().to_json();
+    j["cache"] = stampede::to_json(cache.stats());
     {
       std::lock_guard l(counters.samples_mu);
       j["samples"] = counters.samples;

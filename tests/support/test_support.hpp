@@ -169,6 +169,7 @@ class HookedStore final : public stampede::Store<T> {
     return inner_->put(key, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
   /// @return get calls so far.
   int gets() const noexcept { return gets_.load(std::memory_order_acquire); }

@@ -168,6 +168,9 @@ class MemoryStore final : public Store<T> {
     return evictions_.load(std::memory_order_relaxed);
   }
 
+  /// Adds evictions().
+  void add_counters(BackendCounters& counters) const override { counters.evictions += evictions(); }
+
  private:
   static constexpr std::size_t kShards = 16;
   static constexpr std::size_t kSample = 8;

@@ -14,6 +14,7 @@
 
 #include "stampede/backend.hpp"
 #include "stampede/codec.hpp"
+#include "stampede/json.hpp"
 #include "stampede/redis/client.hpp"
 #include "stampede/redis/store.hpp"
 #include "stampede/redis/token_lock.hpp"

@@ -19,6 +19,7 @@
 
 #include "stampede/codec.hpp"
 #include "stampede/errors.hpp"
+#include "stampede/json.hpp"
 #include "stampede/redis/client.hpp"
 #include "stampede/redis/detail/wire.hpp"
 #include "stampede/store.hpp"
