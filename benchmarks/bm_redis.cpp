@@ -60,7 +60,9 @@ class PollOnlyLock final : public TokenLock {
   std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
     return inner_->try_acquire(key, ttl);
   }
-  bool do_release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
   bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }
@@ -214,7 +216,7 @@ void raw_hit(benchmark::State& state, bool hgetall) {
     return;
   }
   const std::string key =
-      hgetall ? redis::detail::value_key(g_hit->prefix, "hot") : g_hit->prefix + "raw:hot";
+      hgetall ? g_hit->prefix + "{hot}" : g_hit->prefix + "raw:hot";  // the value key (wire-format.md)
   const char* fmt = hgetall ? "HGETALL %b" : "GET %b";
   const int expected = hgetall ? REDIS_REPLY_ARRAY : REDIS_REPLY_STRING;
   std::vector<double> us;

@@ -9,7 +9,7 @@
 #include "node_workers.hpp"
 #include "stampede/detail/random.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/redis/detail/wire.hpp"
+#include "wire.hpp"
 
 namespace stampede::redis {
 namespace {

@@ -16,7 +16,7 @@
 #include "stampede/detail/random.hpp"
 #include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/redis/detail/wire.hpp"
+#include "wire.hpp"
 
 namespace stampede::redis {
 namespace {

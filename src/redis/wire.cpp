@@ -1,4 +1,4 @@
-#include "stampede/redis/detail/wire.hpp"
+#include "wire.hpp"
 
 #include <charconv>
 #include <stdexcept>

@@ -21,16 +21,17 @@
 
 namespace stampede::redis {
 
-/// A Cache backend over one Redis: RedisStore<T, Codec> + RedisTokenLock sharing `client`,
-/// named "redis". Every process that uses the same server and prefix shares the cache.
+/// A Cache backend over one Redis: RedisStore<T, C> + RedisTokenLock sharing `client`, named
+/// "redis". Every process that uses the same server and prefix shares the cache.
 /// @param client the pool.
 /// @param prefix put in front of every key; must not contain '{' or '}'.
-/// @param grace see RedisStore.
+/// @param grace see RedisBytesStore.
+/// @return the backend.
 /// @throws std::invalid_argument as RedisStore and RedisTokenLock do.
-template <class T, class Codec = JsonCodec<T>>
-Backend<T> backend(std::shared_ptr<Client> client,
-                   std::string prefix = "stampede:", std::chrono::milliseconds grace = kDefaultGrace) {
-  auto store = std::make_shared<RedisStore<T, Codec>>(client, prefix, grace);
+template <class T, class C = JsonCodec<T>>
+requires Codec<C, T> Backend<T> backend(std::shared_ptr<Client> client, std::string prefix = "stampede:",
+                                        std::chrono::milliseconds grace = kDefaultGrace) {
+  auto store = std::make_shared<RedisStore<T, C>>(client, prefix, grace);
   auto lock = std::make_shared<RedisTokenLock>(std::move(client), std::move(prefix));
   return Backend<T>{std::move(store), std::move(lock), "redis"};
 }

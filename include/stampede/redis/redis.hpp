@@ -6,6 +6,7 @@
 #pragma once
 
 #include "stampede/redis/backend.hpp"
+#include "stampede/redis/bytes_store.hpp"
 #include "stampede/redis/client.hpp"
 #include "stampede/redis/connection.hpp"
 #include "stampede/redis/redlock.hpp"
