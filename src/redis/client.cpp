@@ -17,62 +17,6 @@
 namespace stampede::redis {
 namespace {
 
-// ---- SHA-1 (FIPS 180-4), only to name scripts for EVALSHA ----------------------------------------
-
-std::uint32_t rotl(std::uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-std::string sha1_hex(std::string_view data) {
-  std::array<std::uint32_t, 5> h{0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
-  std::string msg(data);
-  const std::uint64_t bit_len = static_cast<std::uint64_t>(data.size()) * 8;
-  msg.push_back('\x80');
-  while (msg.size() % 64 != 56) msg.push_back('\0');
-  for (int i = 7; i >= 0; --i) msg.push_back(static_cast<char>((bit_len >> (8 * i)) & 0xFF));
-  for (std::size_t block = 0; block < msg.size(); block += 64) {
-    std::array<std::uint32_t, 80> w{};
-    for (std::size_t i = 0; i < 16; ++i) {
-      const auto* p = reinterpret_cast<const unsigned char*>(msg.data() + block + 4 * i);
-      w[i] = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
-    }
-    for (std::size_t i = 16; i < 80; ++i) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (std::size_t i = 0; i < 80; ++i) {
-      std::uint32_t f = 0, k = 0;
-      if (i < 20) {
-        f = (b & c) | (~b & d);
-        k = 0x5A827999u;
-      } else if (i < 40) {
-        f = b ^ c ^ d;
-        k = 0x6ED9EBA1u;
-      } else if (i < 60) {
-        f = (b & c) | (b & d) | (c & d);
-        k = 0x8F1BBCDCu;
-      } else {
-        f = b ^ c ^ d;
-        k = 0xCA62C1D6u;
-      }
-      const std::uint32_t t = rotl(a, 5) + f + e + k + w[i];
-      e = d;
-      d = c;
-      c = rotl(b, 30);
-      b = a;
-      a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(40);
-  for (std::uint32_t v : h) {
-    for (int shift = 28; shift >= 0; shift -= 4) out.push_back(kHex[(v >> shift) & 0xF]);
-  }
-  return out;
-}
-
 [[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
   throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
 }
@@ -194,7 +138,23 @@ class Pool {
 
 // ---- Script ------------------------------------------------------------------------------------
 
-Script::Script(std::string source) : source_(std::move(source)), sha1_(sha1_hex(source_)) {}
+Script::Script(std::string source) : source_(std::move(source)) {}
+
+Script::Script(const Script& other) : source_(other.source_) { remember_sha1(other.sha1()); }
+
+Script::~Script() { delete sha1_.load(std::memory_order_acquire); }
+
+std::string_view Script::sha1() const noexcept {
+  const std::string* digest = sha1_.load(std::memory_order_acquire);
+  return digest != nullptr ? std::string_view(*digest) : std::string_view();
+}
+
+void Script::remember_sha1(std::string_view digest) const {
+  if (digest.empty() || sha1_.load(std::memory_order_acquire) != nullptr) return;
+  auto fresh = std::make_unique<const std::string>(digest);
+  const std::string* expected = nullptr;
+  if (sha1_.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel)) fresh.release();
+}
 
 // ---- Client ------------------------------------------------------------------------------------
 
@@ -248,6 +208,8 @@ struct Client::Impl {
   const ClientOptions options;
   const std::string address;
   std::atomic<Pool*> pool;
+  // The server refused SCRIPT LOAD (an ACL without it): scripts whose digest is unknown run by EVAL.
+  std::atomic<bool> script_load_refused{false};
 };
 
 namespace {
@@ -299,18 +261,36 @@ Reply Client::eval(const Script& script, std::span<const std::string_view> keys,
   std::vector<std::string_view> argv;
   argv.reserve(3 + keys.size() + args.size());
   argv.push_back("EVALSHA");
-  argv.push_back(script.sha1());
+  argv.push_back({});  // the digest, or the source for EVAL
   argv.push_back(numkeys);
   argv.insert(argv.end(), keys.begin(), keys.end());
   argv.insert(argv.end(), args.begin(), args.end());
   Reply r;
   {
     Impl::Borrowed c(*impl_);
-    r = c.get().command(argv);
-    if (r.type == Reply::Type::error && r.str.starts_with("NOSCRIPT")) {
+    Connection& connection = c.get();
+    std::string_view sha1 = script.sha1();
+    if (sha1.empty() && !impl_->script_load_refused.load(std::memory_order_relaxed)) {
+      // The server names the script; keep the name, so that from now on only the digest travels.
+      const Reply loaded = connection.command({"SCRIPT", "LOAD", script.source()});
+      if (loaded.type == Reply::Type::string) {
+        script.remember_sha1(loaded.str);
+        sha1 = script.sha1();
+      } else if (loaded.type == Reply::Type::error && loaded.str.starts_with("NOPERM")) {
+        impl_->script_load_refused.store(true, std::memory_order_relaxed);
+      }  // another error (e.g. the script does not compile): EVAL below reports it
+    }
+    bool done = false;
+    if (!sha1.empty()) {
+      argv[1] = sha1;
+      r = connection.command(argv);
+      // NOSCRIPT: the server restarted or flushed its scripts since; EVAL below loads it again.
+      done = !(r.type == Reply::Type::error && r.str.starts_with("NOSCRIPT"));
+    }
+    if (!done) {
       argv[0] = "EVAL";
       argv[1] = script.source();
-      r = c.get().command(argv);
+      r = connection.command(argv);
     }
   }
   if (r.type == Reply::Type::error) throw_reply_error(impl_->address, "script", r);

@@ -1,5 +1,6 @@
-// tests/redis/client_test.cpp: Client: AUTH/SELECT, binary-safe commands, scripts with
-// the NOSCRIPT fallback, the pool's borrow timeout, and reconnecting after a restart.
+// tests/redis/client_test.cpp: Client: AUTH/SELECT, binary-safe commands, scripts (the digest
+// learned from the server, the NOSCRIPT fallback, users without SCRIPT LOAD), the pool's borrow
+// timeout, and reconnecting after a restart.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -83,20 +84,63 @@ TEST(Client, ErrorRepliesAreReplyErrorsAndLeaveTheConnectionUsable) {
   EXPECT_EQ(client->command({"GET", key}).str, "v");
 }
 
-TEST(Client, EvalFallsBackToEvalWhenTheScriptIsNotLoaded) {
-  auto client = redis_test::shared_client();
+// The number of calls of `command` (e.g. "evalsha", "script|load") the server has counted.
+long long calls(Client& client, const std::string& command) {
+  const std::string info = client.command({"INFO", "commandstats"}).str;
+  const std::string tag = "cmdstat_" + command + ":calls=";
+  const auto at = info.find(tag);
+  return at == std::string::npos ? 0 : std::stoll(info.substr(at + tag.size()));
+}
+
+TEST(Client, EvalLearnsTheScriptsDigestFromTheServerAndThenSendsOnlyTheDigest) {
+  redis_test::RedisServer server;  // its own server: the test counts commands
+  auto client = Client::connect(server.url());
   const Script script("return {KEYS[1], ARGV[1]}");
-  EXPECT_EQ(script.sha1(), client->command({"SCRIPT", "LOAD", script.source()}).str) << "local SHA1 differs";
-  client->command({"SCRIPT", "FLUSH"});
+  EXPECT_TRUE(script.sha1().empty()) << "a digest before any server named the script";
   Reply r = client->eval(script, {"k"}, {"a"});
   ASSERT_EQ(r.type, Reply::Type::array);
   EXPECT_EQ(r.elements.at(0).str, "k");
   EXPECT_EQ(r.elements.at(1).str, "a");
-  EXPECT_EQ(client->command({"SCRIPT", "EXISTS", script.sha1()}).elements.at(0).integer, 1);
-  client->command({"SCRIPT", "FLUSH"});
-  EXPECT_EQ(client->eval(script, {"k2"}, {"b"}).elements.at(0).str, "k2");
+  EXPECT_EQ(script.sha1(), client->command({"SCRIPT", "LOAD", script.source()}).str);
+  client->command({"CONFIG", "RESETSTAT"});
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(client->eval(script, {"k"}, {"b"}).elements.at(1).str, "b");
+  EXPECT_EQ(calls(*client, "evalsha"), 3);
+  EXPECT_EQ(calls(*client, "eval"), 0) << "the source was sent again";
+  EXPECT_EQ(calls(*client, "script|load"), 0) << "the digest was asked for again";
+  // A copy keeps what was learned.
+  const Script copy(script);
+  EXPECT_EQ(copy.sha1(), script.sha1());
+}
+
+TEST(Client, EvalRunsAScriptTheServerForgot) {
+  auto client = redis_test::shared_client();
+  const Script script("return ARGV[1]");
+  EXPECT_EQ(client->eval(script, {}, {"x"}).str, "x");
+  ASSERT_FALSE(script.sha1().empty());
+  client->command({"SCRIPT", "FLUSH"});  // as after a restart: NOSCRIPT for the known digest
+  EXPECT_EQ(client->eval(script, {}, {"y"}).str, "y");
+  EXPECT_EQ(client->command({"SCRIPT", "EXISTS", std::string(script.sha1())}).elements.at(0).integer, 1)
+      << "EVAL did not load it again";
   EXPECT_THROW(client->eval(Script("return redis.call('NOSUCHCOMMAND')"), {}, {}),
                stampede::redis::reply_error);
+  EXPECT_THROW(client->eval(Script("this is no Lua"), {}, {}), stampede::redis::reply_error);
+}
+
+TEST(Client, EvalWorksForAUserWhoMayNotLoadScripts) {
+  redis_test::RedisServer server;
+  auto admin = Client::connect(server.url());
+  admin->command({"ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-script"});
+  auto client = Client::connect("redis://app:pw@127.0.0.1:" + std::to_string(server.port()));
+  ASSERT_THROW(client->command({"SCRIPT", "LOAD", "return 1"}), stampede::redis::reply_error)
+      << "the user may load scripts: the setup is wrong";
+  const Script unknown("return 'by eval'");
+  EXPECT_EQ(client->eval(unknown, {}, {}).str, "by eval");
+  EXPECT_EQ(client->eval(unknown, {}, {}).str, "by eval");
+  EXPECT_TRUE(unknown.sha1().empty());
+  // A digest learned elsewhere (the admin may load) is used by EVALSHA, which the user may run.
+  const Script known("return 'by evalsha'");
+  EXPECT_EQ(admin->eval(known, {}, {}).str, "by evalsha");
+  EXPECT_EQ(client->eval(known, {}, {}).str, "by evalsha");
 }
 
 TEST(Client, RequirepassRightWrongAndMissingPassword) {

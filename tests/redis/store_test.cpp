@@ -386,10 +386,11 @@ TEST(RedisCache, FailOpenLoadsWithoutRedisAndComesBackWhenItReturns) {
 TEST(RedisCache, TheDocumentedAclIsEnough) {
   redis_test::RedisServer server;  // its own server: users are server-wide
   auto admin = Client::connect(server.url());
-  admin->command({"ACL",           "SETUSER",  "stampede", "on",    ">password", "~shop:*",
-                  "&shop:done:{*", "+get",     "+set",     "+del",  "+hgetall",  "+hget",
-                  "+hset",         "+hincrby", "+pexpire", "+pttl", "+time",     "+publish",
-                  "+psubscribe",   "+ping",    "+evalsha", "+eval", "+auth",     "+select"});
+  admin->command({"ACL",      "SETUSER",       "stampede",     "on",          ">password",
+                  "~shop:*",  "&shop:done:{*", "+get",         "+set",        "+del",
+                  "+hgetall", "+hget",         "+hset",        "+hincrby",    "+pexpire",
+                  "+pttl",    "+time",         "+publish",     "+psubscribe", "+ping",
+                  "+evalsha", "+eval",         "+script|load", "+auth",       "+select"});
   const std::string url = "redis://stampede:password@127.0.0.1:" + std::to_string(server.port());
   CacheOptions opts{
       .ttl = 30s, .wait_timeout = 60s, .backend_failure = stampede::BackendFailure::fail_closed};

@@ -10,6 +10,7 @@
 //   std::string v = client->command({"GET", "greeting"}).str;   // "hello"
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <initializer_list>
@@ -43,17 +44,35 @@ struct ClientOptions {
   std::chrono::milliseconds keepalive_interval{1000};
 };
 
-/// A Lua script with its SHA1 computed locally, for EVALSHA. Immutable; thread-safe.
+/// A Lua script for Client::eval.
+///
+/// The server names a script by the SHA-1 digest of its source. A Script learns that digest from
+/// the first server that loads it (SCRIPT LOAD answers with it) and keeps it; from then on every
+/// Client runs it by EVALSHA, sending only the digest. The digest is the same on every server, so
+/// one learned from any server serves all of them.
+///
+/// Thread-safe: the source never changes; the digest is set at most once, lock-free (a fork()ed
+/// child inherits it, and never waits for a thread of the parent). Copyable (a copy keeps the
+/// learned digest); not assignable.
 class Script {
  public:
   explicit Script(std::string source);
+  Script(const Script& other);
+  Script& operator=(const Script&) = delete;
+  ~Script();
+
   [[nodiscard]] const std::string& source() const noexcept { return source_; }
-  /// @return the 40 lowercase hex characters Redis uses to name this script.
-  [[nodiscard]] const std::string& sha1() const noexcept { return sha1_; }
+  /// @return the 40 lowercase hex characters the server names this script by, once a Client has
+  ///         learned them; empty before. Valid as long as the Script.
+  [[nodiscard]] std::string_view sha1() const noexcept;
 
  private:
+  friend class Client;
+  /// Keeps `digest` unless a digest is kept already.
+  void remember_sha1(std::string_view digest) const;
+
   std::string source_;
-  std::string sha1_;
+  mutable std::atomic<const std::string*> sha1_{nullptr};  // owned; set once
 };
 
 /// A pool of connections to one server. Thread-safe: every method may be called from any thread.
@@ -109,7 +128,12 @@ class Client {
   }
 
   /// Runs `script` by EVALSHA; if the server does not know it (NOSCRIPT: restarted, SCRIPT
-  /// FLUSH), by EVAL on the same connection, which also loads it for next time.
+  /// FLUSH), by EVAL on the same connection, which also loads it for next time. A script whose
+  /// digest is not known yet is loaded first (SCRIPT LOAD), and its digest kept in the Script. A
+  /// user whose ACL refuses SCRIPT LOAD (NOPERM) runs scripts whose digest is unknown by EVAL.
+  /// @param script the script.
+  /// @param keys its KEYS.
+  /// @param args its ARGV.
   /// @return the script's reply.
   /// @throws reply_error (a Lua error, a wrong key type); backend_error as for command().
   Reply eval(const Script& script, std::span<const std::string_view> keys,
