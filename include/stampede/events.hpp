@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "stampede/export.hpp"
+
 namespace stampede {
 
 /// Every event type: X(name, what it means). The enumerator's name is its to_string() name.
@@ -36,7 +38,7 @@ enum class EventType {
 };
 
 /// @return a stable lowercase name, e.g. "lock_acquired".
-std::string_view to_string(EventType type) noexcept;
+STAMPEDE_EXPORT std::string_view to_string(EventType type) noexcept;
 
 /// One event. `key` and `detail` are valid only during the hook call.
 struct Event {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "stampede/export.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede {
@@ -58,7 +59,7 @@ struct WatchdogOptions {
 /// from the parent is neither renewed nor released (renew() and release() return false without
 /// touching the lock, which the parent still holds); leases the child makes are renewed by the
 /// child's own renewer, started on its first watched lease.
-class LockLease {
+class STAMPEDE_EXPORT LockLease {
  public:
   LockLease() = default;
   /// Adopts `token`, already acquired on `key` with `ttl`.

@@ -13,6 +13,7 @@
 
 #include "stampede/clock.hpp"
 #include "stampede/events.hpp"
+#include "stampede/export.hpp"
 
 namespace stampede {
 
@@ -79,6 +80,6 @@ struct CacheOptions {
 };
 
 /// Throws std::invalid_argument naming the first field that makes no sense.
-void validate(const CacheOptions& options);
+STAMPEDE_EXPORT void validate(const CacheOptions& options);
 
 }  // namespace stampede

@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "stampede/export.hpp"
+
 /// The counters a Cache keeps itself: X(name, kind, help), where kind is `count` (a
 /// std::uint64_t) or `nanoseconds` (a std::chrono::nanoseconds). In JSON a nanoseconds counter
 /// is "<name>_ns"; in Prometheus a count is <prefix>_<name>_total, nanoseconds are
@@ -78,6 +80,6 @@ struct BackendCounters {
 ///        must be a metric name: [a-zA-Z_:][a-zA-Z0-9_:]*.
 /// @return the text, one line per "\n", ending in "\n".
 /// @throws std::invalid_argument for a prefix that is no metric name.
-std::string to_prometheus(const Stats& stats, std::string_view prefix = "stampede");
+STAMPEDE_EXPORT std::string to_prometheus(const Stats& stats, std::string_view prefix = "stampede");
 
 }  // namespace stampede

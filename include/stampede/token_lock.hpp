@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 
+#include "stampede/export.hpp"
+
 namespace stampede {
 
 /// What a successful acquire hands out.
@@ -33,7 +35,7 @@ struct LockToken {
 
 /// A registration for "this key's lock was released or its value was stored". Obtain it *before*
 /// re-checking the store, then wait: a signal sent after subscribe() is never lost.
-class Subscription {
+class STAMPEDE_EXPORT Subscription {
  public:
   virtual ~Subscription() = default;
   /// Blocks until a signal for the key arrives after subscribe(), or `deadline` passes.
@@ -47,7 +49,7 @@ class Subscription {
 /// The public methods check their arguments (a non-empty key, a ttl > 0) and then call the
 /// backend's private virtual of the same name with a `do_` prefix (the non-virtual interface
 /// idiom): a backend implements the do_ methods and never sees a bad argument.
-class TokenLock {
+class STAMPEDE_EXPORT TokenLock {
  public:
   virtual ~TokenLock() = default;
 
@@ -144,8 +146,8 @@ struct AcquireOptions {
 /// comes first, and tries again until `options.timeout`.
 /// @return the token, or std::nullopt on timeout.
 /// @throws std::invalid_argument for bad options; backend_error.
-[[nodiscard]] std::optional<LockToken> acquire(TokenLock& lock, std::string_view key,
-                                               std::chrono::milliseconds ttl,
-                                               const AcquireOptions& options = {});
+[[nodiscard]] STAMPEDE_EXPORT std::optional<LockToken> acquire(TokenLock& lock, std::string_view key,
+                                                               std::chrono::milliseconds ttl,
+                                                               const AcquireOptions& options = {});
 
 }  // namespace stampede

@@ -19,11 +19,13 @@
 #include <atomic>
 #include <cstdint>
 
+#include "stampede/export.hpp"
+
 namespace stampede::detail {
 
 /// The counter behind fork_generation(); only the library's pthread_atfork child handler writes
 /// it. Read it through fork_generation().
-extern std::atomic<std::uint64_t> fork_generation_counter;
+STAMPEDE_EXPORT extern std::atomic<std::uint64_t> fork_generation_counter;
 
 /// @return how many fork()s separate this process from the first process that loaded stampede:
 ///         0 there, incremented in each child (by a pthread_atfork child handler). Thread-safe.
@@ -34,6 +36,6 @@ inline std::uint64_t fork_generation() noexcept {
 /// Keeps `state` reachable until the process exits, never destroying it: state abandoned after
 /// fork() (a mutex in it may be held by a thread that does not exist in the child, a std::thread
 /// in it cannot be joined). Thread-safe, lock-free, and safe in a fork()ed child.
-void keep_abandoned(const void* state) noexcept;
+STAMPEDE_EXPORT void keep_abandoned(const void* state) noexcept;
 
 }  // namespace stampede::detail

@@ -11,13 +11,15 @@
 #include <chrono>
 #include <cstdint>
 
+#include "stampede/export.hpp"
+
 namespace stampede::detail {
 
 /// Blocks while `word == expected`, until woken or `deadline`; time_point::max() waits without a
 /// deadline. Returns on a wake-up, a changed word, a timeout or a signal: callers re-check.
-void futex_wait_until(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                      std::chrono::steady_clock::time_point deadline) noexcept;
+STAMPEDE_EXPORT void futex_wait_until(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                                      std::chrono::steady_clock::time_point deadline) noexcept;
 /// Wakes every thread blocked in futex_wait_until on `word`.
-void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept;
+STAMPEDE_EXPORT void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept;
 
 }  // namespace stampede::detail

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "stampede/detail/thread_annotations.hpp"
+#include "stampede/export.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede::detail {
@@ -125,6 +126,6 @@ struct LeaseState {
 /// @return the watched leases this process's renewer tracks now (scheduled, or due and waiting
 ///         for a renewal worker). Released leases are not counted. For tests and diagnostics.
 ///         Thread-safe.
-std::size_t lease_renewer_pending();
+STAMPEDE_EXPORT std::size_t lease_renewer_pending();
 
 }  // namespace stampede::detail

@@ -12,21 +12,23 @@
 #include <random>
 #include <string>
 
+#include "stampede/export.hpp"
+
 namespace stampede::detail {
 
 /// 128 bits from the kernel's CSPRNG (getrandom(2)) as 32 lowercase hex characters. Each call
 /// asks the kernel, so a fork()ed child can never repeat its parent's tokens (a user-space
 /// generator copied by fork() would).
 /// @throws stampede::error if the kernel has no randomness to give (never on Linux >= 3.17).
-std::string random_token();
+STAMPEDE_EXPORT std::string random_token();
 
 /// This thread's generator for jitter and sampling; seeded once per thread from std::random_device.
-std::minstd_rand& thread_rng() noexcept;
+STAMPEDE_EXPORT std::minstd_rand& thread_rng() noexcept;
 
 /// @return `d` scaled by a random factor in [1 - spread, 1 + spread] (`d` itself if spread <= 0).
-std::chrono::nanoseconds jittered(std::chrono::nanoseconds d, double spread) noexcept;
+STAMPEDE_EXPORT std::chrono::nanoseconds jittered(std::chrono::nanoseconds d, double spread) noexcept;
 
 /// @return a uniform draw in (0, 1] (never 0, so its log() is finite).
-double uniform_open0() noexcept;
+STAMPEDE_EXPORT double uniform_open0() noexcept;
 
 }  // namespace stampede::detail

@@ -26,6 +26,7 @@
 #include "stampede/detail/fork.hpp"
 #include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
+#include "stampede/export.hpp"
 
 namespace stampede::detail {
 
@@ -45,7 +46,7 @@ namespace stampede::detail {
 /// destroyed; the parent's queued and running tasks do not exist for the child), and the child
 /// gets an empty queue whose threads start on its first submit. wait_idle() there waits only for
 /// the child's own tasks.
-class Refresher {
+class STAMPEDE_EXPORT Refresher {
  public:
   struct Options {
     std::size_t threads = 1;   ///< worker threads; >= 1

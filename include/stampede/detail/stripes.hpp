@@ -28,6 +28,7 @@
 #include <cstddef>
 
 #include "stampede/detail/sanitizers.hpp"
+#include "stampede/export.hpp"
 
 namespace stampede::detail {
 
@@ -43,23 +44,24 @@ struct StripeSlot {
 };
 
 /// Claims a free exclusive stripe, or the shared one if all are taken. Thread-safe.
-StripeSlot claim_stripe() noexcept;
+STAMPEDE_EXPORT StripeSlot claim_stripe() noexcept;
 /// Gives an exclusive stripe back. Thread-safe.
-void release_stripe(std::size_t index) noexcept;
+STAMPEDE_EXPORT void release_stripe(std::size_t index) noexcept;
 
 /// The index of a slot whose thread has not claimed a stripe yet.
 inline constexpr std::size_t kUnclaimedStripe = kStripes;
 
 /// The calling thread's slot: kUnclaimedStripe until its first use. Trivially destructible, so it
-/// stays readable through all of the thread's thread_local destructors.
-inline StripeSlot& this_thread_slot() noexcept {
+/// stays readable through all of the thread's thread_local destructors. Exported, so that the
+/// library and its users share one slot per thread also when the library is a shared one.
+STAMPEDE_EXPORT inline StripeSlot& this_thread_slot() noexcept {
   thread_local constinit StripeSlot slot{kUnclaimedStripe, false};
   return slot;
 }
 
 /// Claims a stripe into `slot` (the calling thread's) and, for an exclusive one, arranges for it
 /// to be given back at thread exit after the slot was switched to the shared stripe.
-void claim_this_thread_stripe(StripeSlot& slot) noexcept;
+STAMPEDE_EXPORT void claim_this_thread_stripe(StripeSlot& slot) noexcept;
 
 /// This thread's stripe, claimed on first use. Exclusive until the thread starts exiting (see the
 /// banner), the shared one after.

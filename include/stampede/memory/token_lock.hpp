@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "stampede/clock.hpp"
+#include "stampede/export.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede {
@@ -42,7 +43,7 @@ namespace stampede {
 /// (a spurious wake-up: re-check).
 ///
 /// Lifetime: Subscriptions must not outlive the lock.
-class MemoryTokenLock final : public TokenLock {
+class STAMPEDE_EXPORT MemoryTokenLock final : public TokenLock {
  public:
   /// @param clock the time of lock expiry; null = monotonic_clock().
   explicit MemoryTokenLock(std::shared_ptr<const Clock> clock = monotonic_clock());

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "stampede/redis/client.hpp"
+#include "stampede/redis/export.hpp"
 #include "stampede/store.hpp"
 
 namespace stampede::redis {
@@ -37,7 +38,7 @@ inline constexpr std::chrono::milliseconds kDefaultGrace{std::chrono::seconds{60
 /// as a miss, and the next load overwrites it.
 ///
 /// Lifetime: holds its Client. fork(): as the Client (a child gets connections of its own).
-class RedisBytesStore final : public Store<std::string> {
+class STAMPEDE_REDIS_EXPORT RedisBytesStore final : public Store<std::string> {
  public:
   using time_point = std::chrono::system_clock::time_point;
 

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "stampede/redis/connection.hpp"
+#include "stampede/redis/export.hpp"
 #include "stampede/redis/reply.hpp"
 #include "stampede/redis/url.hpp"
 
@@ -54,7 +55,7 @@ struct ClientOptions {
 /// Thread-safe: the source never changes; the digest is set at most once, lock-free (a fork()ed
 /// child inherits it, and never waits for a thread of the parent). Copyable (a copy keeps the
 /// learned digest); not assignable.
-class Script {
+class STAMPEDE_REDIS_EXPORT Script {
  public:
   explicit Script(std::string source);
   Script(const Script& other);
@@ -92,7 +93,7 @@ class Script {
 /// at fork() time (that thread does not exist in the child; its socket stays open in the child).
 /// The parent keeps its pool. So parent and child never share a connection, and neither reads a
 /// reply meant for the other. Connections from open_connection() are the caller's to manage.
-class Client {
+class STAMPEDE_REDIS_EXPORT Client {
  public:
   /// Parses `url`, opens one connection (AUTH, SELECT, PING) to check it, and keeps it in the
   /// pool, so a wrong URL, an unreachable server or wrong credentials fail here.

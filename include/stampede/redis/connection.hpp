@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "stampede/redis/export.hpp"
 #include "stampede/redis/reply.hpp"
 #include "stampede/redis/url.hpp"
 
@@ -28,7 +29,7 @@ namespace stampede::redis {
 /// broken (every later call throws).
 /// Lifetime: the destructor closes the socket.
 /// fork(): parent and child share its socket; only one of them may use it afterwards.
-class Connection {
+class STAMPEDE_REDIS_EXPORT Connection {
  public:
   /// Connects to `endpoint`, then AUTHs and SELECTs as it says.
   /// @param endpoint where, and with which credentials and database.

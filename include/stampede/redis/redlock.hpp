@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "stampede/redis/client.hpp"
+#include "stampede/redis/export.hpp"
 #include "stampede/redis/token_lock.hpp"
 #include "stampede/token_lock.hpp"
 
@@ -68,7 +69,7 @@ struct RedlockOptions {
 /// calls. Lifetime: the destructor joins them, so it waits for calls still in progress, at most
 /// the node Clients' timeouts (which must therefore be > 0). fork(): a child may use a Redlock
 /// made before the fork; it gets its own worker threads, connections and pub/sub readers.
-class Redlock final : public TokenLock {
+class STAMPEDE_REDIS_EXPORT Redlock final : public TokenLock {
  public:
   /// @param nodes >= 1 clients of independent servers (3 or 5 in practice), none null, each
   ///        with connect_timeout and command_timeout > 0. A node may be down at construction

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "stampede/errors.hpp"
+#include "stampede/redis/export.hpp"
 
 struct redisReply;  // hiredis, kept out of the public headers
 
@@ -31,7 +32,7 @@ struct Reply {
 
 /// The server answered a command with an error reply (e.g. WRONGTYPE, NOAUTH, a Lua error).
 /// The connection stays usable; the message is the server's.
-class reply_error : public backend_error {
+class STAMPEDE_REDIS_EXPORT reply_error : public backend_error {
  public:
   explicit reply_error(const std::string& what, std::string server_message)
       : backend_error(what), server_message_(std::move(server_message)) {}

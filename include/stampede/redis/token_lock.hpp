@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "stampede/redis/client.hpp"
+#include "stampede/redis/export.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede::redis {
@@ -49,7 +50,7 @@ namespace stampede::redis {
 /// reader thread of its own (the parent's thread does not exist in the child) and abandons the
 /// parent's, closing only the child's copy of its socket. A Subscription made before the fork
 /// returns at once from wait_until() in the child (a spurious wake-up: re-check, subscribe again).
-class RedisTokenLock final : public TokenLock {
+class STAMPEDE_REDIS_EXPORT RedisTokenLock final : public TokenLock {
  public:
   /// @param client the pool for lock commands (shared with a RedisStore is fine).
   /// @param prefix put in front of every key; must not contain '{' or '}'.

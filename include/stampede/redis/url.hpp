@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "stampede/redis/export.hpp"
+
 namespace stampede::redis {
 
 /// Where to connect, as parsed from a URL by parse_url(). A plain value.
@@ -32,9 +34,9 @@ struct Endpoint {
 /// @throws std::invalid_argument naming what is wrong with `url`: the scheme, no host, a bad port,
 ///         a bad database number, a bad or truncated %-escape, an unclosed '[' or junk after ']',
 ///         no socket path, a host in a unix URL, a query other than ?db=N.
-Endpoint parse_url(std::string_view url);
+STAMPEDE_REDIS_EXPORT Endpoint parse_url(std::string_view url);
 
 /// @return "host:port" ("[v6-address]:port") or the socket path, for messages; no credentials.
-std::string to_string(const Endpoint& endpoint);
+STAMPEDE_REDIS_EXPORT std::string to_string(const Endpoint& endpoint);
 
 }  // namespace stampede::redis
