@@ -114,7 +114,8 @@ class Pool {
   // connections are abandoned, never destroyed: the condition variable may have waiters that do
   // not exist either, and destroying a connection would close a descriptor number that may have
   // been reused meanwhile.
-  void abandon_after_fork() noexcept {
+  // Leaves the mutex locked on purpose, which the thread-safety analysis cannot follow.
+  void abandon_after_fork() noexcept STAMPEDE_NO_THREAD_SAFETY_ANALYSIS {
     if (mu_.try_lock()) {
       for (Pooled& c : idle_) {
         c.socket.close_if_unchanged();

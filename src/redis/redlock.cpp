@@ -194,6 +194,7 @@ std::shared_ptr<Redlock::Round<R>> Redlock::call_all(Call call, steady::time_poi
           const R copy = answer;
           if (round->answer(i, std::move(answer)) == Round<R>::Fate::late_dropped) undo_late(*node, copy);
         } else {
+          static_cast<void>(undo_late);  // an answer that cannot be copied has nothing to undo
           round->answer(i, std::move(answer));
         }
       } catch (const std::exception& e) {

@@ -131,7 +131,8 @@ class RedisTokenLock::Subscriber {
   // In a fork()ed child, instead of the destructor (which would join a thread that does not exist
   // here): closes the child's copies of the pipe and, unless a dead thread holds the hub's lock,
   // of the pub/sub socket, and keeps the rest, never destroyed. Never blocks.
-  void abandon_after_fork() noexcept {
+  // Leaves the mutex locked on purpose, which the thread-safety analysis cannot follow.
+  void abandon_after_fork() noexcept STAMPEDE_NO_THREAD_SAFETY_ANALYSIS {
     if (hub_->mu.try_lock()) {
       hub_->socket.close_if_unchanged();
       // Left locked: Subscriptions from before the fork do not take it (Sub::forked()).
