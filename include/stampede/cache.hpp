@@ -55,6 +55,7 @@
 #include "stampede/detail/flight.hpp"
 #include "stampede/detail/refresher.hpp"
 #include "stampede/detail/striped_counters.hpp"
+#include "stampede/memory/backend.hpp"  // the default backend
 #include "stampede/options.hpp"
 #include "stampede/stats.hpp"
 #include "stampede/store.hpp"

@@ -11,7 +11,6 @@
 #include "stampede/detail/random.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/lease.hpp"
-#include "stampede/memory/backend.hpp"
 
 namespace stampede {
 

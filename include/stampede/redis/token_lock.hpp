@@ -22,6 +22,10 @@
 
 namespace stampede::redis {
 
+namespace detail {
+class Subscriber;
+}  // namespace detail
+
 /// TokenLock over one Redis server. Thread-safe.
 ///
 /// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence hash
@@ -85,12 +89,11 @@ class STAMPEDE_REDIS_EXPORT RedisTokenLock final : public TokenLock {
   // PUBLISH `stored` on the key's channel. @throws backend_error.
   void do_notify(std::string_view key) override;
 
-  class Subscriber;
-  Subscriber& subscriber();
+  detail::Subscriber& subscriber();
 
   std::shared_ptr<Client> client_;
   std::string prefix_;
-  std::atomic<Subscriber*> subscriber_{nullptr};  // owned; replaced in a fork()ed child
+  std::atomic<detail::Subscriber*> subscriber_{nullptr};  // owned; replaced in a fork()ed child
 };
 
 }  // namespace stampede::redis
