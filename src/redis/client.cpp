@@ -1,18 +1,13 @@
 #include "stampede/redis/client.hpp"
 
-#include <poll.h>
-
-#include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
-#include "fd_identity.hpp"
+#include "connection_pool.hpp"
 #include "stampede/detail/fork.hpp"
-#include "stampede/detail/thread_annotations.hpp"
 
 namespace stampede::redis {
 namespace {
@@ -20,120 +15,6 @@ namespace {
 [[noreturn]] void throw_reply_error(const std::string& address, std::string_view command, const Reply& r) {
   throw reply_error("redis " + address + ": " + std::string(command) + ": " + r.str, r.str);
 }
-
-// ---- pool --------------------------------------------------------------------------------------
-
-// @return true if the socket has something to read (for an idle connection: EOF or an error).
-bool readable(const Connection& c) noexcept {
-  pollfd p{c.fd(), POLLIN, 0};
-  return ::poll(&p, 1, 0) != 0;
-}
-
-// A pooled connection and the identity of its socket (to close it safely in a fork()ed child).
-struct Pooled {
-  std::unique_ptr<Connection> connection;
-  detail::FdIdentity socket;
-};
-
-// The mutable state of a Client: its idle connections and how many are open. Thread-safe. Built
-// for one fork generation; a child builds its own and abandons the parent's (see Client).
-class Pool {
- public:
-  explicit Pool(std::uint64_t generation) noexcept : generation_(generation) {}
-  ~Pool() = default;
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
-
-  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
-
-  // An idle connection, or a new one if fewer than pool_size are open; waits borrow_timeout for
-  // one to come back otherwise. @throws backend_error.
-  Pooled borrow(const Endpoint& endpoint, const ClientOptions& options, const std::string& address) {
-    const auto deadline = std::chrono::steady_clock::now() + options.borrow_timeout;
-    stampede::detail::MutexLock l(mu_);
-    for (;;) {
-      while (!idle_.empty()) {
-        Pooled c = std::move(idle_.back());
-        idle_.pop_back();
-        if (!readable(*c.connection)) return c;
-        // An idle connection has no reply pending: readable means the server closed it (it
-        // restarted, or dropped idle clients). Drop it instead of failing the caller's command.
-        c.connection.reset();
-        --open_;
-      }
-      if (open_ < options.pool_size) {
-        ++open_;
-        l.unlock();
-        try {
-          std::unique_ptr<Connection> c =
-              Connection::open(endpoint, options.connect_timeout, options.command_timeout);
-          const detail::FdIdentity socket(c->fd());
-          l.lock();
-          return Pooled{std::move(c), socket};
-        } catch (...) {
-          l.lock();
-          --open_;
-          cv_.notify_one();
-          throw;
-        }
-      }
-      if (options.borrow_timeout.count() == 0 || cv_.wait_until(l, deadline) == std::cv_status::timeout) {
-        if (!idle_.empty() || open_ < options.pool_size) continue;
-        throw backend_error("redis " + address + ": no free connection within borrow_timeout (" +
-                            std::to_string(options.borrow_timeout.count()) + " ms, pool_size " +
-                            std::to_string(options.pool_size) + ")");
-      }
-    }
-  }
-
-  // Returns a healthy connection to the pool, or closes a broken one together with every idle one.
-  void give_back(Pooled c) noexcept {
-    std::vector<Pooled> doomed;
-    {
-      stampede::detail::MutexLock l(mu_);
-      if (!c.connection->broken()) {
-        idle_.push_back(std::move(c));
-      } else {
-        doomed.swap(idle_);
-        doomed.push_back(std::move(c));
-        open_ -= doomed.size();
-      }
-    }
-    cv_.notify_all();
-    // `doomed` closes its connections here, outside the lock.
-  }
-
-  [[nodiscard]] std::size_t open() {
-    stampede::detail::MutexLock l(mu_);
-    return open_;
-  }
-
-  // For a pool inherited from the parent, in a fork()ed child that has replaced it: closes the
-  // child's copies of the idle sockets, unless a thread of the parent held the lock at fork()
-  // time (it does not exist here: then nothing is touched). Never blocks. The pool and its
-  // connections are abandoned, never destroyed: the condition variable may have waiters that do
-  // not exist either, and destroying a connection would close a descriptor number that may have
-  // been reused meanwhile.
-  // Leaves the mutex locked on purpose, which the thread-safety analysis cannot follow.
-  void abandon_after_fork() noexcept STAMPEDE_NO_THREAD_SAFETY_ANALYSIS {
-    if (mu_.try_lock()) {
-      for (Pooled& c : idle_) {
-        c.socket.close_if_unchanged();
-        stampede::detail::keep_abandoned(c.connection.release());
-      }
-      idle_.clear();
-      // Left locked: nothing may use this pool again.
-    }
-    stampede::detail::keep_abandoned(this);
-  }
-
- private:
-  const std::uint64_t generation_;
-  stampede::detail::Mutex mu_;
-  std::condition_variable_any cv_;
-  std::vector<Pooled> idle_ STAMPEDE_GUARDED_BY(mu_);
-  std::size_t open_ STAMPEDE_GUARDED_BY(mu_) = 0;
-};
 
 }  // namespace
 
@@ -164,10 +45,10 @@ struct Client::Impl {
       : endpoint(std::move(e)),
         options(o),
         address(to_string(endpoint)),
-        pool(new Pool(stampede::detail::fork_generation())) {}
+        pool(new detail::ConnectionPool(stampede::detail::fork_generation())) {}
 
   ~Impl() {
-    Pool* p = pool.load(std::memory_order_acquire);
+    detail::ConnectionPool* p = pool.load(std::memory_order_acquire);
     if (p->generation() == stampede::detail::fork_generation()) {
       delete p;
     } else {
@@ -176,13 +57,13 @@ struct Client::Impl {
   }
 
   // The pool of this process: in a fork()ed child, the first call replaces the parent's.
-  Pool& current_pool() {
-    Pool* p = pool.load(std::memory_order_acquire);
+  detail::ConnectionPool& current_pool() {
+    detail::ConnectionPool* p = pool.load(std::memory_order_acquire);
     const std::uint64_t generation = stampede::detail::fork_generation();
     if (p->generation() == generation) [[likely]] {
       return *p;
     }
-    auto fresh = std::make_unique<Pool>(generation);
+    auto fresh = std::make_unique<detail::ConnectionPool>(generation);
     if (pool.compare_exchange_strong(p, fresh.get(), std::memory_order_acq_rel, std::memory_order_acquire)) {
       p->abandon_after_fork();
       return *fresh.release();
@@ -201,14 +82,14 @@ struct Client::Impl {
     Connection& get() const noexcept { return *c_.connection; }
 
    private:
-    Pool& pool_;
-    Pooled c_;
+    detail::ConnectionPool& pool_;
+    detail::PooledConnection c_;
   };
 
   const Endpoint endpoint;
   const ClientOptions options;
   const std::string address;
-  std::atomic<Pool*> pool;
+  std::atomic<detail::ConnectionPool*> pool;
   // The server refused SCRIPT LOAD (an ACL without it): scripts whose digest is unknown run by EVAL.
   std::atomic<bool> script_load_refused{false};
 };
