@@ -95,8 +95,8 @@ class Cache {
   ///         loaded value is handed to a waiter; timeout_error (OnWaitTimeout::throw_error, or
   ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed, when
   ///         the backend cannot be read or locked; a failed store of a loaded value is not thrown).
-  template <class Loader>
-  requires LoaderFor<Loader, T> T get_or_compute(std::string_view key, Loader&& loader);
+  template <LoaderFor<T> Loader>
+  T get_or_compute(std::string_view key, Loader&& loader);
 
   /// Reads without loading.
   /// @return a fresh value, or (SWR) a stale one still in its window; std::nullopt on a miss.

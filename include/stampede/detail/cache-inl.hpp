@@ -43,8 +43,8 @@ void Cache<T>::check_key(std::string_view key) {
 }
 
 template <class T>
-template <class Loader>
-requires LoaderFor<Loader, T> T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
+template <LoaderFor<T> Loader>
+T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
   check_key(key);
   const time_point now = clock_->now();
   if (std::optional<Entry<T>> e = read(key, now)) {
@@ -104,9 +104,10 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
     if (token) {
       count(Counter::lock_acquired);
       emit(EventType::lock_acquired, key);
-      WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = [this, k = std::string(key)] {
-                                 emit(EventType::lock_lost, k, "watchdog could not renew the lease");
-                               }};
+      auto report_lost = [this, k = std::string(key)] {
+        emit(EventType::lock_lost, k, "watchdog could not renew the lease");
+      };
+      WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = std::move(report_lost)};
       LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
       // Double check: another process may have stored while we were taking the lock.
       if (std::optional<Entry<T>> e = read(key, clock_->now())) {

@@ -28,9 +28,9 @@ namespace stampede::redis {
 /// @param grace see RedisBytesStore.
 /// @return the backend.
 /// @throws std::invalid_argument as RedisStore and RedisTokenLock do.
-template <class T, class C = JsonCodec<T>>
-requires Codec<C, T> Backend<T> backend(std::shared_ptr<Client> client, std::string prefix = "stampede:",
-                                        std::chrono::milliseconds grace = kDefaultGrace) {
+template <class T, Codec<T> C = JsonCodec<T>>
+Backend<T> backend(std::shared_ptr<Client> client,
+                   std::string prefix = "stampede:", std::chrono::milliseconds grace = kDefaultGrace) {
   auto store = std::make_shared<RedisStore<T, C>>(client, prefix, grace);
   auto lock = std::make_shared<RedisTokenLock>(std::move(client), std::move(prefix));
   return Backend<T>{std::move(store), std::move(lock), "redis"};

@@ -31,8 +31,7 @@ namespace stampede::redis {
 /// (the Client is). A value the codec cannot read makes get() throw codec_error (the Cache treats
 /// it as a miss); one it cannot write makes put() throw codec_error.
 /// Lifetime and fork(): as RedisBytesStore.
-template <class T, class C = JsonCodec<T>>
-requires Codec<C, T>
+template <class T, Codec<T> C = JsonCodec<T>>
 class RedisStore final : public Store<T> {
  public:
   using time_point = std::chrono::system_clock::time_point;
