@@ -57,18 +57,20 @@ std::string fresh_prefix() {
 class PollOnlyLock final : public TokenLock {
  public:
   explicit PollOnlyLock(std::shared_ptr<TokenLock> inner) : inner_(std::move(inner)) {}
-  std::optional<LockToken> try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
+  std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
     return inner_->try_acquire(key, ttl);
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<Subscription> subscribe(std::string_view /*key*/) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<Subscription> do_subscribe(std::string_view /*key*/) override {
     return std::make_unique<Silent>();
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
  private:
   struct Silent final : Subscription {
@@ -214,7 +216,7 @@ void raw_hit(benchmark::State& state, bool hgetall) {
     return;
   }
   const std::string key =
-      hgetall ? redis::detail::value_key(g_hit->prefix, "hot") : g_hit->prefix + "raw:hot";
+      hgetall ? g_hit->prefix + "{hot}" : g_hit->prefix + "raw:hot";  // the value key (wire-format.md)
   const char* fmt = hgetall ? "HGETALL %b" : "GET %b";
   const int expected = hgetall ? REDIS_REPLY_ARRAY : REDIS_REPLY_STRING;
   std::vector<double> us;

@@ -4,8 +4,9 @@
 # backend's target when it is built).
 #
 # Installed layout (prefix P):
-#   P/include/stampede/...                       headers, with the generated version.hpp; redis/ only
-#                                                when the Redis backend is built
+#   P/include/stampede/...                       headers, with the generated version.hpp and export.hpp
+#                                                (and redis/export.hpp); redis/ only when the Redis
+#                                                backend is built
 #   P/<libdir>/libstampede.a (.so.*)             and libstampede_redis.a (.so.*)
 #   P/<libdir>/cmake/stampede/                   stampedeConfig.cmake, ...ConfigVersion, ...Targets
 #   P/<libdir>/pkgconfig/stampede.pc             and stampede-redis.pc
@@ -34,8 +35,12 @@ if(NOT TARGET stampede::redis)
 endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/stampede DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         COMPONENT stampede_development ${stampede_header_excludes})
-install(FILES ${PROJECT_BINARY_DIR}/include/stampede/version.hpp
+install(FILES ${PROJECT_BINARY_DIR}/include/stampede/version.hpp ${PROJECT_BINARY_DIR}/include/stampede/export.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stampede COMPONENT stampede_development)
+if(TARGET stampede::redis)
+  install(FILES ${PROJECT_BINARY_DIR}/include/stampede/redis/export.hpp
+          DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stampede/redis COMPONENT stampede_development)
+endif()
 
 # ---- CMake package: find_package(stampede [COMPONENTS redis]) ---------------------------------------
 # One stampedeConfig.cmake serves the install and the build tree: it only includes the
@@ -71,12 +76,17 @@ endif()
 # What a user of a static library must link too goes to Requires/Libs (pkg-config users seldom pass
 # --static); a shared library already records it, so it goes to Requires.private/Libs.private.
 # The headers include nlohmann/json.hpp, so nlohmann_json is always a public requirement.
+# A static library's users define its *_STATIC_DEFINE (see stampede_export_header()).
 if(BUILD_SHARED_LIBS)
+  set(STAMPEDE_PC_CFLAGS "")
+  set(STAMPEDE_PC_REDIS_CFLAGS "")
   set(STAMPEDE_PC_THREADS "")
   set(STAMPEDE_PC_THREADS_PRIVATE " -pthread")
   set(STAMPEDE_PC_HIREDIS "")
   set(STAMPEDE_PC_HIREDIS_PRIVATE " hiredis")
 else()
+  set(STAMPEDE_PC_CFLAGS " -DSTAMPEDE_STATIC_DEFINE")
+  set(STAMPEDE_PC_REDIS_CFLAGS " -DSTAMPEDE_REDIS_STATIC_DEFINE")
   set(STAMPEDE_PC_THREADS " -pthread")
   set(STAMPEDE_PC_THREADS_PRIVATE "")
   set(STAMPEDE_PC_HIREDIS ", hiredis")

@@ -15,7 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <stampede/cache.hpp>
-#include <stampede/memory.hpp>
+#include <stampede/memory/backend.hpp>
 #include <stampede/token_lock.hpp>
 #include <string>
 

@@ -16,6 +16,7 @@
 #include <latch>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <stampede/json.hpp>
 #include <stampede/stampede.hpp>
 #include <string>
 #include <thread>
@@ -126,7 +127,7 @@ int run_demo(const Settings& s) {
     j["settings"] = {
         {"db_ms", s.db_ms},           {"cache_ttl_s", s.cache_ttl_s}, {"lock_ttl_ms", s.lock_ttl_ms},
         {"timeout_ms", s.timeout_ms}, {"retry_ms", s.retry_ms},       {"on_timeout", s.on_timeout}};
-    j["stats"] = nlohmann::ordered_json::parse(stats.to_json().dump());
+    j["stats"] = nlohmann::ordered_json::parse(stampede::to_json(stats).dump());
     std::cout << j.dump() << '\n';
     return 0;
   }

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stampede/json.hpp>
 #include <stampede/stampede.hpp>
 #include <string>
 #include <thread>
@@ -233,7 +234,7 @@ class Demo {
                              {"db_hits", r.db_hits}});
       }
       j["per_round"] = per_round;
-      j["stats"] = nlohmann::ordered_json::parse(stats.to_json().dump());
+      j["stats"] = nlohmann::ordered_json::parse(stampede::to_json(stats).dump());
       std::cout << j.dump() << '\n';
       return 0;
     }

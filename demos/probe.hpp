@@ -74,6 +74,7 @@ class ProbedStore final : public stampede::Store<T> {
     return inner_->put(key, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
  private:
   std::shared_ptr<stampede::Store<T>> inner_;

@@ -41,7 +41,7 @@
 
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/memory/backend.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace {
@@ -69,27 +69,30 @@ std::string value_of(int k, std::uint64_t id) { return key_name(k) + ":" + std::
 class FenceCheckingLock final : public stampede::TokenLock {
  public:
   explicit FenceCheckingLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     auto token = inner_->try_acquire(key, ttl);
     if (token) check(key, token->fence);
     return token;
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }
-  std::uint64_t bump_fence(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override {
     const std::uint64_t fence = inner_->bump_fence(key);
     check(key, fence);
     return fence;
   }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
- private:
   void check(std::string_view key, std::uint64_t fence) {
     std::lock_guard l(mu_);
     std::uint64_t& last = last_[std::string(key)];
@@ -149,6 +152,7 @@ class CheckingStore final : public stampede::Store<std::string> {
     w.value.reset();
     w.fence = std::max(w.fence, fence);
   }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
  private:
   struct Written {

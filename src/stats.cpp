@@ -1,51 +1,57 @@
 #include "stampede/stats.hpp"
 
-#include <nlohmann/json.hpp>
-
-#include "stampede/events.hpp"
+#include <charconv>
+#include <stdexcept>
+#include <system_error>
 
 namespace stampede {
+namespace {
 
-nlohmann::json Stats::to_json() const {
-  return nlohmann::json{
-      {"hits", hits},
-      {"misses", misses},
-      {"stale_hits", stale_hits},
-      {"loads", loads},
-      {"load_failures", load_failures},
-      {"load_time_ns", load_time.count()},
-      {"coalesced", coalesced},
-      {"lock_acquired", lock_acquired},
-      {"lock_contended", lock_contended},
-      {"wait_timeouts", wait_timeouts},
-      {"fallback_computes", fallback_computes},
-      {"refreshes", refreshes},
-      {"refresh_failures", refresh_failures},
-      {"refreshes_dropped", refreshes_dropped},
-      {"stale_writes_rejected", stale_writes_rejected},
-      {"backend_errors", backend_errors},
-      {"store_failures", store_failures},
-      {"decode_errors", decode_errors},
-      {"evictions", evictions},
-  };
+bool is_metric_name(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
+    if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
 }
 
-std::string_view to_string(EventType type) noexcept {
-  switch (type) {
-    case EventType::lock_acquired: return "lock_acquired";
-    case EventType::lock_timeout: return "lock_timeout";
-    case EventType::lock_lost: return "lock_lost";
-    case EventType::load_done: return "load_done";
-    case EventType::load_failed: return "load_failed";
-    case EventType::refresh_done: return "refresh_done";
-    case EventType::refresh_failed: return "refresh_failed";
-    case EventType::refresh_dropped: return "refresh_dropped";
-    case EventType::stale_write_rejected: return "stale_write_rejected";
-    case EventType::decode_failed: return "decode_failed";
-    case EventType::backend_error: return "backend_error";
-    case EventType::store_failed: return "store_failed";
+void append_counter(std::string& out, std::string_view prefix, std::string_view name, std::string_view unit,
+                    std::string_view help, std::string_view value) {
+  std::string metric(prefix);
+  if (!metric.empty()) metric += '_';
+  metric.append(name).append(unit).append("_total");
+  out.append("# HELP ").append(metric).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(metric).append(" counter\n");
+  out.append(metric).append(" ").append(value).append("\n");
+}
+
+void append_stat(std::string& out, std::string_view prefix, std::string_view name, std::string_view help,
+                 detail::stat_count value) {
+  append_counter(out, prefix, name, "", help, std::to_string(value));
+}
+
+void append_stat(std::string& out, std::string_view prefix, std::string_view name, std::string_view help,
+                 detail::stat_nanoseconds value) {
+  char buf[32];
+  const double seconds = std::chrono::duration<double>(value).count();
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, seconds);  // shortest exact form
+  append_counter(out, prefix, name, "_seconds", help,
+                 ec == std::errc() ? std::string_view(buf, static_cast<std::size_t>(end - buf)) : "NaN");
+}
+
+}  // namespace
+
+std::string to_prometheus(const Stats& stats, std::string_view prefix) {
+  if (!is_metric_name(prefix)) {
+    throw std::invalid_argument("stampede::to_prometheus: prefix '" + std::string(prefix) +
+                                "' is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
   }
-  return "unknown";
+  std::string out;
+#define STAMPEDE_PROMETHEUS_COUNTER(name, kind, help) append_stat(out, prefix, #name, help, stats.name);
+  STAMPEDE_COUNTERS(STAMPEDE_PROMETHEUS_COUNTER)
+#undef STAMPEDE_PROMETHEUS_COUNTER
+  return out;
 }
 
 }  // namespace stampede

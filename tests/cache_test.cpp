@@ -22,9 +22,11 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
-#include "stampede/detail/counters.hpp"  // STAMPEDE_TSAN
+#include "stampede/detail/sanitizers.hpp"  // STAMPEDE_TSAN
+#include "stampede/json.hpp"
 #include "stampede/stampede.hpp"
 #include "support/test_support.hpp"
 
@@ -136,6 +138,45 @@ TEST(CacheTest, MaxEntriesOptionBoundsTheDefaultBackend) {
   EXPECT_EQ(present, 5);
 }
 
+// The core knows no backend type: a store it cannot name (here a decorator around the embedded
+// store, forwarding add_counters) still reports its evictions in stats().
+TEST(CacheTest, StatsReportTheCountersOfAStoreTheCoreDoesNotKnow) {
+  constexpr std::size_t kCap = 10;
+  auto clock = std::make_shared<stampede::ManualClock>();
+  stampede::Backend<int> memory = stampede::memory_backend<int>(kCap, clock);
+  auto hooked = std::make_shared<stampede_test::HookedStore<int>>(memory.store);
+  Cache<int> cache({.clock = clock}, {hooked, memory.lock, "hooked"});
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(cache.get_or_compute("k" + std::to_string(i), [i] { return i; }), i);
+  EXPECT_EQ(cache.stats().evictions, 20u) << "the wrapped store's evictions were not reported";
+}
+
+/// A store of no known kind that holds nothing and keeps no counters.
+class SilentStore : public stampede::Store<int> {
+ public:
+  std::optional<stampede::Entry<int>> get(std::string_view, std::chrono::system_clock::time_point) override {
+    return std::nullopt;
+  }
+  stampede::PutResult put(std::string_view, const stampede::Entry<int>&,
+                          std::chrono::system_clock::time_point) override {
+    return stampede::PutResult::stored;
+  }
+  void invalidate(std::string_view, std::uint64_t) override {}
+};
+
+/// A SilentStore that reports 7 evictions of its own.
+class CountingStore final : public SilentStore {
+ public:
+  void add_counters(stampede::BackendCounters& counters) const override { counters.evictions += 7; }
+};
+
+TEST(CacheTest, StatsAddWhatTheStoreReportsAndAStoreThatReportsNothingLeavesZero) {
+  stampede::Backend<int> memory = stampede::memory_backend<int>();
+  Cache<int> counting({}, {std::make_shared<CountingStore>(), memory.lock, "counting"});
+  EXPECT_EQ(counting.stats().evictions, 7u);
+  Cache<int> silent({}, {std::make_shared<SilentStore>(), memory.lock, "silent"});
+  EXPECT_EQ(silent.stats().evictions, 0u);
+}
+
 TEST(CacheTest, EvictionNeverRemovesTheEntryBeingInserted) {
   auto clock = std::make_shared<stampede::ManualClock>();
   const auto now = clock->now();
@@ -161,53 +202,143 @@ TEST(CacheTest, EvictionNeverRemovesTheEntryBeingInserted) {
 TEST(StatsTest, ToJsonHasEveryCounter) {
   stampede::Stats s;
   std::uint64_t n = 1;
-  for (std::uint64_t* field :
-       {&s.hits, &s.misses, &s.stale_hits, &s.loads, &s.load_failures, &s.coalesced, &s.lock_acquired,
-        &s.lock_contended, &s.wait_timeouts, &s.fallback_computes, &s.refreshes, &s.refresh_failures,
-        &s.refreshes_dropped, &s.stale_writes_rejected, &s.backend_errors, &s.store_failures,
-        &s.decode_errors, &s.evictions}) {
-    *field = n++;
+#define SET_FIELD(name, kind, help) s.name = stampede::detail::stat_##kind(n++);
+  STAMPEDE_COUNTERS(SET_FIELD)
+#undef SET_FIELD
+  const nlohmann::json j = stampede::to_json(s);
+  std::size_t fields = 0;
+  n = 1;
+#define CHECK_FIELD(name, kind, help)                                                        \
+  {                                                                                          \
+    ++fields;                                                                                \
+    const bool ns = std::is_same_v<stampede::detail::stat_##kind, std::chrono::nanoseconds>; \
+    const std::string key = std::string(#name) + (ns ? "_ns" : "");                          \
+    ASSERT_TRUE(j.contains(key)) << key;                                                     \
+    EXPECT_EQ(j[key].get<std::uint64_t>(), n++) << key;                                      \
   }
-  s.load_time = std::chrono::nanoseconds(n);
-  const nlohmann::json j = s.to_json();
-  const std::vector<std::pair<std::string, std::uint64_t>> expected = {{"hits", 1},
-                                                                       {"misses", 2},
-                                                                       {"stale_hits", 3},
-                                                                       {"loads", 4},
-                                                                       {"load_failures", 5},
-                                                                       {"coalesced", 6},
-                                                                       {"lock_acquired", 7},
-                                                                       {"lock_contended", 8},
-                                                                       {"wait_timeouts", 9},
-                                                                       {"fallback_computes", 10},
-                                                                       {"refreshes", 11},
-                                                                       {"refresh_failures", 12},
-                                                                       {"refreshes_dropped", 13},
-                                                                       {"stale_writes_rejected", 14},
-                                                                       {"backend_errors", 15},
-                                                                       {"store_failures", 16},
-                                                                       {"decode_errors", 17},
-                                                                       {"evictions", 18},
-                                                                       {"load_time_ns", 19}};
-  EXPECT_EQ(j.size(), expected.size()) << j.dump();
-  for (const auto& [key, value] : expected) {
-    ASSERT_TRUE(j.contains(key)) << key;
-    EXPECT_EQ(j[key].get<std::uint64_t>(), value) << key;
+  STAMPEDE_COUNTERS(CHECK_FIELD)
+#undef CHECK_FIELD
+  EXPECT_EQ(j.size(), fields) << j.dump();
+  EXPECT_EQ(j["hits"], 1u);
+  EXPECT_EQ(j["load_time_ns"], 6u);
+  EXPECT_EQ(j["evictions"], fields);
+  const nlohmann::json found_by_nlohmann = s;
+  EXPECT_EQ(found_by_nlohmann, j);
+}
+
+TEST(StatsTest, PrometheusTextOfASmallStats) {
+  stampede::Stats s;
+  s.hits = 10;
+  s.misses = 2;
+  s.loads = 2;
+  s.load_time = 1500ms;
+  s.evictions = 3;
+  EXPECT_EQ(
+      stampede::to_prometheus(s, "shop_cache"),
+      "# HELP shop_cache_hits_total Fresh values returned from the store.\n"
+      "# TYPE shop_cache_hits_total counter\n"
+      "shop_cache_hits_total 10\n"
+      "# HELP shop_cache_misses_total Calls that found no servable value.\n"
+      "# TYPE shop_cache_misses_total counter\n"
+      "shop_cache_misses_total 2\n"
+      "# HELP shop_cache_stale_hits_total Stale values returned at once (stale-while-revalidate).\n"
+      "# TYPE shop_cache_stale_hits_total counter\n"
+      "shop_cache_stale_hits_total 0\n"
+      "# HELP shop_cache_loads_total Loader runs (foreground, fallback and refresh).\n"
+      "# TYPE shop_cache_loads_total counter\n"
+      "shop_cache_loads_total 2\n"
+      "# HELP shop_cache_load_failures_total Loader runs that threw.\n"
+      "# TYPE shop_cache_load_failures_total counter\n"
+      "shop_cache_load_failures_total 0\n"
+      "# HELP shop_cache_load_time_seconds_total Time spent in loaders.\n"
+      "# TYPE shop_cache_load_time_seconds_total counter\n"
+      "shop_cache_load_time_seconds_total 1.5\n"
+      "# HELP shop_cache_coalesced_total Callers served by another caller's load.\n"
+      "# TYPE shop_cache_coalesced_total counter\n"
+      "shop_cache_coalesced_total 0\n"
+      "# HELP shop_cache_lock_acquired_total Token locks taken.\n"
+      "# TYPE shop_cache_lock_acquired_total counter\n"
+      "shop_cache_lock_acquired_total 0\n"
+      "# HELP shop_cache_lock_contended_total Token lock attempts that found the lock held.\n"
+      "# TYPE shop_cache_lock_contended_total counter\n"
+      "shop_cache_lock_contended_total 0\n"
+      "# HELP shop_cache_wait_timeouts_total Waits for another caller's load that reached wait_timeout.\n"
+      "# TYPE shop_cache_wait_timeouts_total counter\n"
+      "shop_cache_wait_timeouts_total 0\n"
+      "# HELP shop_cache_fallback_computes_total Loads run after a wait timeout (OnWaitTimeout::compute).\n"
+      "# TYPE shop_cache_fallback_computes_total counter\n"
+      "shop_cache_fallback_computes_total 0\n"
+      "# HELP shop_cache_refreshes_total Background refreshes that stored a value.\n"
+      "# TYPE shop_cache_refreshes_total counter\n"
+      "shop_cache_refreshes_total 0\n"
+      "# HELP shop_cache_refresh_failures_total Background refreshes whose loader threw.\n"
+      "# TYPE shop_cache_refresh_failures_total counter\n"
+      "shop_cache_refresh_failures_total 0\n"
+      "# HELP shop_cache_refreshes_dropped_total Refreshes not queued because the queue was full.\n"
+      "# TYPE shop_cache_refreshes_dropped_total counter\n"
+      "shop_cache_refreshes_dropped_total 0\n"
+      "# HELP shop_cache_stale_writes_rejected_total Stores refused because a newer fence exists.\n"
+      "# TYPE shop_cache_stale_writes_rejected_total counter\n"
+      "shop_cache_stale_writes_rejected_total 0\n"
+      "# HELP shop_cache_backend_errors_total Backend failures (fail_open went on without the backend).\n"
+      "# TYPE shop_cache_backend_errors_total counter\n"
+      "shop_cache_backend_errors_total 0\n"
+      "# HELP shop_cache_store_failures_total Loaded values that could not be stored (encode or backend "
+      "error).\n"
+      "# TYPE shop_cache_store_failures_total counter\n"
+      "shop_cache_store_failures_total 0\n"
+      "# HELP shop_cache_decode_errors_total Stored values that could not be decoded (treated as misses).\n"
+      "# TYPE shop_cache_decode_errors_total counter\n"
+      "shop_cache_decode_errors_total 0\n"
+      "# HELP shop_cache_evictions_total Entries the in-process store evicted for max_entries.\n"
+      "# TYPE shop_cache_evictions_total counter\n"
+      "shop_cache_evictions_total 3\n");
+}
+
+TEST(StatsTest, PrometheusPrefixIsAMetricNameOrNothing) {
+  stampede::Stats s;
+  s.hits = 4;
+  EXPECT_NE(stampede::to_prometheus(s).find("\nstampede_hits_total 4\n"), std::string::npos);
+  EXPECT_EQ(stampede::to_prometheus(s, "").rfind("# HELP hits_total ", 0), 0u);
+  EXPECT_NO_THROW((void)stampede::to_prometheus(s, "app:cache_1"));
+  for (const char* bad : {"1app", "my-app", "my app", "caf\xc3\xa9"}) {
+    EXPECT_THROW((void)stampede::to_prometheus(s, bad), std::invalid_argument) << bad;
   }
 }
 
-TEST(EventsTest, EveryEventTypeHasADistinctName) {
-  using E = stampede::EventType;
+// ---- codecs -------------------------------------------------------------------------------------
+
+struct JsonItem {
+  int id = 0;
+  std::string name;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JsonItem, id, name)
+struct NotJson {
+  int id = 0;
+};
+
+TEST(CodecTest, TheCodecConceptHoldsOnlyForTypesTheCodecCanWrite) {
+  static_assert(stampede::Codec<stampede::StringCodec, std::string>);
+  static_assert(!stampede::Codec<stampede::StringCodec, int>);
+  static_assert(stampede::Codec<stampede::JsonCodec<JsonItem>, JsonItem>);
+  static_assert(stampede::Codec<stampede::JsonCodec<int>, int>);
+  static_assert(!stampede::Codec<stampede::JsonCodec<NotJson>, NotJson>,
+                "JsonCodec of a type JSON cannot write");
+  const std::string bytes = stampede::JsonCodec<JsonItem>::encode({7, "pear"});
+  EXPECT_EQ(bytes, R"({"id":7,"name":"pear"})");
+  EXPECT_EQ(stampede::JsonCodec<JsonItem>::decode(bytes).name, "pear");
+  EXPECT_THROW((void)stampede::JsonCodec<JsonItem>::decode("{"), stampede::codec_error);
+}
+
+TEST(EventsTest, EveryEventTypeHasItsOwnNameAsItsName) {
   std::set<std::string_view> names;
-  for (E e : {E::lock_acquired, E::lock_timeout, E::lock_lost, E::load_done, E::load_failed, E::refresh_done,
-              E::refresh_failed, E::refresh_dropped, E::stale_write_rejected, E::decode_failed,
-              E::backend_error, E::store_failed}) {
-    const std::string_view name = stampede::to_string(e);
-    EXPECT_NE(name, "unknown");
-    names.insert(name);
-  }
+#define CHECK_EVENT_NAME(name, what)                                \
+  EXPECT_EQ(stampede::to_string(stampede::EventType::name), #name); \
+  names.insert(stampede::to_string(stampede::EventType::name));
+  STAMPEDE_EVENT_TYPES(CHECK_EVENT_NAME)
+#undef CHECK_EVENT_NAME
   EXPECT_EQ(names.size(), 12u);
-  EXPECT_EQ(stampede::to_string(E::lock_acquired), "lock_acquired");
+  EXPECT_EQ(stampede::to_string(stampede::EventType::lock_acquired), "lock_acquired");
 }
 
 TEST(CacheTest, SwrGetServesStaleWithoutScheduling) {
@@ -265,17 +396,16 @@ TEST(CacheTest, LoaderResultIsConvertedToT) {
 
 /// A TokenLock whose every call fails like an unreachable server.
 class DownLock final : public stampede::TokenLock {
- public:
-  std::optional<stampede::LockToken> try_acquire(std::string_view, std::chrono::milliseconds) override {
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view, std::chrono::milliseconds) override {
     fail();
   }
-  bool release(std::string_view, std::string_view) override { fail(); }
-  bool renew(std::string_view, std::string_view, std::chrono::milliseconds) override { fail(); }
-  std::uint64_t bump_fence(std::string_view) override { fail(); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view) override { fail(); }
-  void notify(std::string_view) override { fail(); }
+  bool do_release(std::string_view, std::string_view) override { fail(); }
+  bool do_renew(std::string_view, std::string_view, std::chrono::milliseconds) override { fail(); }
+  std::uint64_t do_bump_fence(std::string_view) override { fail(); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view) override { fail(); }
+  void do_notify(std::string_view) override { fail(); }
 
- private:
   [[noreturn]] static void fail() { throw stampede::backend_error("connection refused"); }
 };
 
@@ -415,6 +545,7 @@ class PutHookStore final : public stampede::Store<T> {
     return inner_->put(key, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
  private:
   std::shared_ptr<stampede::Store<T>> inner_;
@@ -473,21 +604,24 @@ TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
 class NoSubscribeLock final : public stampede::TokenLock {
  public:
   explicit NoSubscribeLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
-    return inner_->try_acquire(key, ttl);
-  }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
-    return inner_->renew(key, token, ttl);
-  }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view) override {
-    throw stampede::backend_error("NOPERM this user has no permissions to access one of the channels");
-  }
-  void notify(std::string_view key) override { inner_->notify(key); }
 
  private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
+    return inner_->try_acquire(key, ttl);
+  }
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view) override {
+    throw stampede::backend_error("NOPERM this user has no permissions to access one of the channels");
+  }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
+
   std::shared_ptr<stampede::TokenLock> inner_;
 };
 
@@ -588,25 +722,28 @@ class ParentGatedLock final : public stampede::TokenLock {
   ParentGatedLock(std::shared_ptr<stampede::TokenLock> inner, stampede_test::Gate& entered,
                   stampede_test::Gate& release)
       : inner_(std::move(inner)), parent_(::getpid()), entered_(entered), release_(release) {}
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     if (::getpid() == parent_) {
       entered_.open();
       release_.wait();
     }
     return inner_->try_acquire(key, ttl);
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
- private:
   std::shared_ptr<stampede::TokenLock> inner_;
   const pid_t parent_;
   stampede_test::Gate& entered_;

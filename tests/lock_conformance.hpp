@@ -33,6 +33,7 @@
 
 #include "stampede/clock.hpp"
 #include "stampede/errors.hpp"
+#include "stampede/lease.hpp"
 #include "stampede/token_lock.hpp"
 #include "support/test_support.hpp"
 
@@ -46,12 +47,15 @@ class FailingRenewals final : public stampede::TokenLock {
   FailingRenewals(std::shared_ptr<stampede::TokenLock> inner, int failures)
       : inner_(std::move(inner)), failures_left_(failures) {}
 
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     return inner_->try_acquire(key, ttl);
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     if (failures_left_.fetch_sub(1, std::memory_order_acq_rel) > 0) {
       throw stampede::backend_error("injected renew failure");
     }
@@ -59,12 +63,13 @@ class FailingRenewals final : public stampede::TokenLock {
     if (renewed) renewed_.fetch_add(1, std::memory_order_acq_rel);
     return renewed;
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
+ public:
   /// @return renewals that the inner lock accepted.
   int renewed() const noexcept { return renewed_.load(std::memory_order_acquire); }
 
@@ -446,6 +451,21 @@ TYPED_TEST_P(LockConformance, BadArgumentsThrowInvalidArgument) {
   EXPECT_TRUE(this->lock_->release("k", t->token));
 }
 
+// The checks live once, in TokenLock's public methods, so every backend has them all.
+TYPED_TEST_P(LockConformance, EveryMethodRejectsAnEmptyKeyAndANonPositiveTtl) {
+  using ms = std::chrono::milliseconds;
+  stampede::TokenLock& lock = *this->lock_;
+  EXPECT_THROW((void)lock.try_acquire("", ms(1000)), std::invalid_argument);
+  EXPECT_THROW((void)lock.release("", "token"), std::invalid_argument);
+  EXPECT_THROW((void)lock.renew("", "token", ms(1000)), std::invalid_argument);
+  EXPECT_THROW((void)lock.bump_fence(""), std::invalid_argument);
+  EXPECT_THROW((void)lock.subscribe(""), std::invalid_argument);
+  EXPECT_THROW(lock.notify(""), std::invalid_argument);
+  EXPECT_THROW((void)lock.try_acquire("k", ms(0)), std::invalid_argument);
+  EXPECT_THROW((void)lock.renew("k", "token", ms(0)), std::invalid_argument);
+  EXPECT_THROW((void)lock.renew("k", "token", ms(-1)), std::invalid_argument);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     LockConformance, HeldLockCannotBeTakenAndIsFreeAfterRelease, LocksOnDifferentKeysAreIndependent,
     WrongTokenCannotReleaseOrRenew, PreviousOwnerCannotReleaseOrRenewTheNextOwnersLock,
@@ -455,4 +475,5 @@ REGISTER_TYPED_TEST_SUITE_P(
     SubscriptionSeesASignalSentAfterSubscribing, LockLeaseReleasesInItsDestructor,
     LockLeaseReleaseReportsWhetherTheLockWasStillOurs, WatchdogKeepsTheLeasePastItsTtl,
     WatchdogReportsLossWhenTheLockIsTaken, WatchdogReportsLossWhenTheLeaseExpiredBeforeRenewal,
-    WatchdogKeepsTheLeaseThroughRenewalsThatThrow, BadArgumentsThrowInvalidArgument);
+    WatchdogKeepsTheLeaseThroughRenewalsThatThrow, BadArgumentsThrowInvalidArgument,
+    EveryMethodRejectsAnEmptyKeyAndANonPositiveTtl);

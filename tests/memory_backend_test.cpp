@@ -17,8 +17,8 @@
 
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
-#include "stampede/detail/counters.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/detail/sanitizers.hpp"
+#include "stampede/memory/backend.hpp"
 #include "support/test_support.hpp"
 
 namespace {

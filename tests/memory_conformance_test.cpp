@@ -4,7 +4,7 @@
 #include "cache_conformance.hpp"
 #include "lock_conformance.hpp"
 #include "stampede/cache.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/memory/backend.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "stampede/detail/counters.hpp"
+#include "stampede/detail/striped_counters.hpp"
 #include "support/test_support.hpp"
 
 namespace {

@@ -1,6 +1,6 @@
 // Refresher: one task per key, a bounded queue, stop() that drops queued tasks and waits for
 // running ones.
-#include "stampede/refresher.hpp"
+#include "stampede/detail/refresher.hpp"
 
 #include <gtest/gtest.h>
 
@@ -17,8 +17,8 @@
 
 namespace {
 
-using stampede::Refresher;
-using Submit = stampede::Refresher::Submit;
+using stampede::detail::Refresher;
+using Submit = stampede::detail::Refresher::Submit;
 
 TEST(RefresherTest, AKeyQueuedOrRunningIsNotQueuedAgain) {
   Refresher r({.threads = 1, .queue = 8});

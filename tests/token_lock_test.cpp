@@ -1,5 +1,6 @@
-// MemoryTokenLock and LockLease behaviours beyond the backend-agnostic lock_conformance.hpp suite:
-// token uniqueness across fork(), mutual exclusion under contention, clock-driven expiry.
+// TokenLock's argument checks, and MemoryTokenLock and LockLease behaviours beyond the
+// backend-agnostic lock_conformance.hpp suite: token uniqueness across fork(), mutual exclusion
+// under contention, clock-driven expiry, the lease renewer.
 #include "stampede/token_lock.hpp"
 
 #include <gtest/gtest.h>
@@ -24,9 +25,11 @@
 #include <vector>
 
 #include "stampede/clock.hpp"
-#include "stampede/detail/counters.hpp"
+#include "stampede/detail/lease_renewer.hpp"
+#include "stampede/detail/sanitizers.hpp"
 #include "stampede/errors.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/lease.hpp"
+#include "stampede/memory/token_lock.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -39,6 +42,53 @@ std::string take_token(stampede::TokenLock& lock, const std::string& key) {
   lock.release(key, t->token);
   return t->token;
 }
+
+// ---- TokenLock: the argument checks of the public methods ---------------------------------------
+
+/// A TokenLock backend that counts how often its do_ methods are reached. Thread-compatible.
+class CountingBackend final : public stampede::TokenLock {
+ public:
+  int reached = 0;
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view, std::chrono::milliseconds) override {
+    ++reached;
+    return stampede::LockToken{"t", 1};
+  }
+  bool do_release(std::string_view, std::string_view) override { return ++reached > 0; }
+  bool do_renew(std::string_view, std::string_view, std::chrono::milliseconds) override {
+    return ++reached > 0;
+  }
+  std::uint64_t do_bump_fence(std::string_view) override { return static_cast<std::uint64_t>(++reached); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view) override {
+    ++reached;
+    return nullptr;
+  }
+  void do_notify(std::string_view) override { ++reached; }
+};
+
+TEST(TokenLockTest, ABackendNeverSeesAnEmptyKeyOrANonPositiveTtl) {
+  CountingBackend lock;
+  EXPECT_THROW((void)lock.try_acquire("", 1s), std::invalid_argument);
+  EXPECT_THROW((void)lock.try_acquire("k", 0s), std::invalid_argument);
+  EXPECT_THROW((void)lock.release("", "t"), std::invalid_argument);
+  EXPECT_THROW((void)lock.renew("", "t", 1s), std::invalid_argument);
+  EXPECT_THROW((void)lock.renew("k", "t", -1s), std::invalid_argument);
+  EXPECT_THROW((void)lock.bump_fence(""), std::invalid_argument);
+  EXPECT_THROW((void)lock.subscribe(""), std::invalid_argument);
+  EXPECT_THROW(lock.notify(""), std::invalid_argument);
+  EXPECT_EQ(lock.reached, 0) << "a bad argument reached the backend";
+  // Good arguments do reach it, once per call.
+  EXPECT_TRUE(lock.try_acquire("k", 1s));
+  EXPECT_TRUE(lock.release("k", "t"));
+  EXPECT_TRUE(lock.renew("k", "t", 1s));
+  EXPECT_EQ(lock.bump_fence("k"), 4u);
+  EXPECT_EQ(lock.subscribe("k"), nullptr);
+  lock.notify("k");
+  EXPECT_EQ(lock.reached, 6);
+}
+
+// ---- MemoryTokenLock ------------------------------------------------------------------------------
 
 TEST(MemoryTokenLockTest, TokensOfAForkedChildDifferFromTheParents) {
   constexpr int kTokens = 200;
@@ -281,12 +331,15 @@ class SteeredLock final : public stampede::TokenLock {
     return it == calls_.end() ? 0 : it->second;
   }
 
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     return inner_->try_acquire(key, ttl);
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     Plan plan;
     bool throw_now = false;
     {
@@ -307,13 +360,12 @@ class SteeredLock final : public stampede::TokenLock {
     if (plan.refuse) return false;
     return inner_->renew(key, token, ttl);
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
- private:
   struct Plan {
     stampede_test::Gate* entered = nullptr;
     stampede_test::Gate* proceed = nullptr;

@@ -22,7 +22,7 @@
 
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/memory/backend.hpp"
 
 namespace {
 

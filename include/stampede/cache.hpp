@@ -51,39 +51,17 @@
 #include <string_view>
 #include <type_traits>
 
-#include "stampede/detail/counters.hpp"
+#include "stampede/backend.hpp"
 #include "stampede/detail/flight.hpp"
-#include "stampede/memory.hpp"
+#include "stampede/detail/refresher.hpp"
+#include "stampede/detail/striped_counters.hpp"
+#include "stampede/memory/backend.hpp"  // the default backend
 #include "stampede/options.hpp"
-#include "stampede/refresher.hpp"
 #include "stampede/stats.hpp"
 #include "stampede/store.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede {
-
-/// Where a Cache keeps entries and takes locks. Both must be non-null.
-template <class T>
-struct Backend {
-  std::shared_ptr<Store<T>> store;
-  std::shared_ptr<TokenLock> lock;
-  /// Shown in demos and events: "memory", "redis", ...
-  std::string name = "custom";
-  /// The clock the backend's expiries are measured on, used when CacheOptions::clock is null;
-  /// null = system_clock() (epoch time, what a backend shared between hosts needs).
-  /// (A default member initializer, so that {store, lock, name} draws no -Wmissing-field-initializers.)
-  std::shared_ptr<const Clock> clock = nullptr;
-};
-
-/// The embedded in-process backend: MemoryStore<T> + MemoryTokenLock, both on `clock`
-/// (default: monotonic_clock(), so a step of the wall clock changes no lifetime).
-template <class T>
-Backend<T> memory_backend(std::size_t max_entries = 0,
-                          std::shared_ptr<const Clock> clock = monotonic_clock()) {
-  if (!clock) clock = monotonic_clock();
-  return {std::make_shared<MemoryStore<T>>(max_entries), std::make_shared<MemoryTokenLock>(clock), "memory",
-          clock};
-}
 
 /// A loader for Cache<T>: callable with no arguments, returning something convertible to T.
 template <class F, class T>
@@ -117,8 +95,7 @@ class Cache {
   ///         loaded value is handed to a waiter; timeout_error (OnWaitTimeout::throw_error, or
   ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed, when
   ///         the backend cannot be read or locked; a failed store of a loaded value is not thrown).
-  template <class Loader>
-    requires LoaderFor<Loader, T>
+  template <LoaderFor<T> Loader>
   T get_or_compute(std::string_view key, Loader&& loader);
 
   /// Reads without loading.
@@ -153,11 +130,13 @@ class Cache {
   const std::string& backend_name() const noexcept { return backend_.name; }
 
  private:
-  enum Counter : std::size_t {
-    kHits, kMisses, kStaleHits, kLoads, kLoadFailures, kLoadTimeNs, kCoalesced, kLockAcquired,
-    kLockContended, kWaitTimeouts, kFallbackComputes, kRefreshes, kRefreshFailures,
-    kRefreshesDropped, kStaleWritesRejected, kBackendErrors, kStoreFailures, kDecodeErrors,
-    kCounterCount
+  // One per line of STAMPEDE_CACHE_COUNTERS (stats.hpp).
+  enum class Counter : std::size_t {
+#define STAMPEDE_CACHE_COUNTER_ENUMERATOR(name, kind, help) name,
+    STAMPEDE_CACHE_COUNTERS(STAMPEDE_CACHE_COUNTER_ENUMERATOR)
+#undef STAMPEDE_CACHE_COUNTER_ENUMERATOR
+    // (not a counter: their number)
+    kCount
   };
   using time_point = std::chrono::system_clock::time_point;
 
@@ -186,16 +165,16 @@ class Cache {
   void on_backend_error(std::string_view key, const std::exception& e);
   void emit(EventType type, std::string_view key, std::string_view detail = {},
             std::chrono::nanoseconds duration = {}) const noexcept;
-  void count(Counter c, std::uint64_t n = 1) const noexcept { counters_.add(c, n); }
+  void count(Counter c, std::uint64_t n = 1) const noexcept { counters_.add(static_cast<std::size_t>(c), n); }
   static void check_key(std::string_view key);
 
   CacheOptions options_;
   Backend<T> backend_;
   std::shared_ptr<const Clock> clock_;
-  mutable detail::StripedCounters<kCounterCount> counters_;
+  mutable detail::StripedCounters<static_cast<std::size_t>(Counter::kCount)> counters_;
   detail::FlightGroup<T> flights_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
-  Refresher refresher_;
+  detail::Refresher refresher_;
 };
 
 }  // namespace stampede

@@ -23,13 +23,15 @@
 #include <chrono>
 #include <memory>
 
+#include "stampede/export.hpp"
+
 namespace stampede {
 
 /// A source of time for expiries. Its time_point is a system_clock::time_point, but only
 /// system_clock() and SystemClock mean epoch time by it; monotonic_clock() and ManualClock count
 /// from their own origin. Entries and locks must be judged by the clock that stamped them.
 /// Implementations must be thread-safe.
-class Clock {
+class STAMPEDE_EXPORT Clock {
  public:
   using time_point = std::chrono::system_clock::time_point;
   virtual ~Clock() = default;
@@ -38,7 +40,7 @@ class Clock {
 };
 
 /// The real clock: std::chrono::system_clock. Thread-safe.
-class SystemClock final : public Clock {
+class STAMPEDE_EXPORT SystemClock final : public Clock {
  public:
   time_point now() const noexcept override { return std::chrono::system_clock::now(); }
 };
@@ -47,7 +49,7 @@ class SystemClock final : public Clock {
 /// tick, resolution 1-4 ms). A hit reads the clock once to judge expiry; the coarse read costs
 /// ~14 ns against ~67 ns for the precise one on the 2-vCPU VM of docs/performance.md, and TTLs are
 /// milliseconds anyway. Thread-safe.
-class CoarseSystemClock final : public Clock {
+class STAMPEDE_EXPORT CoarseSystemClock final : public Clock {
  public:
   time_point now() const noexcept override;
 };
@@ -55,23 +57,23 @@ class CoarseSystemClock final : public Clock {
 /// The shared wall clock: a CoarseSystemClock. The default of a Cache over a backend that names no
 /// clock (the Redis backend, whose expiries are epoch times). Pass a SystemClock in
 /// CacheOptions::clock if expiries need sub-millisecond precision.
-std::shared_ptr<const Clock> system_clock();
+STAMPEDE_EXPORT std::shared_ptr<const Clock> system_clock();
 
 /// Linux CLOCK_MONOTONIC_COARSE (time since boot as of the last timer tick, resolution 1-4 ms,
 /// as cheap as the coarse wall clock) in a system_clock::time_point whose epoch is meaningless:
 /// it never jumps when the wall clock is set, and means nothing outside this process (nor across
 /// a reboot). Thread-safe.
-class MonotonicClock final : public Clock {
+class STAMPEDE_EXPORT MonotonicClock final : public Clock {
  public:
   time_point now() const noexcept override;
 };
 
 /// The shared default clock of the embedded backend (memory_backend(), MemoryTokenLock, and
 /// Cache(options) without options.clock): a MonotonicClock.
-std::shared_ptr<const Clock> monotonic_clock();
+STAMPEDE_EXPORT std::shared_ptr<const Clock> monotonic_clock();
 
 /// A clock that moves only when told to. Thread-safe (an atomic time point).
-class ManualClock final : public Clock {
+class STAMPEDE_EXPORT ManualClock final : public Clock {
  public:
   /// Starts at `start` (default: a fixed, arbitrary epoch time, so runs are reproducible).
   explicit ManualClock(time_point start = time_point(std::chrono::seconds(1'700'000'000)))

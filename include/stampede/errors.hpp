@@ -11,34 +11,36 @@
 #include <stdexcept>
 #include <string>
 
+#include "stampede/export.hpp"
+
 namespace stampede {
 
 /// Root of every exception the library throws (bad arguments use std::invalid_argument).
-class error : public std::runtime_error {
+class STAMPEDE_EXPORT error : public std::runtime_error {
  public:
   explicit error(const std::string& what) : std::runtime_error(what) {}
 };
 
 /// A caller waited `wait_timeout` for another loader and the policy said to fail.
-class timeout_error : public error {
+class STAMPEDE_EXPORT timeout_error : public error {
  public:
   explicit timeout_error(const std::string& what) : error(what) {}
 };
 
 /// The backend (e.g. Redis) failed: unreachable, wrong password, protocol error, timeout.
-class backend_error : public error {
+class STAMPEDE_EXPORT backend_error : public error {
  public:
   explicit backend_error(const std::string& what) : error(what) {}
 };
 
 /// A lease was lost while its holder still needed it (expired or taken by someone else).
-class lock_lost_error : public error {
+class STAMPEDE_EXPORT lock_lost_error : public error {
  public:
   explicit lock_lost_error(const std::string& what) : error(what) {}
 };
 
 /// A stored value could not be encoded or decoded.
-class codec_error : public error {
+class STAMPEDE_EXPORT codec_error : public error {
  public:
   explicit codec_error(const std::string& what) : error(what) {}
 };

@@ -11,25 +11,34 @@
 #include <string>
 #include <string_view>
 
+#include "stampede/export.hpp"
+
 namespace stampede {
 
+/// Every event type: X(name, what it means). The enumerator's name is its to_string() name.
+#define STAMPEDE_EVENT_TYPES(X)                                                              \
+  X(lock_acquired, "this process took the token lock for a load or refresh")                 \
+  X(lock_timeout, "a caller waited wait_timeout for another loader")                         \
+  X(lock_lost, "the watchdog could not renew a lease (expired or stolen)")                   \
+  X(load_done, "a loader returned; `duration` is its run time")                              \
+  X(load_failed, "a loader threw; `detail` is its what()")                                   \
+  X(refresh_done, "a background refresh stored a new value")                                 \
+  X(refresh_failed, "a background refresh failed; the stale value stays until hard expiry")  \
+  X(refresh_dropped, "the refresh queue was full")                                           \
+  X(stale_write_rejected, "a store with an older fence was refused (the fence did its job)") \
+  X(decode_failed, "a stored value could not be decoded; treated as a miss")                 \
+  X(backend_error, "the backend failed; `detail` says how (fail_open goes on without it)")   \
+  X(store_failed, "a loaded value could not be stored (every caller still gets it); `detail` says why")
+
+/// What happened; see STAMPEDE_EVENT_TYPES for each one's meaning.
 enum class EventType {
-  lock_acquired,    ///< this process took the token lock for a load or refresh
-  lock_timeout,     ///< a caller waited wait_timeout for another loader
-  lock_lost,        ///< the watchdog could not renew a lease (expired or stolen)
-  load_done,        ///< a loader returned; `duration` is its run time
-  load_failed,      ///< a loader threw; `detail` is its what()
-  refresh_done,     ///< a background refresh stored a new value
-  refresh_failed,   ///< a background refresh failed; the stale value stays until hard expiry
-  refresh_dropped,  ///< the refresh queue was full
-  stale_write_rejected,  ///< a store with an older fence was refused (the fence did its job)
-  decode_failed,    ///< a stored value could not be decoded; treated as a miss
-  backend_error,    ///< the backend failed; `detail` says how (fail_open goes on without it)
-  store_failed,     ///< a loaded value could not be stored (every caller still gets it); `detail` says why
+#define STAMPEDE_EVENT_TYPE_ENUMERATOR(name, what) name,
+  STAMPEDE_EVENT_TYPES(STAMPEDE_EVENT_TYPE_ENUMERATOR)
+#undef STAMPEDE_EVENT_TYPE_ENUMERATOR
 };
 
 /// @return a stable lowercase name, e.g. "lock_acquired".
-std::string_view to_string(EventType type) noexcept;
+STAMPEDE_EXPORT std::string_view to_string(EventType type) noexcept;
 
 /// One event. `key` and `detail` are valid only during the hook call.
 struct Event {

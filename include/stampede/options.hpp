@@ -13,6 +13,7 @@
 
 #include "stampede/clock.hpp"
 #include "stampede/events.hpp"
+#include "stampede/export.hpp"
 
 namespace stampede {
 
@@ -27,7 +28,7 @@ enum class Mode {
 
 /// What a caller does after waiting `wait_timeout` for someone else's load.
 enum class OnWaitTimeout {
-  compute,      ///< run the loader itself, without the lock (the seeds' fallback); not stored
+  compute,      ///< run the loader itself, without the lock; the value is returned, not stored
   throw_error,  ///< throw stampede::timeout_error
   serve_stale,  ///< return a stale value if one is still servable, else throw timeout_error
 };
@@ -79,6 +80,6 @@ struct CacheOptions {
 };
 
 /// Throws std::invalid_argument naming the first field that makes no sense.
-void validate(const CacheOptions& options);
+STAMPEDE_EXPORT void validate(const CacheOptions& options);
 
 }  // namespace stampede

@@ -14,6 +14,8 @@
 #include <optional>
 #include <string_view>
 
+#include "stampede/stats.hpp"
+
 namespace stampede {
 
 /// One cached value with its expiry and provenance.
@@ -37,7 +39,9 @@ enum class PutResult {
 };
 
 /// A backend's entry store. Implementations are thread-safe and throw stampede::backend_error when
-/// their server fails. Expired entries are never returned (the store is given `now`).
+/// their server fails. Expired entries are never returned (the store is given `now`). A store
+/// reports counters of its own (evictions, ...) through add_counters(): the Cache never asks for
+/// its type.
 template <class T>
 class Store {
  public:
@@ -45,8 +49,7 @@ class Store {
 
   /// @return the entry if present and now < hard_expiry, else std::nullopt.
   /// @throws codec_error if the stored bytes cannot be decoded (callers treat it as a miss).
-  virtual std::optional<Entry<T>> get(std::string_view key,
-                                      std::chrono::system_clock::time_point now) = 0;
+  virtual std::optional<Entry<T>> get(std::string_view key, std::chrono::system_clock::time_point now) = 0;
 
   /// Stores `entry` unless a higher fence than entry.fence was seen for the key.
   virtual PutResult put(std::string_view key, const Entry<T>& entry,
@@ -54,6 +57,12 @@ class Store {
 
   /// Removes the entry and remembers `fence`, so later puts with a lower fence are refused.
   virtual void invalidate(std::string_view key, std::uint64_t fence) = 0;
+
+  /// Adds the counters this store keeps (those of STAMPEDE_BACKEND_COUNTERS, e.g. evictions) to
+  /// `counters`, for Cache::stats(). The default keeps none and adds nothing; a store that wraps
+  /// another forwards to it. Thread-safe; cheap (it runs on every stats() call).
+  /// @param counters what the caller has gathered so far; add to its fields, do not overwrite them.
+  virtual void add_counters(BackendCounters& counters) const { (void)counters; }
 };
 
 }  // namespace stampede

@@ -5,31 +5,24 @@
 // Every successful acquire also returns a fence: a per-key number that grows with each acquire, so
 // a store can refuse writes from a holder whose lock has since expired.
 //
+// LockLease (stampede/lease.hpp) is its RAII owner.
+//
 //   auto lock = std::make_shared<stampede::MemoryTokenLock>();
-//   if (auto lease = stampede::LockLease::acquire(lock, "job:7", 5s, {.timeout = 2s})) {
-//     do_work(lease->token().fence);          // released when `lease` goes out of scope
-//   }
+//   if (auto t = stampede::acquire(*lock, "job:7", 5s, {.timeout = 2s})) {
+//     do_work(t->fence); lock->release("job:7", t->token); }
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
+
+#include "stampede/export.hpp"
 
 namespace stampede {
-
-namespace detail {
-class LeaseRenewer;
-/// @return the watched leases this process's renewer tracks now (scheduled, or due and waiting
-///         for a renewal worker). Released leases are not counted. For tests and diagnostics.
-///         Thread-safe.
-std::size_t lease_renewer_pending();
-}  // namespace detail
 
 /// What a successful acquire hands out.
 struct LockToken {
@@ -42,7 +35,7 @@ struct LockToken {
 
 /// A registration for "this key's lock was released or its value was stored". Obtain it *before*
 /// re-checking the store, then wait: a signal sent after subscribe() is never lost.
-class Subscription {
+class STAMPEDE_EXPORT Subscription {
  public:
   virtual ~Subscription() = default;
   /// Blocks until a signal for the key arrives after subscribe(), or `deadline` passes.
@@ -52,7 +45,11 @@ class Subscription {
 
 /// A backend's token lock. Implementations are thread-safe. Methods that talk to a server throw
 /// stampede::backend_error when it fails; losing a race is never an exception.
-class TokenLock {
+///
+/// The public methods check their arguments (a non-empty key, a ttl > 0) and then call the
+/// backend's private virtual of the same name with a `do_` prefix (the non-virtual interface
+/// idiom): a backend implements the do_ methods and never sees a bad argument.
+class STAMPEDE_EXPORT TokenLock {
  public:
   virtual ~TokenLock() = default;
 
@@ -61,27 +58,76 @@ class TokenLock {
   /// @param ttl > 0
   /// @return the token and fence, or std::nullopt if another holder has it.
   /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
-  [[nodiscard]] virtual std::optional<LockToken> try_acquire(std::string_view key,
-                                                             std::chrono::milliseconds ttl) = 0;
+  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
+    check_key(key);
+    check_ttl(ttl);
+    return do_try_acquire(key, ttl);
+  }
 
   /// Releases the lock if `token` still holds it, and signals waiters.
+  /// @param key non-empty
+  /// @param token the holder's token
   /// @return true if released; false if the token is not the current, unexpired owner.
-  virtual bool release(std::string_view key, std::string_view token) = 0;
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  bool release(std::string_view key, std::string_view token) {
+    check_key(key);
+    return do_release(key, token);
+  }
 
   /// Resets the lock's TTL to `ttl` if `token` still holds it.
+  /// @param key non-empty
+  /// @param token the holder's token
+  /// @param ttl > 0
   /// @return true if renewed; false if the token is not the current, unexpired owner.
-  [[nodiscard]] virtual bool renew(std::string_view key, std::string_view token,
-                                   std::chrono::milliseconds ttl) = 0;
+  /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
+  [[nodiscard]] bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
+    check_key(key);
+    check_ttl(ttl);
+    return do_renew(key, token, ttl);
+  }
 
   /// Raises the key's fence without taking the lock (used by invalidate and put).
+  /// @param key non-empty
   /// @return the new fence, greater than every fence handed out before.
-  virtual std::uint64_t bump_fence(std::string_view key) = 0;
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  std::uint64_t bump_fence(std::string_view key) {
+    check_key(key);
+    return do_bump_fence(key);
+  }
 
   /// Registers for the key's next release/stored signal. See Subscription.
-  [[nodiscard]] virtual std::unique_ptr<Subscription> subscribe(std::string_view key) = 0;
+  /// @param key non-empty
+  /// @return the registration; it must not outlive the lock unless the backend says it may.
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) {
+    check_key(key);
+    return do_subscribe(key);
+  }
 
   /// Signals the key's waiters ("the value is stored"), e.g. after a store by a lock holder.
-  virtual void notify(std::string_view key) = 0;
+  /// @param key non-empty
+  /// @throws std::invalid_argument for an empty key; backend_error.
+  void notify(std::string_view key) {
+    check_key(key);
+    do_notify(key);
+  }
+
+ private:
+  // The backend's operations, as the public methods above describe them. They are called with a
+  // non-empty key and, where there is one, a ttl > 0.
+  virtual std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) = 0;
+  virtual bool do_release(std::string_view key, std::string_view token) = 0;
+  virtual bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) = 0;
+  virtual std::uint64_t do_bump_fence(std::string_view key) = 0;
+  virtual std::unique_ptr<Subscription> do_subscribe(std::string_view key) = 0;
+  virtual void do_notify(std::string_view key) = 0;
+
+ protected:
+  /// The checks of the public methods, for a backend's methods of its own.
+  /// @throws std::invalid_argument if `key` is empty.
+  static void check_key(std::string_view key);
+  /// @throws std::invalid_argument if `ttl` <= 0.
+  static void check_ttl(std::chrono::milliseconds ttl);
 };
 
 /// Retry policy of a blocking acquire.
@@ -100,88 +146,8 @@ struct AcquireOptions {
 /// comes first, and tries again until `options.timeout`.
 /// @return the token, or std::nullopt on timeout.
 /// @throws std::invalid_argument for bad options; backend_error.
-[[nodiscard]] std::optional<LockToken> acquire(TokenLock& lock, std::string_view key,
-                                               std::chrono::milliseconds ttl,
-                                               const AcquireOptions& options = {});
-
-/// Watchdog settings of a LockLease.
-struct WatchdogOptions {
-  /// Renew the lease in the background while it is held.
-  bool enabled = false;
-  /// Renewal period; 0 = ttl / 3.
-  std::chrono::milliseconds interval{0};
-  /// Called once, on a renewal worker thread, when the lease is lost: a renewal was refused (the
-  /// lock is no longer ours), or renewals kept throwing until the lease's known expiry. Must be
-  /// short and must not call into the same lease; an exception from it is swallowed.
-  std::function<void()> on_lost;
-};
-
-/// RAII ownership of one acquired token lock, with an optional watchdog that renews it every
-/// `interval` while it is held. Releases (best effort) in a noexcept destructor.
-///
-/// The watchdog: one scheduler thread per process keeps every watched lease by its due time and
-/// hands due renewals to a pool of renewal workers (started on demand, at most 8 at once; idle
-/// ones leave after 10 s), so a renewal that blocks on a slow server delays only its own lease
-/// (with 8 renewals blocked at once, the next due ones wait for a free worker). A renewal that
-/// throws (e.g. backend_error: the server failed, so it is unknown whether the lock is still
-/// ours) is retried after a short backoff (10 ms, doubling up to 250 ms) until the lease's known
-/// expiry: the steady_clock time of the lease's construction or last successful renewal, plus
-/// `ttl`. The lease is lost when a renewal returns false (a definite refusal), or when renewals
-/// still fail at the known expiry; then lost() turns true and on_lost runs once.
-///
-/// Thread-compatible: one owner uses it; `lost()` may be read from any thread. Movable.
-/// Lifetime: release() and the destructor wait for a renewal of this lease in progress; no
-/// renewal or on_lost call happens after they return, and the renewer forgets the lease at once.
-/// on_lost runs on a renewal worker while it holds the lease's state: it must be short and must
-/// not call into the same lease. The renewer's threads and state are never destroyed (a lease may
-/// outlive static destruction).
-/// fork(): a lease belongs to the process that made it. In a fork()ed child, a lease inherited
-/// from the parent is neither renewed nor released (renew() and release() return false without
-/// touching the lock, which the parent still holds); leases the child makes are renewed by the
-/// child's own renewer, started on its first watched lease.
-class LockLease {
- public:
-  LockLease() = default;
-  /// Adopts `token`, already acquired on `key` with `ttl`.
-  LockLease(std::shared_ptr<TokenLock> lock, std::string key, LockToken token, std::chrono::milliseconds ttl,
-            WatchdogOptions watchdog = {});
-  LockLease(LockLease&&) noexcept;
-  LockLease& operator=(LockLease&&) noexcept;
-  LockLease(const LockLease&) = delete;
-  LockLease& operator=(const LockLease&) = delete;
-  ~LockLease();
-
-  /// Blocking acquire (see stampede::acquire) wrapped in a lease.
-  /// @return the lease, or std::nullopt on timeout.
-  [[nodiscard]] static std::optional<LockLease> acquire(std::shared_ptr<TokenLock> lock, std::string key,
-                                                        std::chrono::milliseconds ttl,
-                                                        const AcquireOptions& options = {},
-                                                        WatchdogOptions watchdog = {});
-
-  /// @return true until release() or a move-from.
-  [[nodiscard]] bool owns_lock() const noexcept;
-  /// @return true once the watchdog failed to renew (the lock may now be someone else's).
-  [[nodiscard]] bool lost() const noexcept;
-  /// @return the token and fence of this lease. Precondition: owns_lock().
-  [[nodiscard]] const LockToken& token() const noexcept;
-  [[nodiscard]] const std::string& key() const noexcept;
-  /// Renews now (after a watchdog renewal of this lease in progress); on success the watchdog's
-  /// known expiry moves too.
-  /// @return false if the lease is no longer ours (or was inherited across fork()).
-  /// @throws backend_error.
-  [[nodiscard]] bool renew();
-  /// Stops the watchdog and releases the lock.
-  /// @return true if the lock was still ours when released; false without touching the lock for
-  ///         a lease inherited across fork().
-  /// @throws backend_error (the destructor swallows it instead).
-  bool release();
-  /// Alias of release(), for std::unique_lock-like code.
-  void unlock() { release(); }
-
- private:
-  friend class detail::LeaseRenewer;
-  struct State;
-  std::shared_ptr<State> state_;
-};
+[[nodiscard]] STAMPEDE_EXPORT std::optional<LockToken> acquire(TokenLock& lock, std::string_view key,
+                                                               std::chrono::milliseconds ttl,
+                                                               const AcquireOptions& options = {});
 
 }  // namespace stampede

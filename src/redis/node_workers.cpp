@@ -8,7 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include "after_fork.hpp"
 #include "stampede/detail/fork.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 
@@ -54,7 +53,7 @@ NodeWorkers::NodeWorkers(std::size_t max_threads)
 NodeWorkers::~NodeWorkers() {
   State* s = state_.load(std::memory_order_acquire);
   if (s->generation != stampede::detail::fork_generation()) {
-    keep_abandoned(s);  // a child that never posted: the parent's threads do not exist here
+    stampede::detail::keep_abandoned(s);  // a child that never posted: the parent's threads do not exist here
     return;
   }
   std::vector<std::thread> threads;
@@ -78,7 +77,7 @@ NodeWorkers::State& NodeWorkers::state() {
   }
   auto fresh = std::make_unique<State>(generation);
   if (state_.compare_exchange_strong(s, fresh.get(), std::memory_order_acq_rel, std::memory_order_acquire)) {
-    keep_abandoned(s);
+    stampede::detail::keep_abandoned(s);
     return *fresh.release();
   }
   return *s;  // another thread of the child replaced it first

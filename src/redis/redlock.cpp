@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "node_workers.hpp"
+#include "stampede/detail/random.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/detail/token.hpp"
-#include "stampede/redis/detail/wire.hpp"
+#include "wire.hpp"
 
 namespace stampede::redis {
 namespace {
@@ -19,10 +19,6 @@ using steady = std::chrono::steady_clock;
 // try_acquire and renew refuse a TTL below this many node_timeouts: an acquire takes up to two
 // rounds of node_timeout, and what is left of the TTL after them must be worth having.
 constexpr int kMinTtlInNodeTimeouts = 10;
-
-void check_key(std::string_view key) {
-  if (key.empty()) throw std::invalid_argument("stampede::redis::Redlock: key must not be empty");
-}
 
 [[noreturn]] void no_majority(std::size_t answered, std::size_t n, const std::string& last) {
   throw backend_error("stampede::redis::Redlock: only " + std::to_string(answered) + " of " +
@@ -198,6 +194,7 @@ std::shared_ptr<Redlock::Round<R>> Redlock::call_all(Call call, steady::time_poi
           const R copy = answer;
           if (round->answer(i, std::move(answer)) == Round<R>::Fate::late_dropped) undo_late(*node, copy);
         } else {
+          static_cast<void>(undo_late);  // an answer that cannot be copied has nothing to undo
           round->answer(i, std::move(answer));
         }
       } catch (const std::exception& e) {
@@ -237,9 +234,7 @@ std::uint64_t Redlock::raise_fence(std::string_view key, std::uint64_t fence) {
   return fence;
 }
 
-std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
-  check_key(key);
-  if (ttl.count() <= 0) throw std::invalid_argument("stampede::redis::Redlock: ttl must be > 0");
+std::optional<LockToken> Redlock::do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
   check_ttl(ttl);
   const std::string token = stampede::detail::random_token();
   const auto start = steady::now();
@@ -295,8 +290,7 @@ std::optional<LockToken> Redlock::try_acquire(std::string_view key, std::chrono:
   return std::nullopt;
 }
 
-bool Redlock::release(std::string_view key, std::string_view token) {
-  check_key(key);
+bool Redlock::do_release(std::string_view key, std::string_view token) {
   const std::size_t q = quorum();
   auto released = [](bool r) { return r; };
   auto round = call_all<bool>(
@@ -313,9 +307,7 @@ bool Redlock::release(std::string_view key, std::string_view token) {
   return n >= q;
 }
 
-bool Redlock::renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
-  check_key(key);
-  if (ttl.count() <= 0) throw std::invalid_argument("stampede::redis::Redlock: ttl must be > 0");
+bool Redlock::do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
   check_ttl(ttl);
   const std::size_t q = quorum();
   auto renewed = [](bool r) { return r; };
@@ -330,8 +322,7 @@ bool Redlock::renew(std::string_view key, std::string_view token, std::chrono::m
   return false;
 }
 
-std::uint64_t Redlock::bump_fence(std::string_view key) {
-  check_key(key);
+std::uint64_t Redlock::do_bump_fence(std::string_view key) {
   const std::size_t q = quorum();
   auto round = call_all<std::uint64_t>(
       [this, k = std::string(key)](RedisTokenLock& node) {
@@ -349,8 +340,7 @@ std::uint64_t Redlock::bump_fence(std::string_view key) {
   return raise_fence(key, fence);
 }
 
-std::unique_ptr<Subscription> Redlock::subscribe(std::string_view key) {
-  check_key(key);
+std::unique_ptr<Subscription> Redlock::do_subscribe(std::string_view key) {
   auto round = call_all<std::unique_ptr<Subscription>>(
       [k = std::string(key)](RedisTokenLock& node) { return node.subscribe(k); },
       steady::now() + subscribe_budget_, false, NoUndo{});
@@ -362,8 +352,7 @@ std::unique_ptr<Subscription> Redlock::subscribe(std::string_view key) {
   throw backend_error("stampede::redis::Redlock: no node to subscribe to; last error: " + t.last_error);
 }
 
-void Redlock::notify(std::string_view key) {
-  check_key(key);
+void Redlock::do_notify(std::string_view key) {
   auto round = call_all<bool>(
       [this, k = std::string(key)](RedisTokenLock& node) {
         detail::publish(*node.client(), prefix_, k, "stored");

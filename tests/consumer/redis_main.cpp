@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stampede/redis/redis.hpp>
 #include <stampede/stampede.hpp>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -17,6 +18,16 @@ void check(bool ok, const char* what) {
 int main() {
   const stampede::redis::Endpoint e = stampede::redis::parse_url("redis://127.0.0.1:6380/2");
   check(e.host == "127.0.0.1" && e.port == 6380, "parse_url reads host and port");
+  check(stampede::redis::to_string(e) == "127.0.0.1:6380", "to_string names the endpoint");
+  bool bad_url = false;
+  try {
+    (void)stampede::redis::parse_url("http://h");
+  } catch (const std::invalid_argument&) {
+    bad_url = true;
+  }
+  check(bad_url, "parse_url throws std::invalid_argument for a bad URL");
+  const stampede::redis::Script script("return 1");
+  check(script.sha1().empty(), "a Script knows no digest before a server named it");
 
   bool refused = false;
   try {

@@ -1,5 +1,6 @@
-// tests/redis/client_test.cpp: Client: URL parsing, AUTH/SELECT, binary-safe commands, scripts with
-// the NOSCRIPT fallback, the pool's borrow timeout, and reconnecting after a restart.
+// tests/redis/client_test.cpp: Client: AUTH/SELECT, binary-safe commands, scripts (the digest
+// learned from the server, the NOSCRIPT fallback, users without SCRIPT LOAD), the pool's borrow
+// timeout, and reconnecting after a restart.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,47 +16,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using stampede::redis::Client;
-using stampede::redis::parse_url;
 using stampede::redis::Reply;
 using stampede::redis::Script;
-
-TEST(ParseUrl, ReadsEveryPartOfATcpUrl) {
-  auto ep = parse_url("redis://alice:s%3Acret@cache.local:6380/3");
-  EXPECT_FALSE(ep.unix_socket);
-  EXPECT_EQ(ep.host, "cache.local");
-  EXPECT_EQ(ep.port, 6380);
-  EXPECT_EQ(ep.user, "alice");
-  EXPECT_EQ(ep.password, "s:cret");
-  EXPECT_EQ(ep.db, 3);
-
-  auto bare = parse_url("redis://127.0.0.1");
-  EXPECT_EQ(bare.port, 6379);
-  EXPECT_EQ(bare.db, 0);
-  EXPECT_TRUE(bare.password.empty());
-
-  auto password_only = parse_url("redis://:pw@h:1/");
-  EXPECT_TRUE(password_only.user.empty());
-  EXPECT_EQ(password_only.password, "pw");
-
-  auto v6 = parse_url("redis://[::1]:7000");
-  EXPECT_EQ(v6.host, "::1");
-  EXPECT_EQ(v6.port, 7000);
-}
-
-TEST(ParseUrl, ReadsAUnixSocketUrl) {
-  auto ep = parse_url("unix:///run/redis/redis.sock?db=2");
-  EXPECT_TRUE(ep.unix_socket);
-  EXPECT_EQ(ep.path, "/run/redis/redis.sock");
-  EXPECT_EQ(ep.db, 2);
-}
-
-TEST(ParseUrl, RejectsBadUrlsWithInvalidArgument) {
-  for (const char* bad :
-       {"http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/db", "unix://",
-        "unix://host/path", "unix:///s?database=1", "redis://a%zz@h", "redis://[::1"}) {
-    EXPECT_THROW(parse_url(bad), std::invalid_argument) << bad;
-  }
-}
 
 TEST(Client, RejectsBadOptions) {
   EXPECT_THROW(Client::connect("redis://127.0.0.1:1", {.pool_size = 0}), std::invalid_argument);
@@ -122,20 +84,63 @@ TEST(Client, ErrorRepliesAreReplyErrorsAndLeaveTheConnectionUsable) {
   EXPECT_EQ(client->command({"GET", key}).str, "v");
 }
 
-TEST(Client, EvalFallsBackToEvalWhenTheScriptIsNotLoaded) {
-  auto client = redis_test::shared_client();
+// The number of calls of `command` (e.g. "evalsha", "script|load") the server has counted.
+long long calls(Client& client, const std::string& command) {
+  const std::string info = client.command({"INFO", "commandstats"}).str;
+  const std::string tag = "cmdstat_" + command + ":calls=";
+  const auto at = info.find(tag);
+  return at == std::string::npos ? 0 : std::stoll(info.substr(at + tag.size()));
+}
+
+TEST(Client, EvalLearnsTheScriptsDigestFromTheServerAndThenSendsOnlyTheDigest) {
+  redis_test::RedisServer server;  // its own server: the test counts commands
+  auto client = Client::connect(server.url());
   const Script script("return {KEYS[1], ARGV[1]}");
-  EXPECT_EQ(script.sha1(), client->command({"SCRIPT", "LOAD", script.source()}).str) << "local SHA1 differs";
-  client->command({"SCRIPT", "FLUSH"});
+  EXPECT_TRUE(script.sha1().empty()) << "a digest before any server named the script";
   Reply r = client->eval(script, {"k"}, {"a"});
   ASSERT_EQ(r.type, Reply::Type::array);
   EXPECT_EQ(r.elements.at(0).str, "k");
   EXPECT_EQ(r.elements.at(1).str, "a");
-  EXPECT_EQ(client->command({"SCRIPT", "EXISTS", script.sha1()}).elements.at(0).integer, 1);
-  client->command({"SCRIPT", "FLUSH"});
-  EXPECT_EQ(client->eval(script, {"k2"}, {"b"}).elements.at(0).str, "k2");
+  EXPECT_EQ(script.sha1(), client->command({"SCRIPT", "LOAD", script.source()}).str);
+  client->command({"CONFIG", "RESETSTAT"});
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(client->eval(script, {"k"}, {"b"}).elements.at(1).str, "b");
+  EXPECT_EQ(calls(*client, "evalsha"), 3);
+  EXPECT_EQ(calls(*client, "eval"), 0) << "the source was sent again";
+  EXPECT_EQ(calls(*client, "script|load"), 0) << "the digest was asked for again";
+  // A copy keeps what was learned.
+  const Script copy(script);
+  EXPECT_EQ(copy.sha1(), script.sha1());
+}
+
+TEST(Client, EvalRunsAScriptTheServerForgot) {
+  auto client = redis_test::shared_client();
+  const Script script("return ARGV[1]");
+  EXPECT_EQ(client->eval(script, {}, {"x"}).str, "x");
+  ASSERT_FALSE(script.sha1().empty());
+  client->command({"SCRIPT", "FLUSH"});  // as after a restart: NOSCRIPT for the known digest
+  EXPECT_EQ(client->eval(script, {}, {"y"}).str, "y");
+  EXPECT_EQ(client->command({"SCRIPT", "EXISTS", std::string(script.sha1())}).elements.at(0).integer, 1)
+      << "EVAL did not load it again";
   EXPECT_THROW(client->eval(Script("return redis.call('NOSUCHCOMMAND')"), {}, {}),
                stampede::redis::reply_error);
+  EXPECT_THROW(client->eval(Script("this is no Lua"), {}, {}), stampede::redis::reply_error);
+}
+
+TEST(Client, EvalWorksForAUserWhoMayNotLoadScripts) {
+  redis_test::RedisServer server;
+  auto admin = Client::connect(server.url());
+  admin->command({"ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-script"});
+  auto client = Client::connect("redis://app:pw@127.0.0.1:" + std::to_string(server.port()));
+  ASSERT_THROW(client->command({"SCRIPT", "LOAD", "return 1"}), stampede::redis::reply_error)
+      << "the user may load scripts: the setup is wrong";
+  const Script unknown("return 'by eval'");
+  EXPECT_EQ(client->eval(unknown, {}, {}).str, "by eval");
+  EXPECT_EQ(client->eval(unknown, {}, {}).str, "by eval");
+  EXPECT_TRUE(unknown.sha1().empty());
+  // A digest learned elsewhere (the admin may load) is used by EVALSHA, which the user may run.
+  const Script known("return 'by evalsha'");
+  EXPECT_EQ(admin->eval(known, {}, {}).str, "by evalsha");
+  EXPECT_EQ(client->eval(known, {}, {}).str, "by evalsha");
 }
 
 TEST(Client, RequirepassRightWrongAndMissingPassword) {

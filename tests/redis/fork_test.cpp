@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "redis_server.hpp"
-#include "stampede/detail/counters.hpp"
+#include "stampede/detail/sanitizers.hpp"
 #include "support/test_support.hpp"
 
 namespace {

@@ -1,6 +1,6 @@
-// tests/redis/store_test.cpp: RedisStore<T> and Cache<T> over Redis: the wire format, fences, garbage,
-// binary keys and big values, grace for serve_stale, SWR across caches, fail_open/fail_closed,
-// Redis killed during a stampede, SCRIPT FLUSH.
+// tests/redis/store_test.cpp: RedisBytesStore, RedisStore<T> and Cache<T> over Redis: the wire format,
+// which codecs RedisStore accepts, fences, garbage, binary keys and big values, grace for serve_stale,
+// SWR across caches, fail_open/fail_closed, Redis killed during a stampede, SCRIPT FLUSH.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -25,6 +25,9 @@ struct Item {
   friend bool operator==(const Item&, const Item&) = default;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name)
+struct NotJson {
+  int id = 0;
+};
 }  // namespace shop
 
 namespace {
@@ -77,6 +80,38 @@ TEST(RedisWireFormat, ValueIsAHashReadableWithAPlainClientAndAJsonParser) {
   const long long pttl = client->command({"PTTL", prefix + "{item:1}"}).integer;
   EXPECT_GT(pttl, 30000);
   EXPECT_LE(pttl, 30000 + stampede::redis::kDefaultGrace.count() + 1);
+}
+
+// RedisStore<T, C> exists only where C is a codec of T: JSON needs to_json/from_json for T.
+template <class T, class C = stampede::JsonCodec<T>>
+concept RedisStorable = requires {
+  typename RedisStore<T, C>;
+};
+static_assert(RedisStorable<Item>);
+static_assert(RedisStorable<std::string, stampede::StringCodec>);
+static_assert(!RedisStorable<shop::NotJson>, "RedisStore of a type its default codec cannot write");
+static_assert(!RedisStorable<int, stampede::StringCodec>, "RedisStore with a codec of another type");
+
+TEST(RedisBytesStore, KeepsTheBytesAsTheyAreWithTheirExpiriesAndFence) {
+  auto client = shared_client();
+  const std::string prefix = unique_prefix();
+  stampede::redis::RedisBytesStore store(client, prefix);
+  const time_point now(std::chrono::milliseconds(1'700'000'000'000));
+  const std::string bytes("a\0b\xff", 4);
+  const Entry<std::string> entry{bytes, now + 10s, now + 20s, 9, 15ms};
+  ASSERT_EQ(store.put("k", entry, now), PutResult::stored);
+  EXPECT_EQ(hgetall(*client, prefix + "{k}")["value"], bytes) << "the bytes were changed on the way";
+  const std::optional<Entry<std::string>> got = store.get("k", now);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->value, bytes);
+  EXPECT_EQ(got->soft_expiry, entry.soft_expiry);
+  EXPECT_EQ(got->hard_expiry, entry.hard_expiry);
+  EXPECT_EQ(got->fence, 9u);
+  EXPECT_EQ(got->load_time, 15ms);
+  EXPECT_FALSE(store.get("k", now + 20s)) << "an entry past its hard expiry was returned";
+  EXPECT_THROW(stampede::redis::RedisBytesStore(nullptr, prefix), std::invalid_argument);
+  EXPECT_THROW(stampede::redis::RedisBytesStore(client, "a{b"), std::invalid_argument);
+  EXPECT_THROW(stampede::redis::RedisBytesStore(client, prefix, -1ms), std::invalid_argument);
 }
 
 TEST(RedisStore, RefusesAWriteWithALowerFenceAndInvalidateRaisesTheFloor) {
@@ -351,10 +386,11 @@ TEST(RedisCache, FailOpenLoadsWithoutRedisAndComesBackWhenItReturns) {
 TEST(RedisCache, TheDocumentedAclIsEnough) {
   redis_test::RedisServer server;  // its own server: users are server-wide
   auto admin = Client::connect(server.url());
-  admin->command({"ACL",          "SETUSER",  "stampede", "on",    ">password", "~shop:*",
-                  "&shop:done:{*", "+get",     "+set",     "+del",  "+hgetall",  "+hget",
-                  "+hset",        "+hincrby", "+pexpire", "+pttl", "+time",     "+publish",
-                  "+psubscribe",  "+ping",    "+evalsha", "+eval", "+auth",     "+select"});
+  admin->command({"ACL",      "SETUSER",       "stampede",     "on",          ">password",
+                  "~shop:*",  "&shop:done:{*", "+get",         "+set",        "+del",
+                  "+hgetall", "+hget",         "+hset",        "+hincrby",    "+pexpire",
+                  "+pttl",    "+time",         "+publish",     "+psubscribe", "+ping",
+                  "+evalsha", "+eval",         "+script|load", "+auth",       "+select"});
   const std::string url = "redis://stampede:password@127.0.0.1:" + std::to_string(server.port());
   CacheOptions opts{
       .ttl = 30s, .wait_timeout = 60s, .backend_failure = stampede::BackendFailure::fail_closed};

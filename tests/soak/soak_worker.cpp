@@ -48,6 +48,7 @@
 
 #include "cli.hpp"  // demos/cli.hpp: strict flags on CLI11
 #include "stampede/cache.hpp"
+#include "stampede/json.hpp"
 #include "stampede/redis/redis.hpp"
 
 namespace {
@@ -98,26 +99,27 @@ thread_local steady::duration own_load_time{};
 class FenceSeeingLock final : public stampede::TokenLock {
  public:
   explicit FenceSeeingLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     auto token = inner_->try_acquire(key, ttl);
     if (token) held_fence = token->fence;
     return token;
   }
-  bool release(std::string_view key, std::string_view token) override {
+  bool do_release(std::string_view key, std::string_view token) override {
     held_fence = 0;
     return inner_->release(key, token);
   }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
- private:
   std::shared_ptr<stampede::TokenLock> inner_;
 };
 
@@ -169,6 +171,7 @@ class StaleReadCheckingStore final : public stampede::Store<std::string> {
     return inner_->put(key, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
  private:
   std::shared_ptr<stampede::Store<std::string>> inner_;
@@ -240,7 +243,7 @@ int run_worker(const RunConfig& cfg) {
     j["unlocked_loads"] = counters.unlocked_loads.load();
     j["rss_start_kb"] = rss_start;
     j["rss_kb"] = rss_kb();
-    j["cache"] = cache.stats().to_json();
+    j["cache"] = stampede::to_json(cache.stats());
     {
       std::lock_guard l(counters.samples_mu);
       j["samples"] = counters.samples;

@@ -114,24 +114,28 @@ class CountingLock final : public stampede::TokenLock {
  public:
   explicit CountingLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
 
-  std::optional<stampede::LockToken> try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) override {
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     std::optional<stampede::LockToken> token = inner_->try_acquire(key, ttl);
     (token ? acquired_ : failed_).fetch_add(1, std::memory_order_acq_rel);
     return token;
   }
-  bool release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
-  bool renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     const bool renewed = inner_->renew(key, token, ttl);
     renews_.fetch_add(1, std::memory_order_acq_rel);
     return renewed;
   }
-  std::uint64_t bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> subscribe(std::string_view key) override {
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
-  void notify(std::string_view key) override { inner_->notify(key); }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
 
+ public:
   /// @return try_acquire calls that found the lock held.
   int failed_acquires() const noexcept { return failed_.load(std::memory_order_acquire); }
   /// @return try_acquire calls that took the lock.
@@ -165,6 +169,7 @@ class HookedStore final : public stampede::Store<T> {
     return inner_->put(key, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 
   /// @return get calls so far.
   int gets() const noexcept { return gets_.load(std::memory_order_acquire); }

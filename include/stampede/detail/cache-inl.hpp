@@ -8,18 +8,11 @@
 #include <thread>
 #include <utility>
 
+#include "stampede/detail/random.hpp"
 #include "stampede/errors.hpp"
+#include "stampede/lease.hpp"
 
 namespace stampede {
-
-namespace detail {
-/// This thread's generator for jitter; seeded once per thread from std::random_device.
-std::minstd_rand& thread_rng() noexcept;
-/// `d` scaled by a random factor in [1 - spread, 1 + spread].
-std::chrono::nanoseconds jittered(std::chrono::nanoseconds d, double spread) noexcept;
-/// Uniform in (0, 1].
-double uniform_open0() noexcept;
-}  // namespace detail
 
 template <class T>
 Cache<T>::Cache(CacheOptions options) : Cache(options, Backend<T>{}) {}
@@ -28,7 +21,8 @@ template <class T>
 Cache<T>::Cache(CacheOptions options, Backend<T> backend)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      refresher_((validate(options_), Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
+      refresher_((validate(options_),
+                  detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
   if (!backend_.store && !backend_.lock) {
     backend_ = memory_backend<T>(options_.max_entries, options_.clock);
   } else if (!backend_.store || !backend_.lock) {
@@ -49,34 +43,33 @@ void Cache<T>::check_key(std::string_view key) {
 }
 
 template <class T>
-template <class Loader>
-  requires LoaderFor<Loader, T>
+template <LoaderFor<T> Loader>
 T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
   check_key(key);
   const time_point now = clock_->now();
   if (std::optional<Entry<T>> e = read(key, now)) {
     if (now < e->soft_expiry) {
-      count(kHits);
+      count(Counter::hits);
       if (options_.early_refresh_beta > 0 && xfetch_due(*e, now)) {
         schedule_refresh(key, e->fence, std::forward<Loader>(loader));
       }
       return std::move(e->value);
     }
     // Past soft expiry but present: only SWR keeps such entries servable (blocking: soft == hard).
-    count(kStaleHits);
+    count(Counter::stale_hits);
     schedule_refresh(key, e->fence, std::forward<Loader>(loader));
     return std::move(e->value);
   }
-  count(kMisses);
+  count(Counter::misses);
 
   auto [flight, leader] = flights_.join(key);
   if (!leader) {
     const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
     if (std::optional<T> v = flight->wait_until(deadline)) {
-      count(kCoalesced);
+      count(Counter::coalesced);
       return std::move(*v);
     }
-    count(kWaitTimeouts);
+    count(Counter::wait_timeouts);
     emit(EventType::lock_timeout, key, "in-process flight");
     return on_wait_timeout(key, loader, *flight);
   }
@@ -109,15 +102,16 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
       return value;
     }
     if (token) {
-      count(kLockAcquired);
+      count(Counter::lock_acquired);
       emit(EventType::lock_acquired, key);
-      WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = [this, k = std::string(key)] {
+      auto report_lost = [this, k = std::string(key)] {
         emit(EventType::lock_lost, k, "watchdog could not renew the lease");
-      }};
+      };
+      WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = std::move(report_lost)};
       LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
       // Double check: another process may have stored while we were taking the lock.
       if (std::optional<Entry<T>> e = read(key, clock_->now())) {
-        count(kCoalesced);
+        count(Counter::coalesced);
         return std::move(e->value);
       }
       std::chrono::nanoseconds took{};
@@ -134,10 +128,10 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
     }
 
     // Another process is loading: wait for its value (signal, with a poll fallback).
-    count(kLockContended);
+    count(Counter::lock_contended);
     std::unique_ptr<Subscription> sub = subscribe(key, can_subscribe);  // before the re-check
     if (std::optional<Entry<T>> e = read(key, clock_->now())) {
-      count(kCoalesced);
+      count(Counter::coalesced);
       return std::move(e->value);
     }
     const auto now = std::chrono::steady_clock::now();
@@ -146,13 +140,13 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
     wait_for_signal(key, sub.get(), std::min<std::chrono::steady_clock::time_point>(deadline, now + poll),
                     can_subscribe);
     if (std::optional<Entry<T>> e = read(key, clock_->now())) {
-      count(kCoalesced);
+      count(Counter::coalesced);
       return std::move(e->value);
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     // Woken (or polled): the holder stored, released after a failure, or expired. Try again.
   }
-  count(kWaitTimeouts);
+  count(Counter::wait_timeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
   return on_wait_timeout(key, loader, flight);
 }
@@ -165,7 +159,7 @@ std::unique_ptr<Subscription> Cache<T>::subscribe(std::string_view key, bool& ca
   } catch (const backend_error& e) {
     // Only the early wake-up is lost (e.g. a Redis user without channel rights): the lock still
     // works, so poll for the holder's value instead, in both failure modes. Reported once per wait.
-    count(kBackendErrors);
+    count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
     can_subscribe = false;
     return nullptr;
@@ -180,7 +174,7 @@ void Cache<T>::wait_for_signal(std::string_view key, Subscription* sub,
       sub->wait_until(until);
       return;
     } catch (const backend_error& e) {
-      count(kBackendErrors);
+      count(Counter::backend_errors);
       emit(EventType::backend_error, key, e.what());
       can_subscribe = false;
     }
@@ -213,16 +207,16 @@ T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Fligh
   auto [fallback, leader] = flight.join_fallback();
   if (!leader) {
     T value = fallback.wait();  // the fallback's load, or the flight's value if that comes first
-    count(kCoalesced);
+    count(Counter::coalesced);
     return value;
   }
   try {
     if (std::optional<T> v = flight.value_if_published()) {  // the flight finished meanwhile
       fallback.set_value(*v);
-      count(kCoalesced);
+      count(Counter::coalesced);
       return std::move(*v);
     }
-    count(kFallbackComputes);
+    count(Counter::fallback_computes);
     std::chrono::nanoseconds took{};
     T value = run_loader(key, loader, took);  // holds no fence, so it is not stored
     fallback.set_value(value);
@@ -240,20 +234,20 @@ T Cache<T>::run_loader(std::string_view key, Loader& loader, std::chrono::nanose
   try {
     T value = std::invoke(loader);
     took = std::chrono::steady_clock::now() - start;
-    count(kLoads);
-    count(kLoadTimeNs, static_cast<std::uint64_t>(took.count()));
+    count(Counter::loads);
+    count(Counter::load_time, static_cast<std::uint64_t>(took.count()));
     emit(EventType::load_done, key, {}, took);
     return value;
   } catch (const std::exception& e) {
     took = std::chrono::steady_clock::now() - start;
-    count(kLoads);
-    count(kLoadFailures);
+    count(Counter::loads);
+    count(Counter::load_failures);
     emit(EventType::load_failed, key, e.what(), took);
     throw;
   } catch (...) {
     took = std::chrono::steady_clock::now() - start;
-    count(kLoads);
-    count(kLoadFailures);
+    count(Counter::loads);
+    count(Counter::load_failures);
     emit(EventType::load_failed, key, "non-std exception", took);
     throw;
   }
@@ -266,8 +260,8 @@ void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fen
   // The refresh outlives this call: own the loader (shared so the task stays copyable).
   auto fn = std::make_shared<std::decay_t<Loader>>(std::forward<Loader>(loader));
   auto task = [this, k = std::string(key), observed_fence, fn] { refresh(k, observed_fence, *fn); };
-  if (refresher_.submit(key, std::move(task)) == Refresher::Submit::dropped) {
-    count(kRefreshesDropped);
+  if (refresher_.submit(key, std::move(task)) == detail::Refresher::Submit::dropped) {
+    count(Counter::refreshes_dropped);
     emit(EventType::refresh_dropped, key, "refresh queue full");
   }
 }
@@ -278,10 +272,10 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
   try {
     std::optional<LockToken> token = backend_.lock->try_acquire(key, options_.lock_ttl);
     if (!token) {  // another process is refreshing or loading this key
-      count(kLockContended);
+      count(Counter::lock_contended);
       return;
     }
-    count(kLockAcquired);
+    count(Counter::lock_acquired);
     emit(EventType::lock_acquired, key, "refresh");
     LockLease lease(backend_.lock, key, *token, options_.lock_ttl,
                     WatchdogOptions{.enabled = true, .interval = {}, .on_lost = {}});
@@ -291,18 +285,18 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     std::chrono::nanoseconds took{};
     T value = run_loader(key, loader, took);
     if (write(key, value, token->fence, took) == PutResult::stored) {
-      count(kRefreshes);
+      count(Counter::refreshes);
       emit(EventType::refresh_done, key, {}, took);
     }
     lease.release();
   } catch (const backend_error& e) {
-    count(kBackendErrors);
+    count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
   } catch (const std::exception& e) {
-    count(kRefreshFailures);
+    count(Counter::refresh_failures);
     emit(EventType::refresh_failed, key, e.what());  // the stale value stays until hard expiry
   } catch (...) {
-    count(kRefreshFailures);
+    count(Counter::refresh_failures);
     emit(EventType::refresh_failed, key, "non-std exception");
   }
 }
@@ -312,7 +306,7 @@ std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
   try {
     return backend_.store->get(key, now);
   } catch (const codec_error& e) {
-    count(kDecodeErrors);
+    count(Counter::decode_errors);
     emit(EventType::decode_failed, key, e.what());
     return std::nullopt;  // garbage at the key is a miss; the next load replaces it
   } catch (const backend_error& e) {
@@ -325,9 +319,10 @@ template <class T>
 PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fence,
                           std::chrono::nanoseconds load_time) {
   const time_point now = clock_->now();
-  const double jitter = options_.ttl_jitter > 0
-      ? 1.0 - options_.ttl_jitter * std::uniform_real_distribution<double>(0, 1)(detail::thread_rng())
-      : 1.0;
+  const double jitter =
+      options_.ttl_jitter > 0
+          ? 1.0 - options_.ttl_jitter * std::uniform_real_distribution<double>(0, 1)(detail::thread_rng())
+          : 1.0;
   auto scaled = [jitter](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::system_clock::duration>(d * jitter);
   };
@@ -343,7 +338,7 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
   }
   const PutResult result = backend_.store->put(key, entry, now);
   if (result == PutResult::stale_fence) {
-    count(kStaleWritesRejected);
+    count(Counter::stale_writes_rejected);
     emit(EventType::stale_write_rejected, key, "a newer fence exists");
   }
   return result;
@@ -357,12 +352,12 @@ void Cache<T>::store_loaded(std::string_view key, const T& value, std::uint64_t 
   try {
     write(key, value, fence, load_time);
   } catch (const backend_error& e) {
-    count(kBackendErrors);
+    count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
-    count(kStoreFailures);
+    count(Counter::store_failures);
     emit(EventType::store_failed, key, e.what());
   } catch (const codec_error& e) {
-    count(kStoreFailures);
+    count(Counter::store_failures);
     emit(EventType::store_failed, key, e.what());
   }
 }
@@ -380,7 +375,7 @@ bool Cache<T>::xfetch_due(const Entry<T>& e, time_point now) const {
 
 template <class T>
 void Cache<T>::on_backend_error(std::string_view key, const std::exception& e) {
-  count(kBackendErrors);
+  count(Counter::backend_errors);
   emit(EventType::backend_error, key, e.what());
   if (options_.backend_failure == BackendFailure::fail_closed) throw;
 }
@@ -402,10 +397,10 @@ std::optional<T> Cache<T>::get(std::string_view key) {
   const time_point now = clock_->now();
   std::optional<Entry<T>> e = read(key, now);
   if (!e) {
-    count(kMisses);
+    count(Counter::misses);
     return std::nullopt;
   }
-  count(now < e->soft_expiry ? kHits : kStaleHits);
+  count(now < e->soft_expiry ? Counter::hits : Counter::stale_hits);
   return std::move(e->value);
 }
 
@@ -418,7 +413,7 @@ void Cache<T>::put(std::string_view key, T value) {
     backend_.lock->notify(key);
   } catch (const backend_error& e) {
     // The value is stored; waiters that cannot be told (e.g. no channel rights) find it by polling.
-    count(kBackendErrors);
+    count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
   }
   flights_.detach(key);  // after the write: a later caller must not join a load older than it
@@ -434,27 +429,16 @@ void Cache<T>::invalidate(std::string_view key) {
 template <class T>
 Stats Cache<T>::stats() const {
   Stats s;
-  s.hits = counters_.sum(kHits);
-  s.misses = counters_.sum(kMisses);
-  s.stale_hits = counters_.sum(kStaleHits);
-  s.loads = counters_.sum(kLoads);
-  s.load_failures = counters_.sum(kLoadFailures);
-  s.load_time = std::chrono::nanoseconds(counters_.sum(kLoadTimeNs));
-  s.coalesced = counters_.sum(kCoalesced);
-  s.lock_acquired = counters_.sum(kLockAcquired);
-  s.lock_contended = counters_.sum(kLockContended);
-  s.wait_timeouts = counters_.sum(kWaitTimeouts);
-  s.fallback_computes = counters_.sum(kFallbackComputes);
-  s.refreshes = counters_.sum(kRefreshes);
-  s.refresh_failures = counters_.sum(kRefreshFailures);
-  s.refreshes_dropped = counters_.sum(kRefreshesDropped);
-  s.stale_writes_rejected = counters_.sum(kStaleWritesRejected);
-  s.backend_errors = counters_.sum(kBackendErrors);
-  s.store_failures = counters_.sum(kStoreFailures);
-  s.decode_errors = counters_.sum(kDecodeErrors);
-  if (auto* memory = dynamic_cast<MemoryStore<T>*>(backend_.store.get())) {
-    s.evictions = memory->evictions();
-  }
+#define STAMPEDE_CACHE_STAT(name, kind, help) \
+  s.name = detail::stat_##kind(counters_.sum(static_cast<std::size_t>(Counter::name)));
+  STAMPEDE_CACHE_COUNTERS(STAMPEDE_CACHE_STAT)
+#undef STAMPEDE_CACHE_STAT
+  // The backend's own counters, whatever its type: it adds them itself.
+  BackendCounters backend;
+  backend_.store->add_counters(backend);
+#define STAMPEDE_BACKEND_STAT(name, kind, help) s.name = backend.name;
+  STAMPEDE_BACKEND_COUNTERS(STAMPEDE_BACKEND_STAT)
+#undef STAMPEDE_BACKEND_STAT
   return s;
 }
 

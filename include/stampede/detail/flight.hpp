@@ -10,14 +10,17 @@
 //
 // Callers that give up waiting (OnWaitTimeout::compute) share one fallback flight per flight: the
 // first of them loads for all, and a value of the flight itself completes the fallback too.
+//
+//   auto [flight, leader] = flights.join(key);
+//   if (!leader) return flight->wait_until(deadline);              // a copy of the leader's value
+//   flight->set_value(load()); flights.leave(key, flight.get());
 #pragma once
 
 #include <array>
 #include <atomic>
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,17 +29,11 @@
 #include <utility>
 
 #include "stampede/detail/fork.hpp"
+#include "stampede/detail/futex.hpp"
+#include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 
 namespace stampede::detail {
-
-/// Blocks while `*word == expected`, until woken or `deadline` (Linux futex; src/futex.cpp);
-/// time_point::max() waits without a deadline. Returns on a wake-up, a changed word, a timeout or
-/// a signal: callers re-check.
-void futex_wait_until(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                      std::chrono::steady_clock::time_point deadline) noexcept;
-/// Wakes every thread blocked in futex_wait_until on `word`.
-void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept;
 
 /// The shared state of one flight. Thread-safe. Lives as long as its last holder (the leader and
 /// each waiter hold it); it owns its fallback flight.
@@ -182,13 +179,9 @@ class FlightGroup {
   }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
   struct Stripe {
     Mutex mu;
-    std::unordered_map<std::string, std::shared_ptr<Flight<T>>, Hash, std::equal_to<>> flights
+    std::unordered_map<std::string, std::shared_ptr<Flight<T>>, StringHash, StringEqual> flights
         STAMPEDE_GUARDED_BY(mu);
   };
   static constexpr std::size_t kStripes = 16;
@@ -198,8 +191,8 @@ class FlightGroup {
     std::array<Stripe, kStripes> stripes;
   };
 
-  Stripe& stripe_for(std::string_view key) { return state().stripes[(Hash{}(key) >> 16) % kStripes]; }
-  // The current state; in a fork()ed child, a fresh one (the parent's is abandoned, leaked on purpose).
+  Stripe& stripe_for(std::string_view key) { return state().stripes[(StringHash{}(key) >> 16) % kStripes]; }
+  // The current state; in a fork()ed child, a fresh one (the parent's is abandoned).
   State& state() {
     const std::uint64_t generation = fork_generation();
     State* s = state_.load(std::memory_order_acquire);
@@ -207,6 +200,7 @@ class FlightGroup {
       auto fresh = std::make_unique<State>(generation);
       if (state_.compare_exchange_strong(s, fresh.get(), std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
+        keep_abandoned(s);
         s = fresh.release();
       }  // else `s` is now the state another thread installed: check it
     }

@@ -28,7 +28,8 @@
 #include <mutex>
 #include <thread>
 
-#include "stampede/detail/counters.hpp"
+#include "stampede/detail/sanitizers.hpp"
+#include "stampede/detail/stripes.hpp"
 
 namespace stampede::detail {
 

@@ -1,4 +1,5 @@
-// stampede/redis/client.hpp: a thread-safe pool of hiredis connections to one Redis server.
+// stampede/redis/client.hpp: Client, a thread-safe pool of connections to one Redis server, and
+// Script, a Lua script it runs.
 //
 // Commands are argument vectors (binary-safe: any bytes in keys and values, NULs included); Lua
 // scripts run by EVALSHA and fall back to EVAL when the server answers NOSCRIPT. connect() checks
@@ -9,20 +10,19 @@
 //   std::string v = client->command({"GET", "greeting"}).str;   // "hello"
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <cstdint>
 #include <initializer_list>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
-#include "stampede/errors.hpp"
-
-struct redisContext;  // hiredis, kept out of the public headers
+#include "stampede/redis/connection.hpp"
+#include "stampede/redis/export.hpp"
+#include "stampede/redis/reply.hpp"
+#include "stampede/redis/url.hpp"
 
 namespace stampede::redis {
 
@@ -45,93 +45,35 @@ struct ClientOptions {
   std::chrono::milliseconds keepalive_interval{1000};
 };
 
-/// Where to connect, as parsed from a URL by parse_url().
-struct Endpoint {
-  bool unix_socket = false;
-  std::string host = "127.0.0.1";  ///< TCP host name or address (no brackets for IPv6)
-  int port = 6379;                 ///< TCP port
-  std::string path;                ///< unix socket path
-  std::string user;                ///< ACL user; empty = AUTH with the password only
-  std::string password;            ///< empty = no AUTH
-  int db = 0;                      ///< SELECTed when not 0
-};
-
-/// Parses `redis://[[user]:password@]host[:port][/db]` and `unix://[[user]:password@]/path[?db=N]`.
-/// User and password may be %-encoded. IPv6 hosts go in brackets: `redis://[::1]:6379`.
-/// @throws std::invalid_argument naming what is wrong with `url`.
-Endpoint parse_url(std::string_view url);
-
-/// One reply of the server, copied out of hiredis.
-struct Reply {
-  enum class Type { nil, string, integer, array, status, error };
-  Type type = Type::nil;
-  std::string str;              ///< string, status and error replies
-  long long integer = 0;        ///< integer replies
-  std::vector<Reply> elements;  ///< array replies
-  [[nodiscard]] bool is_nil() const noexcept { return type == Type::nil; }
-};
-
-/// The server answered a command with an error reply (e.g. WRONGTYPE, NOAUTH, a Lua error).
-/// The connection stays usable; the message is the server's.
-class reply_error : public backend_error {
- public:
-  explicit reply_error(const std::string& what, std::string server_message)
-      : backend_error(what), server_message_(std::move(server_message)) {}
-  /// @return the server's message, e.g. "WRONGTYPE Operation against a key holding ...".
-  [[nodiscard]] const std::string& server_message() const noexcept { return server_message_; }
-  /// @return the first word of the server's message, e.g. "WRONGTYPE", "NOSCRIPT", "ERR".
-  [[nodiscard]] std::string code() const;
-
- private:
-  std::string server_message_;
-};
-
-/// A Lua script with its SHA1 computed locally, for EVALSHA. Immutable; thread-safe.
-class Script {
+/// A Lua script for Client::eval.
+///
+/// The server names a script by the SHA-1 digest of its source. A Script learns that digest from
+/// the first server that loads it (SCRIPT LOAD answers with it) and keeps it; from then on every
+/// Client runs it by EVALSHA, sending only the digest. The digest is the same on every server, so
+/// one learned from any server serves all of them.
+///
+/// Thread-safe: the source never changes; the digest is set at most once, lock-free (a fork()ed
+/// child inherits it, and never waits for a thread of the parent). Copyable (a copy keeps the
+/// learned digest); not assignable.
+class STAMPEDE_REDIS_EXPORT Script {
  public:
   explicit Script(std::string source);
+  Script(const Script& other);
+  Script& operator=(const Script&) = delete;
+  ~Script();
+
   [[nodiscard]] const std::string& source() const noexcept { return source_; }
-  /// @return the 40 lowercase hex characters Redis uses to name this script.
-  [[nodiscard]] const std::string& sha1() const noexcept { return sha1_; }
-
- private:
-  std::string source_;
-  std::string sha1_;
-};
-
-/// One connection outside the pool, for pub/sub or blocking commands. Thread-compatible: one
-/// thread at a time. Any I/O error or timeout leaves it broken (every later call throws).
-/// fork(): parent and child share its socket; only one of them may use it afterwards.
-class Connection {
- public:
-  ~Connection();
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  /// Sends `argv` and waits (command_timeout) for its reply; error replies are returned as such.
-  /// @throws backend_error on I/O error or timeout.
-  Reply command(std::span<const std::string_view> argv);
-  Reply command(std::initializer_list<std::string_view> argv) {
-    return command(std::span<const std::string_view>(argv.begin(), argv.size()));
-  }
-  /// Sends `argv` without waiting for the reply, which read_available() returns later (e.g. PING
-  /// on a subscribed connection, whose answer comes between the messages).
-  /// @throws backend_error on I/O error or timeout (command_timeout, for the write).
-  void send(std::span<const std::string_view> argv);
-  void send(std::initializer_list<std::string_view> argv) {
-    send(std::span<const std::string_view>(argv.begin(), argv.size()));
-  }
-  /// @return the socket, to poll() for readability before read_available().
-  [[nodiscard]] int fd() const noexcept;
-  /// Reads what the socket has (call when poll() says it is readable), then returns every
-  /// complete reply buffered so far (pub/sub messages).
-  /// @throws backend_error on EOF or I/O error.
-  std::vector<Reply> read_available();
+  /// @return the 40 lowercase hex characters the server names this script by, once a Client has
+  ///         learned them; empty before. Valid as long as the Script.
+  [[nodiscard]] std::string_view sha1() const noexcept;
 
  private:
   friend class Client;
-  explicit Connection(redisContext* context) noexcept : context_(context) {}
-  redisContext* context_;
+  /// Keeps `digest` unless a digest is kept already.
+  void remember_sha1(std::string_view digest) const;
+
+  std::string source_;
+  mutable std::atomic<const std::string*> sha1_{nullptr};  // owned; set once
 };
 
 /// A pool of connections to one server. Thread-safe: every method may be called from any thread.
@@ -151,7 +93,7 @@ class Connection {
 /// at fork() time (that thread does not exist in the child; its socket stays open in the child).
 /// The parent keeps its pool. So parent and child never share a connection, and neither reads a
 /// reply meant for the other. Connections from open_connection() are the caller's to manage.
-class Client {
+class STAMPEDE_REDIS_EXPORT Client {
  public:
   /// Parses `url`, opens one connection (AUTH, SELECT, PING) to check it, and keeps it in the
   /// pool, so a wrong URL, an unreachable server or wrong credentials fail here.
@@ -187,7 +129,12 @@ class Client {
   }
 
   /// Runs `script` by EVALSHA; if the server does not know it (NOSCRIPT: restarted, SCRIPT
-  /// FLUSH), by EVAL on the same connection, which also loads it for next time.
+  /// FLUSH), by EVAL on the same connection, which also loads it for next time. A script whose
+  /// digest is not known yet is loaded first (SCRIPT LOAD), and its digest kept in the Script. A
+  /// user whose ACL refuses SCRIPT LOAD (NOPERM) runs scripts whose digest is unknown by EVAL.
+  /// @param script the script.
+  /// @param keys its KEYS.
+  /// @param args its ARGV.
   /// @return the script's reply.
   /// @throws reply_error (a Lua error, a wrong key type); backend_error as for command().
   Reply eval(const Script& script, std::span<const std::string_view> keys,

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "stampede/redis/client.hpp"
+#include "stampede/redis/export.hpp"
 #include "stampede/redis/token_lock.hpp"
 #include "stampede/token_lock.hpp"
 
@@ -68,7 +69,7 @@ struct RedlockOptions {
 /// calls. Lifetime: the destructor joins them, so it waits for calls still in progress, at most
 /// the node Clients' timeouts (which must therefore be > 0). fork(): a child may use a Redlock
 /// made before the fork; it gets its own worker threads, connections and pub/sub readers.
-class Redlock final : public TokenLock {
+class STAMPEDE_REDIS_EXPORT Redlock final : public TokenLock {
  public:
   /// @param nodes >= 1 clients of independent servers (3 or 5 in practice), none null, each
   ///        with connect_timeout and command_timeout > 0. A node may be down at construction
@@ -82,33 +83,31 @@ class Redlock final : public TokenLock {
   Redlock(const Redlock&) = delete;
   Redlock& operator=(const Redlock&) = delete;
 
-  /// @return the token and fence if a majority granted it in time, std::nullopt if the lock is
-  ///         held (or time ran out).
-  /// @throws std::invalid_argument for an empty key or a ttl below 10 x node_timeout;
-  ///         backend_error if no majority of nodes answered within node_timeout.
-  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
-                                                     std::chrono::milliseconds ttl) override;
-  /// Releases on every node. @return true if a majority still held the token.
-  /// @throws backend_error if no majority answered and the lock was not released on one.
-  bool release(std::string_view key, std::string_view token) override;
-  /// @return true if a majority renewed it.
-  /// @throws std::invalid_argument as try_acquire; backend_error if no majority answered.
-  [[nodiscard]] bool renew(std::string_view key, std::string_view token,
-                           std::chrono::milliseconds ttl) override;
-  /// @return a fence above every fence handed out before. @throws backend_error (no majority).
-  std::uint64_t bump_fence(std::string_view key) override;
-  /// Subscribes on every node at once and keeps the first confirmed subscription; waits for the
-  /// nodes at most as long as one pub/sub connection may take to connect (connect_timeout +
-  /// command_timeout), so a hung node does not hold it up while another node answers.
-  /// @throws backend_error if no node can be subscribed to.
-  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) override;
-  /// Publishes on every node. @throws backend_error if none answered.
-  void notify(std::string_view key) override;
-
   /// @return N/2 + 1.
   [[nodiscard]] std::size_t quorum() const noexcept { return nodes_.size() / 2 + 1; }
 
  private:
+  // @return the token and fence if a majority granted it in time, std::nullopt if the lock is
+  //         held (or time ran out).
+  // @throws std::invalid_argument for an empty key or a ttl below 10 x node_timeout;
+  //         backend_error if no majority of nodes answered within node_timeout.
+  std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override;
+  // Releases on every node. @return true if a majority still held the token.
+  // @throws backend_error if no majority answered and the lock was not released on one.
+  bool do_release(std::string_view key, std::string_view token) override;
+  // @return true if a majority renewed it.
+  // @throws std::invalid_argument as try_acquire; backend_error if no majority answered.
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  // @return a fence above every fence handed out before. @throws backend_error (no majority).
+  std::uint64_t do_bump_fence(std::string_view key) override;
+  // Subscribes on every node at once and keeps the first confirmed subscription; waits for the
+  // nodes at most as long as one pub/sub connection may take to connect (connect_timeout +
+  // command_timeout), so a hung node does not hold it up while another node answers.
+  // @throws backend_error if no node can be subscribed to.
+  std::unique_ptr<Subscription> do_subscribe(std::string_view key) override;
+  // Publishes on every node. @throws backend_error if none answered.
+  void do_notify(std::string_view key) override;
+
   template <class R>
   class Round;
   // Calls `call(node)` on every node (or those in `only`) on its workers, at once. A call not

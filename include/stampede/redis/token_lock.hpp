@@ -17,9 +17,14 @@
 #include <string_view>
 
 #include "stampede/redis/client.hpp"
+#include "stampede/redis/export.hpp"
 #include "stampede/token_lock.hpp"
 
 namespace stampede::redis {
+
+namespace detail {
+class Subscriber;
+}  // namespace detail
 
 /// TokenLock over one Redis server. Thread-safe.
 ///
@@ -49,7 +54,7 @@ namespace stampede::redis {
 /// reader thread of its own (the parent's thread does not exist in the child) and abandons the
 /// parent's, closing only the child's copy of its socket. A Subscription made before the fork
 /// returns at once from wait_until() in the child (a spurious wake-up: re-check, subscribe again).
-class RedisTokenLock final : public TokenLock {
+class STAMPEDE_REDIS_EXPORT RedisTokenLock final : public TokenLock {
  public:
   /// @param client the pool for lock commands (shared with a RedisStore is fine).
   /// @param prefix put in front of every key; must not contain '{' or '}'.
@@ -59,27 +64,6 @@ class RedisTokenLock final : public TokenLock {
   RedisTokenLock(const RedisTokenLock&) = delete;
   RedisTokenLock& operator=(const RedisTokenLock&) = delete;
 
-  /// One script: SET lock token NX PX ttl, and if that took it, draws a fence.
-  /// @return token and fence, or std::nullopt if held.
-  /// @throws std::invalid_argument for an empty key or ttl <= 0; backend_error.
-  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
-                                                     std::chrono::milliseconds ttl) override;
-  /// One script: compare-and-delete, then PUBLISH `released` on the key's channel.
-  /// @return true if the token held the lock. @throws backend_error.
-  bool release(std::string_view key, std::string_view token) override;
-  /// One script: compare-and-PEXPIRE (also extends the fence hash's TTL).
-  /// @return true if renewed. @throws backend_error.
-  [[nodiscard]] bool renew(std::string_view key, std::string_view token,
-                           std::chrono::milliseconds ttl) override;
-  /// One script: draws a fence as try_acquire does, without the lock.
-  /// @return the new fence. @throws backend_error.
-  std::uint64_t bump_fence(std::string_view key) override;
-  /// Registers a local waiter; (re)connects the pub/sub connection first if needed.
-  /// @throws backend_error if the pub/sub connection cannot be made and confirmed.
-  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) override;
-  /// PUBLISH `stored` on the key's channel. @throws backend_error.
-  void notify(std::string_view key) override;
-
   /// @return the token holding `key`'s lock, if any (tests and tools). @throws backend_error.
   [[nodiscard]] std::optional<std::string> holder(std::string_view key);
 
@@ -87,12 +71,29 @@ class RedisTokenLock final : public TokenLock {
   [[nodiscard]] const std::shared_ptr<Client>& client() const noexcept { return client_; }
 
  private:
-  class Subscriber;
-  Subscriber& subscriber();
+  // One script: SET lock token NX PX ttl, and if that took it, draws a fence.
+  // @return token and fence, or std::nullopt if held. @throws backend_error.
+  std::optional<LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override;
+  // One script: compare-and-delete, then PUBLISH `released` on the key's channel.
+  // @return true if the token held the lock. @throws backend_error.
+  bool do_release(std::string_view key, std::string_view token) override;
+  // One script: compare-and-PEXPIRE (also extends the fence hash's TTL).
+  // @return true if renewed. @throws backend_error.
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  // One script: draws a fence as try_acquire does, without the lock.
+  // @return the new fence. @throws backend_error.
+  std::uint64_t do_bump_fence(std::string_view key) override;
+  // Registers a local waiter; (re)connects the pub/sub connection first if needed.
+  // @throws backend_error if the pub/sub connection cannot be made and confirmed.
+  std::unique_ptr<Subscription> do_subscribe(std::string_view key) override;
+  // PUBLISH `stored` on the key's channel. @throws backend_error.
+  void do_notify(std::string_view key) override;
+
+  detail::Subscriber& subscriber();
 
   std::shared_ptr<Client> client_;
   std::string prefix_;
-  std::atomic<Subscriber*> subscriber_{nullptr};  // owned; replaced in a fork()ed child
+  std::atomic<detail::Subscriber*> subscriber_{nullptr};  // owned; replaced in a fork()ed child
 };
 
 }  // namespace stampede::redis

@@ -1,15 +1,17 @@
-// stampede/refresher.hpp: a bounded background executor that runs at most one task per key.
+// stampede/detail/refresher.hpp: a bounded background executor that runs at most one task per key.
 //
-// SWR and early refresh hand it one task per key to refresh. A key already queued or running is
-// not queued again; when the queue is full the task is dropped (and the caller counts it).
+// A Cache's SWR and early refreshes go through it: one task per key to refresh. A key already
+// queued or running is not queued again; when the queue is full the task is dropped (and the
+// caller counts it).
 //
-//   stampede::Refresher r({.threads = 2, .queue = 1024});
+//   detail::Refresher r({.threads = 2, .queue = 1024});
 //   r.submit("item:1", [] { refresh_item_1(); });   // Submit::queued
 //   r.submit("item:1", [] { refresh_item_1(); });   // Submit::duplicate while the first is pending
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -22,11 +24,11 @@
 #include <vector>
 
 #include "stampede/detail/fork.hpp"
+#include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
+#include "stampede/export.hpp"
 
-#include <condition_variable>
-
-namespace stampede {
+namespace stampede::detail {
 
 /// Thread-safe. Threads start on the first submit (a Cache that never refreshes starts none).
 ///
@@ -44,11 +46,11 @@ namespace stampede {
 /// destroyed; the parent's queued and running tasks do not exist for the child), and the child
 /// gets an empty queue whose threads start on its first submit. wait_idle() there waits only for
 /// the child's own tasks.
-class Refresher {
+class STAMPEDE_EXPORT Refresher {
  public:
   struct Options {
-    std::size_t threads = 1;  ///< worker threads; >= 1
-    std::size_t queue = 1024; ///< tasks waiting for a thread; >= 1
+    std::size_t threads = 1;   ///< worker threads; >= 1
+    std::size_t queue = 1024;  ///< tasks waiting for a thread; >= 1
   };
   enum class Submit { queued, duplicate, dropped, stopped };
 
@@ -65,7 +67,7 @@ class Refresher {
   /// matched), so a caller can skip building a task. false means "maybe not": call submit().
   [[nodiscard]] bool probably_pending(std::string_view key) const noexcept {
     const Core& core = **core_.load(std::memory_order_acquire);
-    if (core.generation != detail::fork_generation()) return false;  // a fork()ed child's first use
+    if (core.generation != fork_generation()) return false;  // a fork()ed child's first use
     const std::uint64_t h = hash(key);
     return core.hints[h % kHints].load(std::memory_order_relaxed) == h;
   }
@@ -90,7 +92,7 @@ class Refresher {
     // One slot per hash bucket holding the hash of a pending key. Readers only load (no shared
     // writes on the stale-hit path); submit/run write it under mu.
     std::array<std::atomic<std::uint64_t>, kHints> hints{};
-    detail::Mutex mu;
+    Mutex mu;
     std::condition_variable_any work_cv;
     std::condition_variable_any idle_cv;
     std::deque<Task> queue STAMPEDE_GUARDED_BY(mu);
@@ -105,12 +107,12 @@ class Refresher {
   static void run(const std::shared_ptr<Core>& core) noexcept;
   static void clear_hint(Core& core, std::string_view key) noexcept;
   static std::uint64_t hash(std::string_view key) noexcept {
-    return std::hash<std::string_view>{}(key) | 1;  // never 0, the empty slot
+    return StringHash{}(key) | 1;  // never 0, the empty slot
   }
 
   // The Refresher's own reference to the current core. Replaced (with a compare-exchange) only
-  // in a fork()ed child, whose first call leaks the parent's on purpose: abandoned, never freed.
+  // in a fork()ed child, whose first call abandons the parent's (never frees it).
   std::atomic<std::shared_ptr<Core>*> core_;
 };
 
-}  // namespace stampede
+}  // namespace stampede::detail

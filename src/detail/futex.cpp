@@ -1,15 +1,11 @@
-// The futex wrappers of detail/flight.hpp.
+#include "stampede/detail/futex.hpp"
+
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <chrono>
 #include <climits>
-#include <cstdint>
 #include <ctime>
-
-#include "stampede/detail/flight.hpp"
 
 namespace stampede::detail {
 

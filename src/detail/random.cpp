@@ -1,4 +1,4 @@
-#include "stampede/detail/token.hpp"
+#include "stampede/detail/random.hpp"
 
 #include <sys/random.h>
 
@@ -27,6 +27,23 @@ std::string random_token() {
     token[2 * i + 1] = kHex[bytes[i] & 0xF];
   }
   return token;
+}
+
+std::minstd_rand& thread_rng() noexcept {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  return rng;
+}
+
+std::chrono::nanoseconds jittered(std::chrono::nanoseconds d, double spread) noexcept {
+  if (spread <= 0) return d;
+  std::uniform_real_distribution<double> factor(1.0 - spread, 1.0 + spread);
+  return std::chrono::nanoseconds(
+      static_cast<std::chrono::nanoseconds::rep>(static_cast<double>(d.count()) * factor(thread_rng())));
+}
+
+double uniform_open0() noexcept {
+  // uniform_real_distribution gives [0, 1); 1 - u is in (0, 1], so log() stays finite.
+  return 1.0 - std::uniform_real_distribution<double>(0.0, 1.0)(thread_rng());
 }
 
 }  // namespace stampede::detail

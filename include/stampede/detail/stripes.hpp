@@ -1,10 +1,11 @@
-// stampede/detail/counters.hpp: per-thread stripes and striped counters for hot paths.
+// stampede/detail/stripes.hpp: per-thread stripes, so that hot paths write no shared cache line.
 //
 // A hit must not write a cache line that another core also writes, or two threads reading one
 // hot key would serialise on it. Each thread claims a stripe on first use. The first
 // kExclusiveStripes live threads each own one exclusively: only that thread writes it, so it
 // can update it with a plain load + store instead of a locked read-modify-write. Threads beyond
-// that share the last stripe and use atomic read-modify-writes on it.
+// that share the last stripe and use atomic read-modify-writes on it. StripedCounters and
+// ReadMostlyMutex keep one slot per stripe.
 //
 // Thread exit. A thread gives its exclusive stripe back when it exits, and from that moment on it
 // uses the shared stripe (atomic read-modify-writes) for whatever it still does: thread_local
@@ -20,23 +21,14 @@
 // fork(): in the child only the forking thread exists; the child starts with only that thread's
 // stripe claimed, so stripes of the parent's other threads are free again.
 //
-//   detail::StripedCounters<2> c;
-//   c.add(0);                 // this thread's stripe
-//   std::uint64_t n = c.sum(0);
+//   const detail::StripeSlot& s = detail::this_thread_stripe();
+//   slots[s.index] += 1;      // a plain store if s.exclusive, else an atomic fetch_add
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <cstddef>
-#include <cstdint>
 
-#if defined(__SANITIZE_THREAD__)
-#define STAMPEDE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define STAMPEDE_TSAN 1
-#endif
-#endif
+#include "stampede/detail/sanitizers.hpp"
+#include "stampede/export.hpp"
 
 namespace stampede::detail {
 
@@ -51,24 +43,25 @@ struct StripeSlot {
   bool exclusive;
 };
 
-/// Claims a free exclusive stripe, or the shared one if all are taken. (src/clock.cpp)
-StripeSlot claim_stripe() noexcept;
-/// Gives an exclusive stripe back. (src/clock.cpp)
-void release_stripe(std::size_t index) noexcept;
+/// Claims a free exclusive stripe, or the shared one if all are taken. Thread-safe.
+STAMPEDE_EXPORT StripeSlot claim_stripe() noexcept;
+/// Gives an exclusive stripe back. Thread-safe.
+STAMPEDE_EXPORT void release_stripe(std::size_t index) noexcept;
 
 /// The index of a slot whose thread has not claimed a stripe yet.
 inline constexpr std::size_t kUnclaimedStripe = kStripes;
 
 /// The calling thread's slot: kUnclaimedStripe until its first use. Trivially destructible, so it
-/// stays readable through all of the thread's thread_local destructors.
-inline StripeSlot& this_thread_slot() noexcept {
+/// stays readable through all of the thread's thread_local destructors. Exported, so that the
+/// library and its users share one slot per thread also when the library is a shared one.
+STAMPEDE_EXPORT inline StripeSlot& this_thread_slot() noexcept {
   thread_local constinit StripeSlot slot{kUnclaimedStripe, false};
   return slot;
 }
 
 /// Claims a stripe into `slot` (the calling thread's) and, for an exclusive one, arranges for it
-/// to be given back at thread exit after the slot was switched to the shared stripe. (src/clock.cpp)
-void claim_this_thread_stripe(StripeSlot& slot) noexcept;
+/// to be given back at thread exit after the slot was switched to the shared stripe.
+STAMPEDE_EXPORT void claim_this_thread_stripe(StripeSlot& slot) noexcept;
 
 /// This thread's stripe, claimed on first use. Exclusive until the thread starts exiting (see the
 /// banner), the shared one after.
@@ -79,32 +72,5 @@ inline const StripeSlot& this_thread_stripe() noexcept {
   }
   return slot;
 }
-
-/// N relaxed counters striped over kStripes cache lines. Thread-safe; sum() is a snapshot that
-/// may miss increments still in flight.
-template <std::size_t N>
-class StripedCounters {
- public:
-  void add(std::size_t counter, std::uint64_t n = 1) noexcept {
-    const StripeSlot& s = this_thread_stripe();
-    std::atomic<std::uint64_t>& c = stripes_[s.index].v[counter];
-    if (s.exclusive) {
-      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // sole writer
-    } else {
-      c.fetch_add(n, std::memory_order_relaxed);
-    }
-  }
-  std::uint64_t sum(std::size_t counter) const noexcept {
-    std::uint64_t total = 0;
-    for (const auto& s : stripes_) total += s.v[counter].load(std::memory_order_relaxed);
-    return total;
-  }
-
- private:
-  struct alignas(kCacheLine) Stripe {
-    std::array<std::atomic<std::uint64_t>, N> v{};
-  };
-  std::array<Stripe, kStripes> stripes_{};
-};
 
 }  // namespace stampede::detail

@@ -1,4 +1,9 @@
-// stampede/redis/detail/wire.hpp: key names and the value-hash format (docs/wire-format.md).
+// src/redis/wire.hpp: the Redis backend's wire format (docs/wire-format.md): key names, the value
+// hash, and the calls of the scripts that read and write them. Private to the backend.
+//
+//   std::string k = detail::value_key("shop:", "item:1");                 // "shop:{item:1}"
+//   if (auto e = detail::get_entry(client, "shop:", "item:1")) use(e->value);
+//   auto fence = detail::acquire_lock(client, "shop:", "item:1", token, 5s);
 #pragma once
 
 #include <chrono>

@@ -1,14 +1,14 @@
-#include "stampede/refresher.hpp"
+#include "stampede/detail/refresher.hpp"
 
 #include <stdexcept>
 #include <utility>
 
-namespace stampede {
+namespace stampede::detail {
 
 Refresher::Refresher(Options options) {
-  if (options.threads == 0) throw std::invalid_argument("Refresher: threads must be >= 1");
-  if (options.queue == 0) throw std::invalid_argument("Refresher: queue must be >= 1");
-  core_.store(new std::shared_ptr<Core>(std::make_shared<Core>(options, detail::fork_generation())),
+  if (options.threads == 0) throw std::invalid_argument("stampede::detail::Refresher: threads must be >= 1");
+  if (options.queue == 0) throw std::invalid_argument("stampede::detail::Refresher: queue must be >= 1");
+  core_.store(new std::shared_ptr<Core>(std::make_shared<Core>(options, fork_generation())),
               std::memory_order_release);
 }
 
@@ -18,13 +18,14 @@ Refresher::~Refresher() {
 }
 
 const std::shared_ptr<Refresher::Core>& Refresher::core() {
-  const std::uint64_t generation = detail::fork_generation();
+  const std::uint64_t generation = fork_generation();
   std::shared_ptr<Core>* current = core_.load(std::memory_order_acquire);
   while ((*current)->generation != generation) {
     auto fresh =
         std::make_unique<std::shared_ptr<Core>>(std::make_shared<Core>((*current)->options, generation));
     if (core_.compare_exchange_strong(current, fresh.get(), std::memory_order_acq_rel,
                                       std::memory_order_acquire)) {
+      keep_abandoned(current);
       current = fresh.release();
     }  // else `current` is now the core another thread installed: check it
   }
@@ -34,7 +35,7 @@ const std::shared_ptr<Refresher::Core>& Refresher::core() {
 Refresher::Submit Refresher::submit(std::string_view key, std::function<void()> task) {
   const std::shared_ptr<Core>& shared = core();
   Core& c = *shared;
-  detail::MutexLock lock(c.mu);
+  MutexLock lock(c.mu);
   if (c.stopping) return Submit::stopped;
   if (c.keys.contains(std::string(key))) return Submit::duplicate;
   if (c.queue.size() >= c.options.queue) return Submit::dropped;
@@ -60,7 +61,7 @@ void Refresher::clear_hint(Core& core, std::string_view key) noexcept {
 // Refresher (its last captures are destroyed below, outside the lock).
 void Refresher::run(const std::shared_ptr<Core>& shared) noexcept {
   Core& c = *shared;
-  detail::MutexLock lock(c.mu);
+  MutexLock lock(c.mu);
   for (;;) {
     c.work_cv.wait(lock, [&c]() STAMPEDE_REQUIRES(c.mu) { return c.stopping || !c.queue.empty(); });
     if (c.stopping) return;
@@ -87,7 +88,7 @@ void Refresher::stop() noexcept {
   std::vector<std::thread> threads;
   std::deque<Task> discarded;
   {
-    detail::MutexLock lock(c.mu);
+    MutexLock lock(c.mu);
     c.stopping = true;
     discarded.swap(c.queue);
     for (const Task& t : discarded) {
@@ -109,9 +110,9 @@ void Refresher::stop() noexcept {
 
 void Refresher::wait_idle() {
   Core& c = *core();
-  detail::MutexLock lock(c.mu);
+  MutexLock lock(c.mu);
   c.idle_cv.wait(
       lock, [&c]() STAMPEDE_REQUIRES(c.mu) { return c.stopping || (c.queue.empty() && c.running == 0); });
 }
 
-}  // namespace stampede
+}  // namespace stampede::detail

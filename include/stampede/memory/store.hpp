@@ -1,23 +1,21 @@
-// stampede/memory.hpp: the in-process backend, the embedded default (no server needed).
+// stampede/memory/store.hpp: MemoryStore<T>, the entry store of the embedded in-process backend.
 //
-// MemoryTokenLock and MemoryStore<T> keep locks and entries in this process. A Cache built
-// without a backend uses them; they are also usable on their own. Their clock should be
-// monotonic (stampede::monotonic_clock(), the default of memory_backend() and of Cache without
-// CacheOptions::clock): a step of the wall clock then neither keeps entries and locks alive past
-// their TTL nor expires them early.
+// Entries live in this process, judged by the clock the caller passes in `now` (the embedded
+// backend's is monotonic: a step of the wall clock neither keeps entries past their TTL nor
+// expires them early). A Cache built without a backend uses it (with MemoryTokenLock, see
+// stampede/memory/backend.hpp); it is also usable on its own.
 //
-//   auto lock = std::make_shared<stampede::MemoryTokenLock>();
-//   if (auto t = lock->try_acquire("job:1", 5s)) { work(); lock->release("job:1", t->token); }
+//   stampede::MemoryStore<int> store(/*max_entries=*/10'000);
+//   store.put("k", {.value = 1, .soft_expiry = t + 10s, .hard_expiry = t + 10s, .fence = 7}, t);
+//   if (auto e = store.get("k", t)) use(e->value);
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,104 +26,13 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "stampede/clock.hpp"
 #include "stampede/detail/fork.hpp"
+#include "stampede/detail/random.hpp"
 #include "stampede/detail/read_mostly_mutex.hpp"
-#include "stampede/detail/thread_annotations.hpp"
+#include "stampede/detail/string_hash.hpp"
 #include "stampede/store.hpp"
-#include "stampede/token_lock.hpp"
 
 namespace stampede {
-
-namespace detail {
-/// Transparent string hash so maps keyed by std::string can be searched with a string_view.
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
-/// A key whose hash is already known, so a sharded map hashes it once, not once per level.
-struct PrehashedKey {
-  std::string_view key;
-  std::size_t hash;
-};
-
-/// Hash and equality of std::string keys that also accept a PrehashedKey (heterogeneous lookup).
-struct PrehashedHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  std::size_t operator()(const PrehashedKey& k) const noexcept { return k.hash; }
-};
-struct PrehashedEqual {
-  using is_transparent = void;
-  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
-  bool operator()(const PrehashedKey& a, std::string_view b) const noexcept { return a.key == b; }
-  bool operator()(std::string_view a, const PrehashedKey& b) const noexcept { return a == b.key; }
-};
-
-/// Keeps `state` reachable for the rest of the process without ever destroying it: how the
-/// embedded backend abandons the state it replaces in a fork()ed child (its mutexes may be held
-/// by threads that do not exist there). Lock-free; safe in a fork()ed child. (src/memory_token_lock.cpp)
-void keep_abandoned(const void* state) noexcept;
-}  // namespace detail
-
-/// In-process token lock. Thread-safe.
-///
-/// Locks expire by the injected Clock (default: monotonic_clock()), so tests can expire a lease by
-/// moving a ManualClock. Waiters are woken by a condition variable on release/notify (striped: a
-/// signal may wake waiters of other keys, which then re-check).
-///
-/// Fences come from one counter per lock object, shared by all keys: every fence handed out is
-/// greater than every earlier one, of any key. So fences never go backwards for a key, and the
-/// lock keeps no memory per key for them. MemoryStore relies on this (see its Fencing notes).
-///
-/// Memory: a holder entry lives until its release, or, for a lease that expired without one, until
-/// an incremental sweep drops it: every try_acquire looks at a few hash buckets of its own stripe,
-/// and every 8th also at a rotating other stripe. What is held stays bounded by the live locks,
-/// not by the keys ever locked.
-///
-/// fork(): a child gets a lock with no holders (the parent's other threads, which held them, do not
-/// exist there) and fences that continue from the parent's counter. The parent's lock state is
-/// abandoned in the child, never destroyed. A Subscription taken before the fork returns at once
-/// (a spurious wake-up: re-check).
-///
-/// Lifetime: Subscriptions must not outlive the lock.
-class MemoryTokenLock final : public TokenLock {
- public:
-  /// @param clock the time of lock expiry; null = monotonic_clock().
-  explicit MemoryTokenLock(std::shared_ptr<const Clock> clock = monotonic_clock());
-  ~MemoryTokenLock() override;
-  MemoryTokenLock(const MemoryTokenLock&) = delete;
-  MemoryTokenLock& operator=(const MemoryTokenLock&) = delete;
-
-  [[nodiscard]] std::optional<LockToken> try_acquire(std::string_view key,
-                                                     std::chrono::milliseconds ttl) override;
-  bool release(std::string_view key, std::string_view token) override;
-  [[nodiscard]] bool renew(std::string_view key, std::string_view token,
-                           std::chrono::milliseconds ttl) override;
-  std::uint64_t bump_fence(std::string_view key) override;
-  [[nodiscard]] std::unique_ptr<Subscription> subscribe(std::string_view key) override;
-  void notify(std::string_view key) override;
-
-  /// @return the current holder's token of `key`, if the lock is held and unexpired (for tests/tools).
-  [[nodiscard]] std::optional<std::string> holder(std::string_view key) const;
-  /// @return holder entries kept, held or expired and not yet swept (for tests of memory bounds).
-  [[nodiscard]] std::size_t tracked_keys() const;
-
- private:
-  struct Stripe;
-  struct State;
-  class StripeSubscription;
-  State& current() const;
-  static Stripe& stripe_for(State& state, std::string_view key) noexcept;
-  void sweep_some(State& state, Clock::time_point now) const;
-
-  std::shared_ptr<const Clock> clock_;
-  std::atomic<std::uint64_t> last_fence_{0};
-  // The mutable state of this process generation; replaced (and the old one abandoned) in a
-  // fork()ed child.
-  mutable std::atomic<State*> state_;
-};
 
 /// In-process entry store. Thread-safe.
 ///
@@ -189,7 +96,7 @@ class MemoryStore final : public Store<T> {
   MemoryStore& operator=(const MemoryStore&) = delete;
 
   std::optional<Entry<T>> get(std::string_view key, time_point now) override {
-    const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
+    const detail::PrehashedKey k{key, detail::StringHash{}(key)};
     const Shard& s = current().shards[shard_index(k.hash)];
     std::shared_lock lock(s.mu);
     auto it = s.map.find(k);
@@ -199,7 +106,7 @@ class MemoryStore final : public Store<T> {
 
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
     State& st = current();
-    const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
+    const detail::PrehashedKey k{key, detail::StringHash{}(key)};
     const std::size_t index = shard_index(k.hash);
     Shard& s = st.shards[index];
     bool inserted = false;
@@ -236,7 +143,7 @@ class MemoryStore final : public Store<T> {
 
   void invalidate(std::string_view key, std::uint64_t fence) override {
     State& st = current();
-    const detail::PrehashedKey k{key, detail::PrehashedHash{}(key)};
+    const detail::PrehashedKey k{key, detail::StringHash{}(key)};
     Shard& s = st.shards[shard_index(k.hash)];
     bool erased = false;
     {
@@ -261,6 +168,9 @@ class MemoryStore final : public Store<T> {
     return evictions_.load(std::memory_order_relaxed);
   }
 
+  /// Adds evictions().
+  void add_counters(BackendCounters& counters) const override { counters.evictions += evictions(); }
+
  private:
   static constexpr std::size_t kShards = 16;
   static constexpr std::size_t kSample = 8;
@@ -273,7 +183,7 @@ class MemoryStore final : public Store<T> {
 
   struct alignas(detail::kCacheLine) Shard {
     mutable detail::ReadMostlyMutex mu;
-    std::unordered_map<std::string, Entry<T>, detail::PrehashedHash, detail::PrehashedEqual> map;
+    std::unordered_map<std::string, Entry<T>, detail::StringHash, detail::StringEqual> map;
     // Highest fence of a key dropped from each slot; null until the shard's first drop.
     std::unique_ptr<std::uint64_t[]> floors;
     std::size_t sweep_cursor = 0;  // next bucket to sweep
@@ -353,7 +263,7 @@ class MemoryStore final : public Store<T> {
           ++it;
           continue;
         }
-        const std::size_t hash = detail::PrehashedHash{}(it->first);
+        const std::size_t hash = detail::StringHash{}(it->first);
         raise_floor(s, hash, it->second.fence);
         auto victim = s.map.find(detail::PrehashedKey{it->first, hash});
         ++it;  // stays valid: an erase invalidates only iterators to the erased element
@@ -365,7 +275,7 @@ class MemoryStore final : public Store<T> {
 
   // Evicts one entry other than `keep`, starting at shard `start`.
   void evict_one(State& st, std::size_t start, std::string_view keep) {
-    thread_local std::minstd_rand rng{std::random_device{}()};
+    std::minstd_rand& rng = detail::thread_rng();
     for (std::size_t n = 0; n < kShards; ++n) {
       Shard& s = st.shards[(start + n) % kShards];
       std::unique_lock lock(s.mu);
@@ -386,7 +296,7 @@ class MemoryStore final : public Store<T> {
         }
       }
       if (victim == s.map.end()) continue;
-      raise_floor(s, detail::PrehashedHash{}(victim->first), victim->second.fence);
+      raise_floor(s, detail::StringHash{}(victim->first), victim->second.fence);
       s.map.erase(victim);
       st.size.fetch_sub(1, std::memory_order_relaxed);
       evictions_.fetch_add(1, std::memory_order_relaxed);

@@ -1,11 +1,8 @@
-// src/redis/after_fork.hpp: what the Redis backend does with state a fork()ed child inherits.
+// src/redis/fd_identity.hpp: FdIdentity, closing a fork()ed child's copy of an inherited socket safely.
 //
-// A child inherits the parent's sockets (pooled connections, pub/sub connections) and its mutable
-// state, but none of its other threads. It must neither use nor free what those threads may have
-// been using: it builds fresh state and abandons the old (stampede/detail/fork.hpp). Two helpers:
-// FdIdentity lets the child close its copy of an inherited socket without closing an unrelated
-// file that has since reused the descriptor number, and keep_abandoned() keeps abandoned state
-// reachable, so that a leak checker does not report what was left on purpose.
+// A child inherits the parent's sockets (pooled connections, pub/sub connections) but none of the
+// threads that were using them. It abandons them (stampede/detail/fork.hpp), and closes its own
+// copies of their descriptors without closing an unrelated file that has since reused the number.
 //
 //   detail::FdIdentity socket(fd);          // when the connection is opened
 //   socket.close_if_unchanged();            // in the child, for the parent's connection
@@ -34,10 +31,5 @@ class FdIdentity {
   dev_t dev_ = 0;
   ino_t ino_ = 0;
 };
-
-/// Keeps `state` reachable until the process exits: state abandoned after fork() is never freed
-/// (a mutex in it may be held by a thread that does not exist in the child, a std::thread in it
-/// cannot be joined). Thread-safe and lock-free.
-void keep_abandoned(const void* state) noexcept;
 
 }  // namespace stampede::redis::detail

@@ -1,36 +1,14 @@
-#include <atomic>
+#include "stampede/memory/token_lock.hpp"
+
 #include <condition_variable>
-#include <new>
-#include <stdexcept>
 #include <unordered_map>
 
 #include "stampede/detail/fork.hpp"
+#include "stampede/detail/random.hpp"
+#include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
-#include "stampede/detail/token.hpp"
-#include "stampede/memory.hpp"
 
 namespace stampede {
-namespace detail {
-namespace {
-
-// A node of the list of abandoned states: reachable from a global, so never reported as a leak.
-struct Abandoned {
-  const void* state;
-  Abandoned* next;
-};
-std::atomic<Abandoned*> abandoned{nullptr};
-
-}  // namespace
-
-void keep_abandoned(const void* state) noexcept {
-  auto* node = new (std::nothrow) Abandoned{state, abandoned.load(std::memory_order_relaxed)};
-  if (node == nullptr) return;  // then it is only unreachable, still never destroyed
-  while (!abandoned.compare_exchange_weak(node->next, node, std::memory_order_release,
-                                          std::memory_order_relaxed)) {
-  }
-}
-
-}  // namespace detail
 
 namespace {
 
@@ -41,11 +19,6 @@ constexpr std::size_t kSweepBuckets = 4;
 constexpr std::uint64_t kSweepEvery = 8;
 constexpr std::size_t kFarSweepBuckets = 32;
 constexpr std::size_t kMinBuckets = 64;
-
-void check(std::string_view key, std::chrono::milliseconds ttl) {
-  if (key.empty()) throw std::invalid_argument("stampede::TokenLock: key must not be empty");
-  if (ttl.count() <= 0) throw std::invalid_argument("stampede::TokenLock: ttl must be > 0");
-}
 
 }  // namespace
 
@@ -58,7 +31,7 @@ struct MemoryTokenLock::Stripe {
   std::condition_variable_any cv;
   // Bumped by every release/notify of any key of this stripe; waiters compare against it.
   std::uint64_t generation STAMPEDE_GUARDED_BY(mu) = 0;
-  std::unordered_map<std::string, Holder, detail::StringHash, std::equal_to<>> holders
+  std::unordered_map<std::string, Holder, detail::StringHash, detail::StringEqual> holders
       STAMPEDE_GUARDED_BY(mu);
   std::size_t sweep_cursor STAMPEDE_GUARDED_BY(mu) = 0;
 
@@ -135,7 +108,7 @@ MemoryTokenLock::State& MemoryTokenLock::current() const {
 }
 
 MemoryTokenLock::Stripe& MemoryTokenLock::stripe_for(State& state, std::string_view key) noexcept {
-  return state.stripes[std::hash<std::string_view>{}(key) % kLockStripes];
+  return state.stripes[detail::StringHash{}(key) % kLockStripes];
 }
 
 void MemoryTokenLock::sweep_some(State& state, Clock::time_point now) const {
@@ -146,8 +119,8 @@ void MemoryTokenLock::sweep_some(State& state, Clock::time_point now) const {
   s.sweep(now, kFarSweepBuckets);
 }
 
-std::optional<LockToken> MemoryTokenLock::try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
-  check(key, ttl);
+std::optional<LockToken> MemoryTokenLock::do_try_acquire(std::string_view key,
+                                                         std::chrono::milliseconds ttl) {
   State& st = current();
   const auto now = clock_->now();
   sweep_some(st, now);  // before taking the key's stripe: never two stripe mutexes at once
@@ -166,7 +139,7 @@ std::optional<LockToken> MemoryTokenLock::try_acquire(std::string_view key, std:
   return token;
 }
 
-bool MemoryTokenLock::release(std::string_view key, std::string_view token) {
+bool MemoryTokenLock::do_release(std::string_view key, std::string_view token) {
   Stripe& s = stripe_for(current(), key);
   const auto now = clock_->now();
   detail::MutexLock l(s.mu);
@@ -178,8 +151,7 @@ bool MemoryTokenLock::release(std::string_view key, std::string_view token) {
   return unexpired;
 }
 
-bool MemoryTokenLock::renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
-  check(key, ttl);
+bool MemoryTokenLock::do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) {
   Stripe& s = stripe_for(current(), key);
   const auto now = clock_->now();
   detail::MutexLock l(s.mu);
@@ -189,19 +161,18 @@ bool MemoryTokenLock::renew(std::string_view key, std::string_view token, std::c
   return true;
 }
 
-std::uint64_t MemoryTokenLock::bump_fence(std::string_view key) {
-  if (key.empty()) throw std::invalid_argument("stampede::TokenLock: key must not be empty");
+std::uint64_t MemoryTokenLock::do_bump_fence(std::string_view /*key*/) {
   return last_fence_.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
-std::unique_ptr<Subscription> MemoryTokenLock::subscribe(std::string_view key) {
+std::unique_ptr<Subscription> MemoryTokenLock::do_subscribe(std::string_view key) {
   State& st = current();
   Stripe& s = stripe_for(st, key);
   detail::MutexLock l(s.mu);
   return std::make_unique<StripeSubscription>(s, s.generation, st.generation);
 }
 
-void MemoryTokenLock::notify(std::string_view key) {
+void MemoryTokenLock::do_notify(std::string_view key) {
   Stripe& s = stripe_for(current(), key);
   detail::MutexLock l(s.mu);
   s.signal();
