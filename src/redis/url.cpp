@@ -1,5 +1,6 @@
 #include "stampede/redis/url.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <stdexcept>
 #include <string>
@@ -7,8 +8,28 @@
 namespace stampede::redis {
 namespace {
 
+// `url` as a message may show it: the password of its userinfo, if any, becomes "***". (The
+// userinfo ends at the last '@' before the first '/' of the authority.)
+std::string redacted(std::string_view url) {
+  const std::size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const std::size_t start = scheme + 3;
+  const std::size_t end = std::min(url.find('/', start), url.size());
+  const std::size_t at = url.substr(0, end).rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  const std::size_t colon = url.substr(0, at).find(':', start);
+  std::string out(url.substr(0, start));
+  if (colon != std::string_view::npos) {
+    out.append(url.substr(start, colon - start)).append(":***");
+  } else {
+    out.append("***");  // "redis://secret@host": the userinfo is the password
+  }
+  out.append(url.substr(at));
+  return out;
+}
+
 [[noreturn]] void bad_url(std::string_view url, const std::string& why) {
-  throw std::invalid_argument("stampede::redis: bad URL '" + std::string(url) + "': " + why);
+  throw std::invalid_argument("stampede::redis: bad URL '" + redacted(url) + "': " + why);
 }
 
 std::string percent_decode(std::string_view url, std::string_view s) {

@@ -127,3 +127,27 @@ TEST(ParseUrl, EveryBadUrlIsAnInvalidArgumentSayingWhatIsWrong) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ParseUrl, AnErrorMessageNeverShowsThePassword) {
+  const char* const kUrls[] = {
+      "redis://:s3cret-pw@localhost:99999",  // bad port
+      "redis://app:s3cret-pw@[::1",          // unclosed bracket
+      "redis://app:s3cret-pw@host/notadb",   // bad database
+      "unix://app:s3cret-pw@host/tmp/sock",  // a unix URL with a host
+      "unix://:s3cret-pw@/tmp/sock?db=x",    // bad database
+      "redis://:s3cret-pw%zz@host",          // bad %-escape in the password itself
+  };
+  for (const char* url : kUrls) {
+    SCOPED_TRACE(url);
+    try {
+      (void)stampede::redis::parse_url(url);
+      ADD_FAILURE() << "parsed";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace

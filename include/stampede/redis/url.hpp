@@ -33,7 +33,8 @@ struct Endpoint {
 /// @return the endpoint.
 /// @throws std::invalid_argument naming what is wrong with `url`: the scheme, no host, a bad port,
 ///         a bad database number, a bad or truncated %-escape, an unclosed '[' or junk after ']',
-///         no socket path, a host in a unix URL, a query other than ?db=N.
+///         no socket path, a host in a unix URL, a query other than ?db=N. The message quotes the
+///         URL with its password replaced by "***".
 STAMPEDE_REDIS_EXPORT Endpoint parse_url(std::string_view url);
 
 /// @return "host:port" ("[v6-address]:port") or the socket path, for messages; no credentials.
