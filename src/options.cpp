@@ -1,7 +1,7 @@
+#include "stampede/options.hpp"
+
 #include <stdexcept>
 #include <string>
-
-#include "stampede/options.hpp"
 
 namespace stampede {
 namespace {

@@ -30,7 +30,9 @@ concept JsonConvertible = requires(const T& value, const nlohmann::json& json) {
 template <class T>
 struct JsonCodec {
   /// @return `value` as JSON text. @throws codec_error if nlohmann/json cannot write it.
-  static std::string encode(const T& value) requires JsonConvertible<T> {
+  static std::string encode(const T& value)
+    requires JsonConvertible<T>
+  {
     try {
       return nlohmann::json(value).dump();
     } catch (const nlohmann::json::exception& e) {
@@ -38,7 +40,9 @@ struct JsonCodec {
     }
   }
   /// @return the value the JSON text `bytes` holds. @throws codec_error for bytes it cannot read.
-  static T decode(std::string_view bytes) requires JsonConvertible<T> {
+  static T decode(std::string_view bytes)
+    requires JsonConvertible<T>
+  {
     try {
       return nlohmann::json::parse(bytes).template get<T>();
     } catch (const nlohmann::json::exception& e) {

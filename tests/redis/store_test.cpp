@@ -84,9 +84,7 @@ TEST(RedisWireFormat, ValueIsAHashReadableWithAPlainClientAndAJsonParser) {
 
 // RedisStore<T, C> exists only where C is a codec of T: JSON needs to_json/from_json for T.
 template <class T, class C = stampede::JsonCodec<T>>
-concept RedisStorable = requires {
-  typename RedisStore<T, C>;
-};
+concept RedisStorable = requires { typename RedisStore<T, C>; };
 static_assert(RedisStorable<Item>);
 static_assert(RedisStorable<std::string, stampede::StringCodec>);
 static_assert(!RedisStorable<shop::NotJson>, "RedisStore of a type its default codec cannot write");
