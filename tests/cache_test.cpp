@@ -1,6 +1,6 @@
 // Cache<T> behaviours specific to the in-process backend or to construction: option validation,
 // capacity, stats/event plumbing, backend failures. The backend-agnostic behaviours are in
-// cache_conformance.hpp (run by memory_conformance_test).
+// the conformance/cache_*.hpp suites (run by memory_conformance_test).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/types.h>

@@ -1,8 +1,8 @@
 // The backend-agnostic Cache and TokenLock suites, run on the in-process backend.
 #include <memory>
 
-#include "cache_conformance.hpp"
-#include "lock_conformance.hpp"
+#include "conformance/cache_conformance.hpp"
+#include "conformance/lock_conformance.hpp"
 #include "stampede/cache.hpp"
 #include "stampede/memory/backend.hpp"
 
@@ -23,5 +23,5 @@ struct MemoryFactory {
 
 }  // namespace
 
-INSTANTIATE_TYPED_TEST_SUITE_P(MemoryCache, CacheConformance, MemoryFactory);
+STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE(MemoryCache, MemoryFactory);
 INSTANTIATE_TYPED_TEST_SUITE_P(MemoryLock, LockConformance, MemoryFactory);

@@ -1,5 +1,5 @@
 // TokenLock's argument checks, and MemoryTokenLock and LockLease behaviours beyond the
-// backend-agnostic lock_conformance.hpp suite: token uniqueness across fork(), mutual exclusion
+// backend-agnostic conformance/lock_conformance.hpp suite: token uniqueness across fork(), mutual exclusion
 // under contention, clock-driven expiry, the lease renewer.
 #include "stampede/token_lock.hpp"
 

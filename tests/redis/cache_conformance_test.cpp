@@ -1,6 +1,6 @@
-// tests/redis/cache_conformance_test.cpp: the backend-agnostic Cache suite, run on Redis.
-#include "cache_conformance.hpp"
+// tests/redis/cache_conformance_test.cpp: the backend-agnostic Cache suites, run on Redis.
+#include "conformance/cache_conformance.hpp"
 
 #include "factory.hpp"
 
-INSTANTIATE_TYPED_TEST_SUITE_P(Redis, CacheConformance, redis_test::RedisFactory);
+STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE(Redis, redis_test::RedisFactory);

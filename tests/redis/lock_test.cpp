@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "factory.hpp"
-#include "lock_conformance.hpp"
+#include "conformance/lock_conformance.hpp"
 #include "redis_server.hpp"
 
 namespace {

@@ -1,4 +1,8 @@
-// tests/lock_conformance.hpp: the behaviours every TokenLock backend must have, as a typed suite.
+// tests/conformance/lock_conformance.hpp: the behaviours every TokenLock backend must have, as one
+// typed suite (one topic: the lock's contract): a held lock excludes others until it is released or
+// expires; only its token releases or renews it; fences grow with every acquire and bump_fence();
+// tokens are unique; acquire() waits (woken by a release) and times out; subscriptions see
+// signals; LockLease releases and its watchdog renews, and reports a lost lock; bad arguments throw.
 //
 // How to add a backend: write a factory type and instantiate the suite with it in your test file.
 //
@@ -7,7 +11,7 @@
 //     static std::shared_ptr<stampede::TokenLock> lock(std::shared_ptr<const stampede::Clock> clock);
 //     // true if lock expiry follows `clock` (in process); false if it is server time (Redis).
 //     static constexpr bool kClockDrivesLockExpiry = false;
-//     // For the cache suite (cache_conformance.hpp):
+//     // For the cache suites (cache_fixture.hpp):
 //     template <class T> static stampede::Backend<T> backend(std::shared_ptr<const stampede::Clock>);
 //   };
 //   INSTANTIATE_TYPED_TEST_SUITE_P(My, LockConformance, MyFactory);
