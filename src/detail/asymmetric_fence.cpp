@@ -35,6 +35,8 @@ int decide_fence_mode() noexcept {
   return mode;
 }
 
+#ifndef STAMPEDE_TSAN
+
 void heavy_fence() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!asymmetric_fences()) return;
@@ -49,5 +51,7 @@ void heavy_fence() noexcept {
   }
   membarrier(MEMBARRIER_CMD_GLOBAL);
 }
+
+#endif
 
 }  // namespace stampede::detail

@@ -25,6 +25,7 @@
 
 #include <atomic>
 
+#include "stampede/detail/sanitizers.hpp"
 #include "stampede/export.hpp"
 
 namespace stampede::detail {
@@ -45,6 +46,8 @@ inline bool asymmetric_fences() noexcept {
   return mode == 2;
 }
 
+#ifndef STAMPEDE_TSAN  // ThreadSanitizer rejects fences; its builds use read-modify-writes instead
+
 /// The frequent side's fence. Thread-safe, lock-free.
 inline void light_fence() noexcept {
   if (asymmetric_fences()) {
@@ -57,5 +60,7 @@ inline void light_fence() noexcept {
 /// The rare side's fence: with asymmetric fences, a barrier on every running thread of the
 /// process (a system call, some microseconds); otherwise a seq_cst fence. Thread-safe.
 STAMPEDE_EXPORT void heavy_fence() noexcept;
+
+#endif
 
 }  // namespace stampede::detail
