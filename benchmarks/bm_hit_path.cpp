@@ -1,4 +1,4 @@
-// benchmarks/bm_hit_path.cpp: the cost of a warm hit (issue 4, item 2).
+// benchmarks/bm_hit_path.cpp: the cost of a warm hit.
 //
 // Every implementation holds the same warm keys and returns a copy of the value (a caller of a
 // locked map cannot keep a reference past the unlock, and Cache<T> returns T by value):
@@ -8,7 +8,9 @@
 //   unsync_map         std::unordered_map without a lock, 1 thread only: the ceiling
 // Cases: one hot key, or keys drawn at random (xorshift) from `spread_keys` warm keys (1M in the
 // full profile; fewer in quick/smoke, recorded in the JSON context). T = a 12-byte std::string
-// (inside the small-string buffer) or a 1 KiB struct. Threads 1 and 2; items_per_second is the
+// (inside the small-string buffer), a 1 KiB struct, or (`kib_shared`) a std::shared_ptr<const KiB>:
+// the way to hit a large value without copying it, where a hit copies the pointer (one reference
+// count increment and decrement) instead of the 1 KiB. Threads 1 and 2; items_per_second is the
 // total over all threads (real time).
 //
 // BM_BytesPerEntry_<impl>_string16/keys:K: the memory of K entries ("key:<i>" -> a 16-byte
@@ -45,9 +47,15 @@ struct Hash {
 template <class T>
 using Map = std::unordered_map<std::string, T, Hash, std::equal_to<>>;
 
+using SharedKiB = std::shared_ptr<const KiB>;
+
 template <class T>
 T make_value(std::size_t i) {
-  if constexpr (std::is_same_v<T, std::string>) {
+  if constexpr (std::is_same_v<T, SharedKiB>) {
+    auto v = std::make_shared<KiB>();
+    v->id = i;
+    return v;
+  } else if constexpr (std::is_same_v<T, std::string>) {
     std::string s = "v-" + std::to_string(i % 1'000'000'000);
     s.resize(12, '.');
     return s;
@@ -247,6 +255,8 @@ void register_hit_path_benchmarks(const Profile& p) {
   add<SharedMutexMapImpl, KiB>("shared_mutex_map", "kib", 2);
   add<MutexMapImpl, KiB>("mutex_map", "kib", 2);
   add<UnsyncMapImpl, KiB>("unsync_map", "kib", 1);
+  add<StampedeImpl, SharedKiB>("stampede", "kib_shared", 2);
+  add<SharedMutexMapImpl, SharedKiB>("shared_mutex_map", "kib_shared", 2);
   const int entries = p.smoke() ? 10'000 : 1'000'000;
   benchmark::RegisterBenchmark("BM_BytesPerEntry_stampede_string16", BM_BytesPerEntry<StampedeImpl>)
       ->Arg(entries)

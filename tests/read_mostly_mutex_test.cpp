@@ -2,6 +2,8 @@
 #include "stampede/detail/read_mostly_mutex.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "stampede/detail/sanitizers.hpp"
 #include "stampede/detail/striped_counters.hpp"
 #include "support/test_support.hpp"
 
@@ -29,7 +32,12 @@ struct Guarded {
   std::uint64_t b = 0;
 };
 
-void run_readers_against_writer(int readers) {
+struct Outcome {
+  int torn = 0;
+  std::uint64_t a = 0, b = 0;
+};
+
+Outcome readers_against_writer(int readers) {
   ReadMostlyMutex mu;
   Guarded g;
   constexpr int kWrites = 2000;
@@ -56,9 +64,16 @@ void run_readers_against_writer(int readers) {
     }
   });
   for (auto& t : threads) t.join();
-  EXPECT_EQ(torn.load(), 0);
-  EXPECT_EQ(g.a, static_cast<std::uint64_t>(kWrites));
-  EXPECT_EQ(g.b, static_cast<std::uint64_t>(kWrites));
+  return {torn.load(), g.a, g.b};
+}
+
+constexpr std::uint64_t kWritesDone = 2000;
+
+void run_readers_against_writer(int readers) {
+  const Outcome o = readers_against_writer(readers);
+  EXPECT_EQ(o.torn, 0);
+  EXPECT_EQ(o.a, kWritesDone);
+  EXPECT_EQ(o.b, kWritesDone);
 }
 
 TEST(ReadMostlyMutex, ReadersNeverSeeAHalfDoneWrite) { run_readers_against_writer(4); }
@@ -66,6 +81,24 @@ TEST(ReadMostlyMutex, ReadersNeverSeeAHalfDoneWrite) { run_readers_against_write
 // More readers than exclusive stripes: the overflow stripe's read-modify-write path runs too.
 TEST(ReadMostlyMutex, ReadersBeyondTheExclusiveStripesAreStillExcluded) {
   run_readers_against_writer(static_cast<int>(stampede::detail::kExclusiveStripes) + 4);
+}
+
+// A fork()ed child starts new reader and writer threads: the writer's fence still excludes them
+// (asymmetric_fence.hpp: the child keeps the parent's membarrier registration).
+TEST(ReadMostlyMutex, ReadersInAForkedChildNeverSeeAHalfDoneWrite) {
+#ifdef STAMPEDE_TSAN
+  GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+#endif
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const Outcome o = readers_against_writer(4);
+    ::_exit(o.torn == 0 && o.a == kWritesDone && o.b == kWritesDone ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "a reader in the child saw a torn write";
 }
 
 TEST(ReadMostlyMutex, WritersExcludeEachOther) {

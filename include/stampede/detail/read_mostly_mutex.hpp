@@ -11,13 +11,16 @@
 //   { std::shared_lock r(mu); read(); }   { std::unique_lock w(mu); write(); }
 //
 // Memory ordering. This is Dekker's pattern: the reader stores to its stripe, then loads `writer_`;
-// the writer stores `writer_`, then loads every stripe. Each side puts a seq_cst fence between its
-// store and its load, so in the single total order of those fences either the writer sees the
-// reader's count (and waits for its release-store of the decrement) or the reader sees
-// `writer_ == true` (and backs off before touching the data). Acquire/release alone would allow
-// both to miss each other. A reader that owns its stripe (StripeSlot::exclusive) updates it with
-// plain stores, so a read lock costs one fence and no locked read-modify-write: fewer serialising
-// instructions than std::shared_mutex's two. Readers on the shared overflow stripe, and every
+// the writer stores `writer_`, then loads every stripe. Each side puts a fence between its store
+// and its load, so in the single total order of those fences either the writer sees the reader's
+// count (and waits for its release-store of the decrement) or the reader sees `writer_ == true`
+// (and backs off before touching the data). Acquire/release alone would allow both to miss each
+// other. The fences are asymmetric (asymmetric_fence.hpp): the reader's light_fence() is a compiler
+// barrier and the writer's heavy_fence() is a membarrier(2) system call that makes every running
+// thread of the process execute the full barrier, so writes cost some microseconds more and reads
+// no fence at all (where membarrier is unavailable, both are seq_cst fences). A reader that owns
+// its stripe (StripeSlot::exclusive) updates it with plain stores, so a read lock costs no locked
+// read-modify-write and no serialising instruction. Readers on the shared overflow stripe, and every
 // reader under ThreadSanitizer (which does not model fences; the fence code is not even compiled
 // there), use seq_cst read-modify-writes, and then every access of the pattern is seq_cst.
 #pragma once
@@ -28,6 +31,7 @@
 #include <mutex>
 #include <thread>
 
+#include "stampede/detail/asymmetric_fence.hpp"
 #include "stampede/detail/sanitizers.hpp"
 #include "stampede/detail/stripes.hpp"
 
@@ -44,7 +48,7 @@ class ReadMostlyMutex {
 #ifndef STAMPEDE_TSAN
       if (s.exclusive) {
         count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        light_fence();
         if (!writer_.load(std::memory_order_acquire)) return;
         count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
         writer_.wait(true, std::memory_order_acquire);
@@ -72,7 +76,7 @@ class ReadMostlyMutex {
     writers_.lock();
     writer_.store(true, std::memory_order_seq_cst);
 #ifndef STAMPEDE_TSAN
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the readers' fence
+    heavy_fence();  // pairs with the readers' light_fence()
 #endif
     for (auto& r : readers_) {
       while (r.count.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
