@@ -9,7 +9,8 @@
 # Stages, each counted in the closing "N passed, N failed" line:
 #   deps                 missing Debian packages are installed (root) or the apt-get line is printed
 #   <preset>: configure  cmake --preset <preset>            (build/<preset>)
-#   <preset>: build      cmake --build --preset <preset> -j2
+#   <preset>: build      cmake --build --preset <preset> -j2 (tsan and asan compile with -O1 -g1,
+#                        which halves their build time against -O2 -g and keeps file:line in reports)
 #   <preset>: test       ctest --preset <preset> -j2 --output-on-failure (the Redis tests start their
 #                        own redis-server on a free loopback port)
 #   package              tests/consumer/check_package.sh build/dev build/package-test: installs build/dev
