@@ -1,4 +1,4 @@
-// benchmarks/bm_hit_path.cpp: the cost of a warm hit (issue 4, item 2).
+// benchmarks/bm_hit_path.cpp: the cost of a warm hit.
 //
 // Every implementation holds the same warm keys and returns a copy of the value (a caller of a
 // locked map cannot keep a reference past the unlock, and Cache<T> returns T by value):
