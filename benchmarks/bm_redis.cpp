@@ -1,4 +1,4 @@
-// benchmarks/bm_redis.cpp: the Redis backend against a real redis-server (issue 4, item 3).
+// benchmarks/bm_redis.cpp: the Redis backend against a real redis-server.
 //
 // scripts/bench.sh starts a redis-server on a free loopback port and passes its URL:
 //   stampede_bench_redis --stampede_profile=quick --stampede_redis_url=redis://127.0.0.1:PORT
@@ -8,7 +8,7 @@
 //       own connection pool, pub/sub connection and flights (so nothing is coalesced in process:
 //       they meet only in Redis, like M processes would), one caller each, miss one key together.
 //       pubsub:0 wraps the lock so that subscribe() never signals: the waiters find the value only
-//       by the blocking-poll fallback (poll_interval, default 100 ms jittered): the seeds' polling.
+//       by the blocking-poll fallback (poll_interval, default 100 ms jittered), like seed_lock_poll.
 //       Each instance's pub/sub connection is opened before the first wave (steady state).
 //   BM_Redis_HitPath_stampede / _raw_hiredis_get   a warm hit through Cache<std::string> over a
 //       Client with pool_size = threads, against a plain hiredis GET with one connection per

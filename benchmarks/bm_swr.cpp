@@ -1,4 +1,4 @@
-// benchmarks/bm_swr.cpp: stale-while-revalidate (issue 4, item 4).
+// benchmarks/bm_swr.cpp: stale-while-revalidate.
 //
 //   BM_SWR_HitLatency_fresh / _stale   one thread, each call timed on its own (two steady_clock
 //       reads around it, the same overhead in both cases). Stale: the key is past its soft

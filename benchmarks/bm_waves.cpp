@@ -1,4 +1,4 @@
-// benchmarks/bm_waves.cpp: DB hits under concurrent misses (issue 4, item 1).
+// benchmarks/bm_waves.cpp: DB hits under concurrent misses.
 //
 // A wave releases N callers at once (a std::barrier) on one cold key; the loader is a simulated
 // DB call that sleeps D ms and counts its hits. The N caller threads are started once per
@@ -7,7 +7,7 @@
 //
 // Strategies, all in this binary:
 //   none               cache-aside over a mutex-guarded map: every caller that misses loads.
-//   seed_lock_poll     the seeds' CacheWithLock (seed 001): try the token lock once; the loser
+//   seed_lock_poll     a lock-and-poll cache (no coalescing): try the token lock once; the loser
 //                      sleeps 100 ms, re-checks the cache once and loads itself if still empty.
 //   stampede_blocking  stampede::Cache<std::string> with default options, a fresh key per wave.
 //   stampede_swr       stampede::Cache in SWR mode on a ManualClock: the key is made stale
@@ -82,7 +82,7 @@ class SeedLockPollStrategy {
   std::string get(int /*caller*/, const std::string& key, SimulatedDb& db) {
     // 1. cache check
     if (auto v = map_.get(key)) return *v;
-    // 2. miss: try the lock once (30 s lease, as in the seed)
+    // 2. miss: try the lock once (a 30 s lease)
     const std::string lock_key = "lock:cache:" + key;
     if (std::optional<LockToken> token = lock_.try_acquire(lock_key, 30s)) {
       struct Release {

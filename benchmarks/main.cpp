@@ -1,4 +1,4 @@
-// benchmarks/main.cpp: the in-process benchmark suite (issue 4, items 1, 2 and 4).
+// benchmarks/main.cpp: the in-process benchmark suite (waves, hit path, SWR).
 //
 // Usage (scripts/bench.sh runs it this way):
 //   stampede_bench --stampede_profile=quick --benchmark_out=bench-out/inprocess.json

@@ -5,7 +5,7 @@ Usage:
   python3 benchmarks/report.py --out bench-out/summary.md [--plots docs] [--doc docs/performance.md] \
       bench-out/inprocess.json [bench-out/redis.json] [bench-out/peers-*.json]
 
-Writes a Markdown summary (figures, ratios from the same run, targets of issue 4) and, with
+Writes a Markdown summary (figures, ratios from the same run, the targets) and, with
 --plots DIR, gnuplot data files next to the summary and PNG plots into DIR; with --doc FILE, the
 summary also replaces the generated section of FILE. The targets are data (benchmarks/targets.json,
 or --targets FILE); each plot is one gnuplot script in benchmarks/plots/ that reads a data file
@@ -369,7 +369,7 @@ class Report:
         rows = [row for spec in self.spec["targets"] for row in self.target_rows(spec, {})]
         if not rows:
             return
-        self.out("### Targets of issue 4")
+        self.out("### Targets")
         self.out()
         self.out("| target | goal | measured | |")
         self.out("|---|---|---|---|")

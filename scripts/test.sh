@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# scripts/test.sh: builds and tests stampede in the dev, tsan and asan presets, then checks the
-# installed package and a demo. Exits non-zero on any failure.
+# scripts/test.sh: lints stampede, builds and tests it in the dev, tsan and asan presets, then checks
+# the installed package and a demo. Exits non-zero on any failure.
 #
 #   scripts/test.sh                  # everything (~what CI runs: .ci/run)
 #   scripts/test.sh --preset tsan    # one preset only (repeatable); package + demo stages need dev
+#   scripts/test.sh --preset lint    # the lint stages only
 #   scripts/test.sh --preset fuzz    # the fuzz stage only
 #
 # Stages, each counted in the closing "N passed, N failed" line:
 #   deps                 missing Debian packages are installed (root) or the apt-get line is printed
+#   lint: format         clang-format-16 --dry-run --Werror over every tracked .hpp/.cpp/.h
+#   lint: configure      cmake --preset clang-tsa (clang++, build/clang-tsa): the compile database
+#   lint: tidy           clang-tidy-16 (.clang-tidy, every finding an error) over src/ and src/redis/
+#   lint: tsa build      the libraries (stampede, stampede_redis) in clang-tsa: -Wthread-safety -Werror
+#                        A lint failure fails the run; the stages after it still run. A missing tool
+#                        fails its stage, naming the Debian package.
 #   <preset>: configure  cmake --preset <preset>            (build/<preset>)
 #   <preset>: build      cmake --build --preset <preset> -j2 (tsan and asan compile with -O1 -g1,
 #                        which halves their build time against -O2 -g and keeps file:line in reports)
@@ -30,21 +37,24 @@ cd "$root" || exit 1
 
 presets=()
 run_fuzz=0
+run_lint=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --preset)
-      [[ $# -ge 2 ]] || { echo "test.sh: --preset needs a name (dev, tsan, asan)" >&2; exit 2; }
+      [[ $# -ge 2 ]] || { echo "test.sh: --preset needs a name (dev, tsan, asan, lint, fuzz)" >&2; exit 2; }
       case "$2" in dev|tsan|asan) presets+=("$2") ;;
+        lint) run_lint=1 ;;
         fuzz) run_fuzz=1 ;;
-        *) echo "test.sh: unknown preset '$2' (dev, tsan, asan, fuzz)" >&2; exit 2 ;; esac
+        *) echo "test.sh: unknown preset '$2' (dev, tsan, asan, lint, fuzz)" >&2; exit 2 ;; esac
       shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument '$1' (--preset NAME, --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if ((${#presets[@]} == 0 && run_fuzz == 0)); then
+if ((${#presets[@]} == 0 && run_fuzz == 0 && run_lint == 0)); then
   presets=(dev tsan asan)
+  run_lint=1
   run_fuzz=1
 fi
 
@@ -92,6 +102,52 @@ deps_stage() {
 if ! stage deps deps_stage; then
   summary
   exit 1
+fi
+
+# need_tool COMMAND PACKAGE: fails, naming the Debian package, when COMMAND is not installed.
+need_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "lint: $1 not found: install the Debian package $2 (scripts/lib/deps.sh lists it)" >&2
+  return 1
+}
+
+lint_format() {
+  need_tool clang-format-16 clang-format-16 || return 1
+  local files=()
+  mapfile -d '' -t files < <(git -C "$root" ls-files -z -- '*.hpp' '*.cpp' '*.h' ':!:fuzz/corpus/**') || true
+  ((${#files[@]})) || { echo "lint: git ls-files found no sources (not a git checkout?)" >&2; return 1; }
+  clang-format-16 --dry-run --Werror "${files[@]}" || {
+    echo "lint: run clang-format-16 -i on the files above" >&2
+    return 1
+  }
+  echo "lint: ${#files[@]} files formatted"
+}
+
+lint_configure() {
+  need_tool clang++ clang || return 1
+  cmake --preset clang-tsa
+}
+
+# The sources under src/ in the clang-tsa compile database (the demos are in it too).
+lint_tidy() {
+  need_tool clang-tidy-16 clang-tidy-16 || return 1
+  need_tool run-clang-tidy-16 clang-tidy-16 || return 1
+  local root_re
+  root_re="$(sed 's/[][\\.*^$()+?{}|]/\\&/g' <<<"$root")"
+  run-clang-tidy-16 -p "$root/build/clang-tsa" -j2 -quiet "^$root_re/src/" || {
+    echo "lint: clang-tidy-16 findings above (.clang-tidy makes each one an error)" >&2
+    return 1
+  }
+}
+
+if ((run_lint)); then
+  stage "lint: format" lint_format
+  if stage "lint: configure" lint_configure; then
+    stage "lint: tidy" lint_tidy
+    stage "lint: tsa build" cmake --build --preset clang-tsa -j2 --target stampede stampede_redis
+  else
+    skip "lint: tidy" "configure failed"; skip "lint: tsa build" "configure failed"
+  fi
 fi
 
 dev_built=0

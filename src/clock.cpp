@@ -1,6 +1,6 @@
 #include "stampede/clock.hpp"
 
-#include <time.h>
+#include <time.h>  // NOLINT(modernize-deprecated-headers): clock_gettime is POSIX, not in <ctime>
 
 namespace stampede {
 

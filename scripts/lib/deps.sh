@@ -18,6 +18,7 @@ STAMPEDE_DEBIAN_PACKAGES=(
   jq                                 # JSON checks in scripts/test.sh
   libcli11-dev                       # command-line flags of the demos and the soak worker (header-only)
   clang libclang-rt-14-dev           # the fuzz stage (libFuzzer) and the clang thread-safety build
+  clang-format-16 clang-tidy-16      # the lint stages of scripts/test.sh (pinned: the tree is formatted with 16)
 )
 
 # Prints the packages from STAMPEDE_DEBIAN_PACKAGES that are not installed, one per line.

@@ -35,7 +35,9 @@ void Script::remember_sha1(std::string_view digest) const {
   if (digest.empty() || sha1_.load(std::memory_order_acquire) != nullptr) return;
   auto fresh = std::make_unique<const std::string>(digest);
   const std::string* expected = nullptr;
-  if (sha1_.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel)) fresh.release();
+  if (sha1_.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel)) {
+    static_cast<void>(fresh.release());  // sha1_ owns it now
+  }
 }
 
 // ---- Client ------------------------------------------------------------------------------------
@@ -142,8 +144,8 @@ Reply Client::eval(const Script& script, std::span<const std::string_view> keys,
   const std::string numkeys = std::to_string(keys.size());
   std::vector<std::string_view> argv;
   argv.reserve(3 + keys.size() + args.size());
-  argv.push_back("EVALSHA");
-  argv.push_back({});  // the digest, or the source for EVAL
+  argv.emplace_back("EVALSHA");
+  argv.emplace_back();  // the digest, or the source for EVAL
   argv.push_back(numkeys);
   argv.insert(argv.end(), keys.begin(), keys.end());
   argv.insert(argv.end(), args.begin(), args.end());

@@ -52,33 +52,35 @@ Reply run(redisContext* c, std::span<const std::string_view> argv, const std::st
 
 }  // namespace
 
-std::unique_ptr<Connection> Connection::open(const Endpoint& ep, std::chrono::milliseconds connect_timeout,
+std::unique_ptr<Connection> Connection::open(const Endpoint& endpoint,
+                                             std::chrono::milliseconds connect_timeout,
                                              std::chrono::milliseconds command_timeout) {
-  std::string address = to_string(ep);
+  std::string address = to_string(endpoint);
   ContextPtr c;
   if (connect_timeout.count() > 0) {
     const timeval tv = to_timeval(connect_timeout);
-    c.reset(ep.unix_socket ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
-                           : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
+    c.reset(endpoint.unix_socket ? redisConnectUnixWithTimeout(endpoint.path.c_str(), tv)
+                                 : redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, tv));
   } else {
-    c.reset(ep.unix_socket ? redisConnectUnix(ep.path.c_str()) : redisConnect(ep.host.c_str(), ep.port));
+    c.reset(endpoint.unix_socket ? redisConnectUnix(endpoint.path.c_str())
+                                 : redisConnect(endpoint.host.c_str(), endpoint.port));
   }
   if (!c) throw backend_error("redis " + address + ": cannot allocate a connection");
   if (c->err) throw backend_error("redis " + address + ": cannot connect: " + std::string(c->errstr));
   // AUTH/SELECT below are bounded by the connect timeout, later commands by the command timeout.
   if (connect_timeout.count() > 0) redisSetTimeout(c.get(), to_timeval(connect_timeout));
-  if (!ep.password.empty()) {
+  if (!endpoint.password.empty()) {
     // AUTH password (requirepass / the default user) or AUTH user password (ACL, Redis >= 6).
     std::vector<std::string_view> argv{"AUTH"};
-    if (!ep.user.empty()) argv.push_back(ep.user);
-    argv.push_back(ep.password);
+    if (!endpoint.user.empty()) argv.push_back(endpoint.user);
+    argv.push_back(endpoint.password);
     Reply r = run(c.get(), argv, address);
     if (r.type == Reply::Type::error) {
       throw backend_error("redis " + address + ": AUTH failed (wrong user or password?): " + r.str);
     }
   }
-  if (ep.db != 0) {
-    const std::string db = std::to_string(ep.db);
+  if (endpoint.db != 0) {
+    const std::string db = std::to_string(endpoint.db);
     std::array<std::string_view, 2> argv{"SELECT", db};
     Reply r = run(c.get(), argv, address);
     if (r.type == Reply::Type::error) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <stdexcept>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -82,12 +83,12 @@ class Redlock::Round {
     return Fate::counted;
   }
 
-  void fail(std::string error) {
+  void fail(std::string_view error) {
     {
       stampede::detail::MutexLock l(mu_);
       if (closed_) return;
       ++tally_.failed;
-      tally_.last_error = std::move(error);
+      tally_.last_error = error;
     }
     cv_.notify_all();
   }
@@ -270,8 +271,10 @@ std::optional<LockToken> Redlock::do_try_acquire(std::string_view key, std::chro
   std::vector<bool> took(nodes_.size());
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     const std::optional<std::uint64_t>& a = t.answers[i];
-    took[i] = a && granted(*a);
-    if (took[i]) fence = std::max(fence, *a);
+    if (a && granted(*a)) {
+      took[i] = true;
+      fence = std::max(fence, *a);
+    }
   }
   const auto drift =
       std::chrono::duration_cast<std::chrono::milliseconds>(ttl * options_.clock_drift_factor) +

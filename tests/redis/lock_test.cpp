@@ -8,8 +8,8 @@
 #include <string>
 #include <thread>
 
-#include "factory.hpp"
 #include "conformance/lock_conformance.hpp"
+#include "factory.hpp"
 #include "redis_server.hpp"
 
 namespace {

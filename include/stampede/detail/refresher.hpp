@@ -104,7 +104,7 @@ class STAMPEDE_EXPORT Refresher {
 
   /// @return the current core; in a fork()ed child, a fresh one (the parent's is abandoned).
   const std::shared_ptr<Core>& core();
-  static void run(const std::shared_ptr<Core>& core) noexcept;
+  static void run(const std::shared_ptr<Core>& shared) noexcept;
   static void clear_hint(Core& core, std::string_view key) noexcept;
   static std::uint64_t hash(std::string_view key) noexcept {
     return StringHash{}(key) | 1;  // never 0, the empty slot
