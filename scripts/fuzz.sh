@@ -8,7 +8,10 @@
 #   scripts/fuzz.sh --build-only
 #
 # Fuzzers: parse_url_fuzzer (stampede::redis::parse_url), cache_ops_fuzzer (Cache<std::string> over
-# the memory backend against a reference model; see the comment at the top of each source).
+# the memory backend against a reference model), redis_entry_fuzzer (the Redis store's value-hash
+# decoder against a reference decoder, then the JSON codec), redis_reply_fuzzer (the conversion of
+# hiredis reply trees); see the comment at the top of each source. They run side by side, so the
+# run takes about --seconds whatever their number.
 # Each runs on build/fuzz/work/<fuzzer>/ (new inputs go there) plus the committed seeds in
 # fuzz/corpus/<fuzzer>/ (read only). A crash is saved as build/fuzz/artifacts/<fuzzer>/crash-*;
 # minimise it with
@@ -23,7 +26,7 @@ cd "$root" || exit 1
 seconds=30
 build_only=0
 fuzzers=()
-all_fuzzers=(parse_url_fuzzer cache_ops_fuzzer)
+all_fuzzers=(parse_url_fuzzer cache_ops_fuzzer redis_entry_fuzzer redis_reply_fuzzer)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds)
@@ -34,7 +37,7 @@ while [[ $# -gt 0 ]]; do
         { echo "fuzz.sh: --fuzzer needs one of: ${all_fuzzers[*]}" >&2; exit 2; }
       fuzzers+=("$2"); shift ;;
     --build-only) build_only=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (--seconds N, --fuzzer NAME, --build-only, --help)" >&2; exit 2 ;;
   esac
   shift

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <stdexcept>
+#include <utility>
 
 #include "scripts.hpp"
 #include "stampede/errors.hpp"
@@ -56,6 +57,10 @@ std::optional<RawEntry> get_entry(Client& client, std::string_view prefix, std::
     }
     throw;
   }
+  return decode_entry(std::move(r));
+}
+
+std::optional<RawEntry> decode_entry(Reply r) {
   if (r.type != Reply::Type::array) throw backend_error("stampede::redis: HGETALL gave no array");
   if (r.elements.empty()) return std::nullopt;
   RawEntry e;

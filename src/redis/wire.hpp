@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "stampede/redis/reply.hpp"
+
 namespace stampede::redis {
 class Client;
 }  // namespace stampede::redis
@@ -52,6 +54,15 @@ struct RawEntry {
 /// @throws codec_error if the key holds something else than a format-1 value hash;
 ///         backend_error.
 std::optional<RawEntry> get_entry(Client& client, std::string_view prefix, std::string_view key);
+
+/// Decodes an HGETALL reply (field, value, field, value, ...) of a value key; unknown fields are
+/// ignored, a repeated field's last value counts, an odd last element is ignored.
+/// @param reply the server's reply.
+/// @return std::nullopt for an empty array (no such key).
+/// @throws codec_error if it is not a format-1 value hash (wrong format, a required field missing,
+///         a time or fence field that is not a decimal integer of its type); backend_error if
+///         `reply` is not an array.
+std::optional<RawEntry> decode_entry(Reply reply);
 
 /// The fenced write script: stores `entry` for `px_ms` milliseconds (hard TTL + grace) unless the
 /// key's fence floor is above entry.fence, and publishes `stored`.

@@ -1,6 +1,8 @@
 // tests/redis/fork_test.cpp: a Client and a RedisTokenLock used before fork() (a pre-fork server):
 // the child gets its own connections and its own pub/sub reader, so neither process ever reads the
-// other's replies, and the child's waiters are woken by releases from other processes.
+// other's replies, and the child's waiters are woken by releases from other processes. A Redis
+// Cache forked while it loads a key gives the child correct values, lets it load that key and runs
+// its stale-while-revalidate refreshes on a refresher of its own.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -8,11 +10,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
+#include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stampede/redis/redis.hpp>
+#include <stampede/stampede.hpp>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -243,6 +249,125 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
   // The parent's Redlock is unharmed.
   EXPECT_TRUE(lock.release("parent", t->token));
   EXPECT_TRUE(sub->wait_until(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+}
+
+// The child's half of the Cache test; see below. Writes "ok" or the failures, "; "-separated.
+// @return 0 if everything held, 1 otherwise.
+int cache_child_main(stampede::Cache<std::string>& cache, Client& client, stampede::ManualClock& clock,
+                     int out) {
+  std::string failures;
+  auto fail = [&](const std::string& why) { failures += (failures.empty() ? "" : "; ") + why; };
+  try {
+    // Values of the child's own keys, while the parent's thread works on the same connections.
+    for (int i = 0; i < 50; ++i) {
+      const std::string key = "child:" + std::to_string(i);
+      const std::string want = "child-value-" + std::to_string(i);
+      if (std::string got = cache.get_or_compute(key, [&] { return want; }); got != want) {
+        fail(key + " gave '" + got + "'");
+        break;
+      }
+      if (std::optional<std::string> again = cache.get(key); again != want) {
+        fail(key + " was not stored: get gave '" + again.value_or("<none>") + "'");
+        break;
+      }
+    }
+    if (std::string r = own_values_only(client, "child", 2, 200); !r.empty()) fail(r);
+    // The key the parent is loading at fork() time: the parent's flight has no leader here. The
+    // child waits for the lock the parent holds at most wait_timeout, then loads it itself.
+    int child_loads = 0;
+    const std::string loaded = cache.get_or_compute("loading", [&] {
+      ++child_loads;
+      return std::string("child-load");
+    });
+    if (loaded != "child-load" || child_loads != 1) {
+      fail("the key loading at fork() time gave '" + loaded + "' after " + std::to_string(child_loads) +
+           " loads in the child");
+    }
+    // Stale-while-revalidate: the refresh runs on a refresher thread of the child's own.
+    clock.advance(2s);
+    if (std::string stale = cache.get_or_compute("swr", [] { return std::string("child-refresh"); });
+        stale != "parent-swr") {
+      fail("the stale read gave '" + stale + "'");
+    }
+    cache.wait_idle();
+    if (std::optional<std::string> fresh = cache.get("swr"); fresh != "child-refresh") {
+      fail("the child's refresh did not store: get gave '" + fresh.value_or("<none>") + "'");
+    }
+  } catch (const std::exception& e) {
+    fail(std::string("threw: ") + e.what());
+  }
+  write_line(out, failures.empty() ? "ok" : failures);
+  return failures.empty() ? 0 : 1;
+}
+
+TEST(RedisFork, ARedisCacheLoadingAKeyAtForkTimeWorksInTheChild) {
+  if (kUnderTsan)
+    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork()";
+  redis_test::RedisServer server;
+  auto client = Client::connect(server.url(), {.pool_size = 4});
+  auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
+  stampede::Cache<std::string> cache({.mode = stampede::Mode::stale_while_revalidate,
+                                      .soft_ttl = 1s,
+                                      .swr_window = 60s,
+                                      .lock_ttl = 60s,
+                                      .wait_timeout = 500ms,
+                                      .poll_interval = 20ms,
+                                      .clock = clock},
+                                     stampede::redis::backend<std::string>(client, "c:"));
+  // The parent's refresher thread exists at fork() time.
+  ASSERT_EQ(cache.get_or_compute("warm", [] { return std::string("w0"); }), "w0");
+  clock->advance(2s);
+  ASSERT_EQ(cache.get_or_compute("warm", [] { return std::string("w1"); }), "w0");
+  cache.wait_idle();
+  ASSERT_EQ(cache.get("warm"), "w1");
+  ASSERT_EQ(cache.get_or_compute("swr", [] { return std::string("parent-swr"); }), "parent-swr");
+
+  // A load of "loading" is in flight (flight, lock and lease renewal) when the parent forks.
+  stampede_test::Gate entered, finish;
+  stampede_test::OpenOnExit finish_on_exit(finish);
+  auto parent_load = std::async(std::launch::async, [&] {
+    return cache.get_or_compute("loading", [&] {
+      entered.open();
+      finish.wait();
+      return std::string("parent-load");
+    });
+  });
+  ASSERT_TRUE(entered.wait_for());
+  // And another thread of the parent is using the pool's connections.
+  std::atomic<bool> stop{false};
+  auto parent_traffic = std::async(std::launch::async, [&] {
+    std::string first;
+    while (!stop.load() && first.empty()) first = own_values_only(*client, "parent", 1, 20);
+    return first;
+  });
+
+  int from_child[2];
+  ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(from_child[0]);
+    // _exit: no gtest, no static destructors (they would stop the parent's servers).
+    ::_exit(cache_child_main(cache, *client, *clock, from_child[1]));
+  }
+  ::close(from_child[1]);
+  std::string buffer;
+  EXPECT_EQ(read_line(from_child[0], buffer), "ok");
+  int status = 0;
+  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    ADD_FAILURE() << "the child hung";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  ::close(from_child[0]);
+
+  // The parent is unharmed: its load completes and is stored, its traffic saw only its replies.
+  stop.store(true);
+  EXPECT_EQ(parent_traffic.get(), "");
+  finish.open();
+  EXPECT_EQ(parent_load.get(), "parent-load");
+  EXPECT_EQ(cache.get("loading"), "parent-load");
 }
 
 }  // namespace
