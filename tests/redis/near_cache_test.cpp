@@ -136,6 +136,32 @@ TEST(NearCache, WritesOfAnotherInstanceDropTheKey) {
   EXPECT_GE(a.cache.stats().near_invalidations, 3u);
 }
 
+TEST(NearCache, WritesOfAnotherProcessDropTheKey) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  redis_test::Child b({"writer", url(), prefix});
+  ASSERT_EQ(b.read_line(), "ready");
+  auto run = [&](const std::string& line) {
+    b.send(line);
+    return b.read_line();
+  };
+
+  ASSERT_EQ(run("load k loaded"), "done");
+  EXPECT_EQ(a.get("k"), "loaded");
+  EXPECT_EQ(a.get("k"), "loaded");
+  ASSERT_GE(a.cache.stats().near_hits, 1u);
+
+  ASSERT_EQ(run("put k put"), "done");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "put"; })) << "A kept serving " << a.get("k");
+  ASSERT_EQ(run("invalidate k"), "done");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "<none>"; })) << "A kept serving " << a.get("k");
+  ASSERT_EQ(run("load k reloaded"), "done");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "reloaded"; })) << "A kept serving " << a.get("k");
+  b.send("quit");
+  EXPECT_EQ(b.wait(), 0);
+}
+
 TEST(NearCache, RawClientDelAndHsetDropTheKey) {
   const std::string prefix = unique_prefix();
   Instance a(url(), prefix);

@@ -389,8 +389,7 @@ class NearCache {
     auto fresh = std::make_unique<State>(const_cast<NearCache&>(*this));
     if (state_.compare_exchange_strong(old, fresh.get(), std::memory_order_acq_rel,
                                        std::memory_order_acquire)) {
-      old->tracker->abandon_after_fork();
-      (void)old->tracker.release();
+      old->tracker->abandon_after_fork();  // the State is kept, never destroyed, and the tracker in it
       stampede::detail::keep_abandoned(old);
       return fresh.release();
     }
