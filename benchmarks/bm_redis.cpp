@@ -30,8 +30,10 @@
 #include <memory>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -147,6 +149,127 @@ void BM_Redis_Wave_clients(benchmark::State& state) {
   state.counters["M"] = m;
 }
 
+std::string g_setup_error;  // set by a benchmark's Setup, reported by the benchmark
+
+// ---- near cache: hit path and invalidation latency ------------------------------------------------
+
+// BM_Near_HitPath/spread:S   a warm hit through Cache<std::string> over the Redis backend with a
+//     near cache: spread:0 one hot key, spread:1 kSpreadKeys keys picked at random per call.
+// BM_Near_HitPath_embedded/spread:S   the same calls over the embedded backend (memory_backend()),
+//     in the same run: the ratio near/embedded is the near cache's overhead.
+// BM_Near_InvalidationLatency   instance B puts a new value; time until instance A (near cache on,
+//     spinning on get()) sees it: Redis's invalidation message, A's drop and A's re-read. Counters
+//     p50_us/p99_us over the iterations.
+constexpr std::size_t kSpreadKeys = 1024;
+
+struct NearWorld {
+  std::shared_ptr<redis::Client> client;
+  std::unique_ptr<Cache<std::string>> cache;
+  std::vector<std::string> keys;
+};
+std::unique_ptr<NearWorld> g_near;
+
+void setup_near_world(bool embedded) {
+  g_setup_error.clear();
+  try {
+    g_near = std::make_unique<NearWorld>();
+    for (std::size_t i = 0; i < kSpreadKeys; ++i) g_near->keys.push_back("key:" + std::to_string(i));
+    if (embedded) {
+      g_near->cache = std::make_unique<Cache<std::string>>(CacheOptions{});
+    } else {
+      g_near->client = redis::Client::connect(g_url);
+      redis::BackendOptions o{.prefix = fresh_prefix(), .near_cache = {.enabled = true}};
+      auto b = redis::backend<std::string, StringCodec>(g_near->client, o);
+      auto* near =
+          std::dynamic_pointer_cast<redis::RedisStore<std::string, StringCodec>>(b.store)->near_cache();
+      if (!near->wait_for_tracking(std::chrono::steady_clock::now() + 10s)) {
+        throw std::runtime_error("near cache tracking not established");
+      }
+      g_near->cache = std::make_unique<Cache<std::string>>(CacheOptions{}, std::move(b));
+    }
+    for (const std::string& k : g_near->keys) {
+      g_near->cache->put(k, "value-v1-0123456789abcdef");
+      (void)g_near->cache->get(k);  // the first read after a write goes to Redis and is kept
+    }
+  } catch (const std::exception& e) {
+    g_setup_error = e.what();
+  }
+}
+void setup_near(const benchmark::State&) { setup_near_world(false); }
+void setup_embedded(const benchmark::State&) { setup_near_world(true); }
+void teardown_near(const benchmark::State&) { g_near.reset(); }
+
+void near_hit(benchmark::State& state) {
+  if (!g_setup_error.empty()) {
+    state.SkipWithError(g_setup_error.c_str());
+    return;
+  }
+  Cache<std::string>& cache = *g_near->cache;
+  const bool hot = state.range(0) == 0;
+  std::uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(state.thread_index() + 1);
+  const Stats before = cache.stats();
+  for (auto _ : state) {
+    std::string_view key = g_near->keys[0];
+    if (!hot) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      key = g_near->keys[x % kSpreadKeys];
+    }
+    std::string v = cache.get_or_compute(key, [] { return std::string("loaded"); });
+    benchmark::DoNotOptimize(v);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    const Stats after = cache.stats();
+    state.counters["near_misses"] = static_cast<double>(after.near_misses - before.near_misses);
+    state.counters["misses"] = static_cast<double>(after.misses - before.misses);
+  }
+}
+void BM_Near_HitPath(benchmark::State& state) { near_hit(state); }
+void BM_Near_HitPath_embedded(benchmark::State& state) { near_hit(state); }
+
+void BM_Near_InvalidationLatency(benchmark::State& state) {
+  try {
+    const std::string prefix = fresh_prefix();
+    redis::BackendOptions o{.prefix = prefix, .near_cache = {.enabled = true}};
+    auto client_a = redis::Client::connect(g_url);
+    auto ba = redis::backend<std::string, StringCodec>(client_a, o);
+    auto* near =
+        std::dynamic_pointer_cast<redis::RedisStore<std::string, StringCodec>>(ba.store)->near_cache();
+    if (!near->wait_for_tracking(std::chrono::steady_clock::now() + 10s)) {
+      throw std::runtime_error("near cache tracking not established");
+    }
+    Cache<std::string> a(CacheOptions{}, std::move(ba));
+    Cache<std::string> b(CacheOptions{},
+                         redis::backend<std::string, StringCodec>(redis::Client::connect(g_url), prefix));
+    std::vector<double> us;
+    int i = 0;
+    b.put("k", "v" + std::to_string(i));
+    while (a.get("k") != "v" + std::to_string(i)) {
+    }
+    for (auto _ : state) {
+      const std::string next = "v" + std::to_string(++i);
+      (void)a.get("k");  // a near hit of the previous value
+      const std::int64_t t0 = now_ns();
+      b.put("k", next);
+      const auto give_up = std::chrono::steady_clock::now() + 10s;
+      while (a.get("k") != next) {
+        if (std::chrono::steady_clock::now() > give_up)
+          throw std::runtime_error("invalidation never arrived");
+      }
+      const double took = static_cast<double>(now_ns() - t0) * 1e-3;
+      us.push_back(took);
+      state.SetIterationTime(took * 1e-6);
+    }
+    state.counters["p50_us"] = quantile(us, 0.5);
+    state.counters["p99_us"] = quantile(us, 0.99);
+    state.counters["near_hits"] = static_cast<double>(a.stats().near_hits);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 // ---- hit path: Cache over Redis vs raw hiredis GET -------------------------------------------------
 
 const std::string kValue = "value-v1-0123456789abcdef";  // the same bytes in both benchmarks
@@ -157,7 +280,6 @@ struct HitWorld {
   int threads = 0;
 };
 std::unique_ptr<HitWorld> g_hit;
-std::string g_setup_error;
 
 void setup_hit(const benchmark::State& state) {
   g_setup_error.clear();
@@ -404,6 +526,31 @@ int main(int argc, char** argv) {
     }
     sb::repeat(b, p);
   }
+  const std::tuple<const char*, Fn, void (*)(const benchmark::State&)> near_paths[] = {
+      {"BM_Near_HitPath", sb::BM_Near_HitPath, sb::setup_near},
+      {"BM_Near_HitPath_embedded", sb::BM_Near_HitPath_embedded, sb::setup_embedded}};
+  for (const auto& [name, fn, setup] : near_paths) {
+    for (int spread : {0, 1}) {
+      auto* b = benchmark::RegisterBenchmark(name, fn)
+                    ->Arg(spread)
+                    ->ArgName("spread")
+                    ->Setup(setup)
+                    ->Teardown(sb::teardown_near)
+                    ->Threads(1)
+                    ->Threads(2)
+                    ->UseRealTime();
+      if (p.min_time > 0) {
+        b->MinTime(p.min_time);
+      } else {
+        b->Iterations(1000);
+      }
+      sb::repeat(b, p);
+    }
+  }
+  benchmark::RegisterBenchmark("BM_Near_InvalidationLatency", sb::BM_Near_InvalidationLatency)
+      ->Iterations(p.min_time > 0 ? 500 : 20)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("BM_Redis_CommandsPerCall", sb::BM_Redis_CommandsPerCall)
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond);

@@ -4,8 +4,8 @@
 // value) the demo runs on the embedded in-process backend:
 //
 //   demo::BackendChoice choice;
-//   choice.add_flags(app);                                     // --redis URL, env REDIS_URL
-//   stampede::Backend<Item> b = choice.backend<Item>();        // b.name is "memory" or "redis"
+//   choice.add_flags(app);                                     // --redis URL, env REDIS_URL, --near-cache
+//   stampede::Backend<Item> b = choice.backend<Item>();        // b.name is "memory", "redis" or "redis+near"
 //
 // The Redis part is compiled only when the build has the stampede::redis target
 // (demos/CMakeLists.txt then defines STAMPEDE_DEMO_HAVE_REDIS); without it, selecting Redis fails
@@ -33,9 +33,18 @@ namespace redis_branch {
 inline constexpr bool kAvailable = true;
 
 template <class T>
-stampede::Backend<T> backend(const std::string& url) {
+stampede::Backend<T> backend(const std::string& url, bool near_cache) {
   auto client = stampede::redis::Client::connect(url);
-  return stampede::redis::backend<T>(client);
+  if (!near_cache) return stampede::redis::backend<T>(client);
+  stampede::redis::BackendOptions o;
+  o.near_cache.enabled = true;
+  stampede::Backend<T> b = stampede::redis::backend<T>(client, o);
+  // Wait (bounded) for tracking, so that the demo's reads can be near hits from the start.
+  auto* store = dynamic_cast<stampede::redis::RedisStore<T>*>(b.store.get());
+  if (store != nullptr) {
+    (void)store->near_cache()->wait_for_tracking(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  }
+  return b;
 }
 
 inline std::shared_ptr<stampede::TokenLock> lock(const std::string& url) {
@@ -52,7 +61,7 @@ inline constexpr bool kAvailable = false;
 }
 
 template <class T>
-stampede::Backend<T> backend(const std::string& /*url*/) {
+stampede::Backend<T> backend(const std::string& /*url*/, bool /*near_cache*/) {
   unavailable();
 }
 
@@ -72,19 +81,26 @@ class BackendChoice {
                    "Redis URL, e.g. redis://127.0.0.1:6379/0 (empty = the embedded backend)")
         ->envname("REDIS_URL")
         ->type_name("URL");
+    app.add_flag("--near-cache", near_cache_,
+                 "with --redis: keep an in-process near cache, kept coherent by Redis's invalidations");
   }
 
   /// @return true when Redis was chosen.
   [[nodiscard]] bool redis() const noexcept { return !redis_url_.empty(); }
-  /// @return "redis" or "memory", as the JSON field `backend` reports it.
-  [[nodiscard]] std::string name() const { return redis() ? "redis" : "memory"; }
+  /// @return true when --near-cache was given.
+  [[nodiscard]] bool near_cache() const noexcept { return near_cache_; }
+  /// @return "redis", "redis+near" or "memory", as the JSON field `backend` reports it.
+  [[nodiscard]] std::string name() const {
+    return redis() ? (near_cache_ ? "redis+near" : "redis") : "memory";
+  }
 
   /// @return a store + lock for a Cache<T>.
-  /// @throws usage_error if Redis was chosen in a build without it; stampede::backend_error if Redis
-  ///         cannot be reached.
+  /// @throws usage_error if Redis was chosen in a build without it, or --near-cache without Redis;
+  ///         stampede::backend_error if Redis cannot be reached.
   template <class T>
   [[nodiscard]] stampede::Backend<T> backend() const {
-    if (redis()) return redis_branch::backend<T>(redis_url_);
+    if (near_cache_ && !redis()) throw usage_error("--near-cache needs --redis URL (or REDIS_URL)");
+    if (redis()) return redis_branch::backend<T>(redis_url_, near_cache_);
     return stampede::memory_backend<T>();
   }
 
@@ -96,6 +112,7 @@ class BackendChoice {
 
  private:
   std::string redis_url_;
+  bool near_cache_ = false;
 };
 
 }  // namespace demo

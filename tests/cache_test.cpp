@@ -290,6 +290,19 @@ TEST(StatsTest, PrometheusTextOfASmallStats) {
       "# HELP shop_cache_decode_errors_total Stored values that could not be decoded (treated as misses).\n"
       "# TYPE shop_cache_decode_errors_total counter\n"
       "shop_cache_decode_errors_total 0\n"
+      "# HELP shop_cache_near_hits_total Reads answered by the Redis backend's near cache (no round trip).\n"
+      "# TYPE shop_cache_near_hits_total counter\n"
+      "shop_cache_near_hits_total 0\n"
+      "# HELP shop_cache_near_misses_total Reads the near cache could not answer (went to Redis).\n"
+      "# TYPE shop_cache_near_misses_total counter\n"
+      "shop_cache_near_misses_total 0\n"
+      "# HELP shop_cache_near_invalidations_total Keys the near cache was told by Redis were written.\n"
+      "# TYPE shop_cache_near_invalidations_total counter\n"
+      "shop_cache_near_invalidations_total 0\n"
+      "# HELP shop_cache_near_flushes_total Times the whole near cache was dropped (tracking lost, server "
+      "flush).\n"
+      "# TYPE shop_cache_near_flushes_total counter\n"
+      "shop_cache_near_flushes_total 0\n"
       "# HELP shop_cache_evictions_total Entries the in-process store evicted for max_entries.\n"
       "# TYPE shop_cache_evictions_total counter\n"
       "shop_cache_evictions_total 3\n");
@@ -337,7 +350,7 @@ TEST(EventsTest, EveryEventTypeHasItsOwnNameAsItsName) {
   names.insert(stampede::to_string(stampede::EventType::name));
   STAMPEDE_EVENT_TYPES(CHECK_EVENT_NAME)
 #undef CHECK_EVENT_NAME
-  EXPECT_EQ(names.size(), 12u);
+  EXPECT_EQ(names.size(), 13u);
   EXPECT_EQ(stampede::to_string(stampede::EventType::lock_acquired), "lock_acquired");
 }
 

@@ -28,6 +28,7 @@ namespace stampede {
   X(stale_write_rejected, "a store with an older fence was refused (the fence did its job)") \
   X(decode_failed, "a stored value could not be decoded; treated as a miss")                 \
   X(backend_error, "the backend failed; `detail` says how (fail_open goes on without it)")   \
+  X(near_cache_flushed, "the Redis near cache dropped every entry; `detail` says why")       \
   X(store_failed, "a loaded value could not be stored (every caller still gets it); `detail` says why")
 
 /// What happened; see STAMPEDE_EVENT_TYPES for each one's meaning.

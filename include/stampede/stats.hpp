@@ -42,7 +42,11 @@
 
 /// The counters a backend reports through Store::add_counters, in the same form; 0 for a backend
 /// that does not keep one.
-#define STAMPEDE_BACKEND_COUNTERS(X) \
+#define STAMPEDE_BACKEND_COUNTERS(X)                                                              \
+  X(near_hits, count, "Reads answered by the Redis backend's near cache (no round trip).")        \
+  X(near_misses, count, "Reads the near cache could not answer (went to Redis).")                 \
+  X(near_invalidations, count, "Keys the near cache was told by Redis were written.")             \
+  X(near_flushes, count, "Times the whole near cache was dropped (tracking lost, server flush).") \
   X(evictions, count, "Entries the in-process store evicted for max_entries.")
 
 /// Every counter of Stats, in order.

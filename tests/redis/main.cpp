@@ -71,6 +71,35 @@ int child_paused(const std::vector<std::string>& a) {
   return 0;
 }
 
+// writer URL PREFIX: a plain Redis Cache<std::string> that runs one command per stdin line:
+// "load K V" (get_or_compute with a loader returning V), "put K V", "invalidate K"; prints "done"
+// after each, and exits on "quit" or EOF.
+int child_writer(const std::vector<std::string>& a) {
+  auto client = stampede::redis::Client::connect(a.at(0));
+  stampede::Cache<std::string> cache(
+      {.ttl = 60s}, stampede::redis::backend<std::string, stampede::StringCodec>(client, a.at(1)));
+  std::cout << "ready" << std::endl;
+  for (std::string line = read_stdin_line(); !line.empty() && line != "quit"; line = read_stdin_line()) {
+    const auto sp1 = line.find(' ');
+    const std::string verb = line.substr(0, sp1);
+    const std::string rest = sp1 == std::string::npos ? "" : line.substr(sp1 + 1);
+    const auto sp2 = rest.find(' ');
+    const std::string key = rest.substr(0, sp2);
+    const std::string value = sp2 == std::string::npos ? "" : rest.substr(sp2 + 1);
+    if (verb == "load") {
+      cache.get_or_compute(key, [&] { return value; });
+    } else if (verb == "put") {
+      cache.put(key, value);
+    } else if (verb == "invalidate") {
+      cache.invalidate(key);
+    } else {
+      return 2;
+    }
+    std::cout << "done" << std::endl;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,6 +112,7 @@ int main(int argc, char** argv) {
     try {
       if (mode == "stampede") return child_stampede(args);
       if (mode == "paused") return child_paused(args);
+      if (mode == "writer") return child_writer(args);
     } catch (const std::exception& e) {
       std::cout << "error: " << e.what() << std::endl;
       return 3;

@@ -9,6 +9,7 @@
 #include "stampede/redis/bytes_store.hpp"
 #include "stampede/redis/client.hpp"
 #include "stampede/redis/connection.hpp"
+#include "stampede/redis/near_cache.hpp"
 #include "stampede/redis/redlock.hpp"
 #include "stampede/redis/reply.hpp"
 #include "stampede/redis/store.hpp"

@@ -23,6 +23,7 @@
 #include "stampede/json.hpp"
 #include "stampede/redis/bytes_store.hpp"
 #include "stampede/redis/client.hpp"
+#include "stampede/redis/near_cache.hpp"
 #include "stampede/store.hpp"
 
 namespace stampede::redis {
@@ -30,7 +31,13 @@ namespace stampede::redis {
 /// Store<T> over Redis: C encodes each value into the bytes a RedisBytesStore keeps. Thread-safe
 /// (the Client is). A value the codec cannot read makes get() throw codec_error (the Cache treats
 /// it as a miss); one it cannot write makes put() throw codec_error.
-/// Lifetime and fork(): as RedisBytesStore.
+///
+/// With a near cache (NearCacheOptions::enabled), get() first looks in this process's NearCache
+/// (decoded values: a hit costs no round trip and no decode); a miss reads Redis and keeps the
+/// answer unless an invalidation of the key arrived meanwhile. put() and invalidate() drop the key
+/// from the near cache after Redis has it. When Redis cannot be read, get() answers from the near
+/// cache if it can (NearCacheOptions::serve_when_redis_down), else throws.
+/// Lifetime and fork(): as RedisBytesStore and NearCache.
 template <class T, Codec<T> C = JsonCodec<T>>
 class RedisStore final : public Store<T> {
  public:
@@ -44,33 +51,75 @@ class RedisStore final : public Store<T> {
                       std::string prefix = "stampede:", std::chrono::milliseconds grace = kDefaultGrace)
       : bytes_(std::move(client), std::move(prefix), grace) {}
 
+  /// @param client the pool (may be shared with a RedisTokenLock).
+  /// @param prefix put in front of every key; must not contain '{' or '}'.
+  /// @param grace how long Redis keeps a value past its hard expiry; >= 0 (0 = drop at expiry).
+  /// @param near_cache the near cache's settings; none unless near_cache.enabled.
+  /// @throws std::invalid_argument for a null client, a bad prefix, a negative grace or bad
+  ///         near-cache options; backend_error if the near cache's tracker cannot start.
+  RedisStore(std::shared_ptr<Client> client, std::string prefix, std::chrono::milliseconds grace,
+             NearCacheOptions near_cache)
+      : bytes_(client, prefix, grace) {
+    validate(near_cache);
+    if (near_cache.enabled) {
+      near_ = std::make_unique<NearCache<T>>(std::move(client), std::move(prefix), std::move(near_cache));
+    }
+  }
+
   /// @return the entry if present and now < hard_expiry.
   /// @throws codec_error for a value it cannot read; backend_error.
   std::optional<Entry<T>> get(std::string_view key, time_point now) override {
-    std::optional<Entry<std::string>> raw = bytes_.get(key, now);
-    if (!raw) return std::nullopt;
-    return Entry<T>{decode(raw->value), raw->soft_expiry, raw->hard_expiry, raw->fence, raw->load_time};
+    if (!near_) return read(key, now);
+    typename NearCache<T>::Ticket ticket;
+    if (std::optional<Entry<T>> e = near_->lookup(key, now, ticket)) return e;
+    std::optional<Entry<T>> e;
+    try {
+      e = read(key, now);
+    } catch (const backend_error&) {
+      if (std::optional<Entry<T>> kept = near_->fallback(key, now)) return kept;
+      throw;
+    }
+    // A read for serve_stale (time_point::min()) may return an expired entry: not worth keeping.
+    if (e && now != time_point::min()) near_->insert(key, *e, ticket);
+    return e;
   }
 
   /// Stores `entry` for (hard_expiry - now) + grace unless the key's fence floor is higher.
   /// @return PutResult::stale_fence if refused. @throws codec_error (encode); backend_error.
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
-    return bytes_.put(key,
-                      Entry<std::string>{C::encode(entry.value), entry.soft_expiry, entry.hard_expiry,
-                                         entry.fence, entry.load_time},
-                      now);
+    const PutResult r = bytes_.put(key,
+                                   Entry<std::string>{C::encode(entry.value), entry.soft_expiry,
+                                                      entry.hard_expiry, entry.fence, entry.load_time},
+                                   now);
+    if (near_) near_->forget(key);
+    return r;
   }
 
   /// Deletes the value and raises the key's fence floor to `fence`. @throws backend_error.
-  void invalidate(std::string_view key, std::uint64_t fence) override { bytes_.invalidate(key, fence); }
+  void invalidate(std::string_view key, std::uint64_t fence) override {
+    bytes_.invalidate(key, fence);
+    if (near_) near_->forget(key);
+  }
 
-  /// Adds the counters of the byte store.
-  void add_counters(BackendCounters& counters) const override { bytes_.add_counters(counters); }
+  /// Adds the counters of the byte store and of the near cache.
+  void add_counters(BackendCounters& counters) const override {
+    bytes_.add_counters(counters);
+    if (near_) near_->add_counters(counters);
+  }
+
+  /// @return the near cache, or null when it is off.
+  [[nodiscard]] NearCache<T>* near_cache() const noexcept { return near_.get(); }
 
   [[nodiscard]] const std::string& prefix() const noexcept { return bytes_.prefix(); }
   [[nodiscard]] std::chrono::milliseconds grace() const noexcept { return bytes_.grace(); }
 
  private:
+  std::optional<Entry<T>> read(std::string_view key, time_point now) {
+    std::optional<Entry<std::string>> raw = bytes_.get(key, now);
+    if (!raw) return std::nullopt;
+    return Entry<T>{decode(raw->value), raw->soft_expiry, raw->hard_expiry, raw->fence, raw->load_time};
+  }
+
   static T decode(std::string_view bytes) {
     try {
       return C::decode(bytes);
@@ -82,6 +131,7 @@ class RedisStore final : public Store<T> {
   }
 
   RedisBytesStore bytes_;
+  std::unique_ptr<NearCache<T>> near_;  // null when the near cache is off
 };
 
 }  // namespace stampede::redis

@@ -1,0 +1,241 @@
+#include "stampede/redis/near_cache.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "fd_identity.hpp"
+#include "stampede/detail/thread_annotations.hpp"
+#include "stampede/errors.hpp"
+#include "stampede/redis/connection.hpp"
+#include "wire.hpp"
+
+namespace stampede::redis {
+
+void validate(const NearCacheOptions& options) {
+  if (options.max_entries == 0) {
+    throw std::invalid_argument("stampede::redis::NearCacheOptions.max_entries must be >= 1");
+  }
+  if (options.max_age.count() <= 0) {
+    throw std::invalid_argument("stampede::redis::NearCacheOptions.max_age must be > 0");
+  }
+}
+
+namespace detail {
+namespace {
+
+constexpr std::string_view kInvalidateChannel = "__redis__:invalidate";
+constexpr std::chrono::milliseconds kFirstBackoff{50};
+constexpr std::chrono::milliseconds kMaxBackoff{1000};
+
+}  // namespace
+
+struct NearTracker::Impl {
+  Impl(std::shared_ptr<Client> c, std::string prefix, NearTrackerSink& s)
+      : client(std::move(c)), key_prefix(value_key(prefix, "")), sink(s) {
+    key_prefix.pop_back();  // "{prefix}{": what every value key of this prefix starts with
+    if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+      throw backend_error("stampede::redis: cannot create a pipe for the near cache's tracker");
+    }
+    wake_ids[0] = FdIdentity(wake[0]);
+    wake_ids[1] = FdIdentity(wake[1]);
+    thread = std::thread([this] { run(); });
+  }
+
+  void stop() {
+    {
+      stampede::detail::MutexLock l(mu);
+      stopped = true;
+    }
+    cv.notify_all();
+    const char byte = 'x';
+    [[maybe_unused]] ssize_t n = ::write(wake[1], &byte, 1);
+    thread.join();
+    ::close(wake[0]);
+    ::close(wake[1]);
+  }
+
+  bool is_stopped() {
+    stampede::detail::MutexLock l(mu);
+    return stopped;
+  }
+
+  // Connects and sets tracking up on one connection. @throws backend_error.
+  std::unique_ptr<Connection> connect() {
+    std::unique_ptr<Connection> conn = client->open_connection();
+    Reply id = conn->command({"CLIENT", "ID"});
+    if (id.type != Reply::Type::integer) throw backend_error("CLIENT ID failed: " + id.str);
+    const std::string own = std::to_string(id.integer);
+    // BCAST with the value keys' prefix: every write to a value key of this prefix, by anyone, is
+    // announced; lock and fence keys ({prefix}lock:{k}, {prefix}fence:{k}) do not match it.
+    Reply t = conn->command({"CLIENT", "TRACKING", "on", "REDIRECT", own, "BCAST", "PREFIX", key_prefix});
+    if (t.type != Reply::Type::status) throw backend_error("CLIENT TRACKING failed: " + t.str);
+    Reply s = conn->command({"SUBSCRIBE", kInvalidateChannel});
+    if (s.type != Reply::Type::array || s.elements.empty() || s.elements[0].str != "subscribe") {
+      throw backend_error("SUBSCRIBE " + std::string(kInvalidateChannel) + " was not confirmed: " + s.str);
+    }
+    {
+      stampede::detail::MutexLock l(mu);
+      socket = FdIdentity(conn->fd());
+    }
+    return conn;
+  }
+
+  void run() {
+    std::chrono::milliseconds backoff = kFirstBackoff;
+    while (!is_stopped()) {
+      std::unique_ptr<Connection> conn;
+      std::string error;
+      try {
+        conn = connect();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      if (conn) {
+        backoff = kFirstBackoff;
+        sink.tracking_established();
+        const bool asked_to_stop = read_until_lost(*conn, error);
+        {
+          stampede::detail::MutexLock l(mu);
+          socket = FdIdentity();
+        }
+        conn.reset();
+        if (asked_to_stop) return;
+      }
+      sink.tracking_lost("redis " + client->address() + ": near cache tracking connection: " +
+                         (error.empty() ? std::string("lost") : error));
+      stampede::detail::MutexLock l(mu);
+      cv.wait_for(l, backoff, [this]() STAMPEDE_NO_THREAD_SAFETY_ANALYSIS { return stopped; });
+      if (stopped) return;
+      backoff = std::min(backoff * 2, kMaxBackoff);
+    }
+  }
+
+  // Forwards invalidations until the connection is lost (EOF, I/O error, a keepalive PING not
+  // answered in time) or the tracker stops. @return true when asked to stop.
+  bool read_until_lost(Connection& conn, std::string& error) {
+    using steady = std::chrono::steady_clock;
+    const ClientOptions& o = client->options();
+    const std::chrono::milliseconds interval = o.keepalive_interval;
+    const std::chrono::milliseconds answer_within =
+        o.command_timeout.count() > 0 ? o.command_timeout : interval;
+    steady::time_point last_heard = steady::now();
+    bool pinged = false;
+    steady::time_point answer_due{};
+    for (;;) {
+      int timeout_ms = -1;
+      if (interval.count() > 0) {
+        const steady::time_point due = pinged ? answer_due : last_heard + interval;
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - steady::now()).count();
+        timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left, 0, 60'000));
+      }
+      pollfd fds[2] = {{conn.fd(), POLLIN, 0}, {wake[0], POLLIN, 0}};
+      if (::poll(fds, 2, timeout_ms) < 0) {
+        if (errno == EINTR) continue;
+        error = "poll failed";
+        return false;
+      }
+      if (fds[1].revents != 0) {
+        char buf[16];
+        while (::read(wake[0], buf, sizeof buf) > 0) {
+        }
+        if (is_stopped()) return true;
+      }
+      if (fds[0].revents != 0) {
+        std::vector<Reply> messages;
+        try {
+          messages = conn.read_available();
+        } catch (const backend_error& e) {
+          error = e.what();
+          return false;
+        }
+        last_heard = steady::now();
+        pinged = false;
+        for (const Reply& m : messages) dispatch(m);
+      }
+      if (interval.count() == 0) continue;
+      const steady::time_point now = steady::now();
+      if (pinged) {
+        if (now >= answer_due) {
+          error = "keepalive PING not answered";
+          return false;
+        }
+      } else if (now >= last_heard + interval) {
+        try {
+          conn.send({"PING"});
+        } catch (const backend_error& e) {
+          error = e.what();
+          return false;
+        }
+        pinged = true;
+        answer_due = now + answer_within;
+      }
+    }
+  }
+
+  // ["message", "__redis__:invalidate", [key...]] or, for FLUSHALL/FLUSHDB, a nil payload.
+  void dispatch(const Reply& m) {
+    if (m.type != Reply::Type::array || m.elements.size() != 3 || m.elements[0].str != "message" ||
+        m.elements[1].str != kInvalidateChannel) {
+      return;  // a keepalive's ["pong", ""]
+    }
+    const Reply& payload = m.elements[2];
+    if (payload.is_nil()) {
+      sink.invalidated_all();
+      return;
+    }
+    auto one = [this](const std::string& k) {
+      // "{prefix}{" key "}": the value key of cache key `key` (docs/wire-format.md).
+      if (k.size() < key_prefix.size() + 1 || !k.starts_with(key_prefix) || !k.ends_with("}")) return;
+      sink.invalidated(std::string_view(k).substr(key_prefix.size(), k.size() - key_prefix.size() - 1));
+    };
+    if (payload.type == Reply::Type::array) {
+      for (const Reply& k : payload.elements) one(k.str);
+    } else if (payload.type == Reply::Type::string) {
+      one(payload.str);
+    }
+  }
+
+  std::shared_ptr<Client> client;
+  std::string key_prefix;
+  NearTrackerSink& sink;
+  stampede::detail::Mutex mu;
+  std::condition_variable_any cv;
+  bool stopped STAMPEDE_GUARDED_BY(mu) = false;
+  FdIdentity socket STAMPEDE_GUARDED_BY(mu);
+  int wake[2] = {-1, -1};
+  FdIdentity wake_ids[2];
+  std::thread thread;
+};
+
+NearTracker::NearTracker(std::shared_ptr<Client> client, std::string prefix, NearTrackerSink& sink)
+    : impl_(new Impl(std::move(client), std::move(prefix), sink)) {}
+
+NearTracker::~NearTracker() {
+  if (impl_ == nullptr) return;
+  impl_->stop();
+  delete impl_;
+}
+
+// Leaves the mutex locked on purpose, which the thread-safety analysis cannot follow.
+void NearTracker::abandon_after_fork() noexcept STAMPEDE_NO_THREAD_SAFETY_ANALYSIS {
+  if (impl_ == nullptr) return;
+  if (impl_->mu.try_lock()) {
+    impl_->socket.close_if_unchanged();
+  }
+  impl_->wake_ids[0].close_if_unchanged();
+  impl_->wake_ids[1].close_if_unchanged();
+  stampede::detail::keep_abandoned(impl_);
+  impl_ = nullptr;
+}
+
+}  // namespace detail
+}  // namespace stampede::redis

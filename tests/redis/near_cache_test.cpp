@@ -1,0 +1,395 @@
+// tests/redis/near_cache_test.cpp: the Redis backend's near cache against a real redis-server:
+// options, hits without a round trip, invalidation by other instances and by raw clients, the
+// in-flight read race, the tracking connection killed, Redis restarted, max_age, max_entries,
+// fences, and a stampede over four near-cached instances.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <stampede/redis/redis.hpp>
+#include <stampede/stampede.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis_server.hpp"
+#include "support/test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using redis_test::RedisServer;
+using redis_test::shared_client;
+using redis_test::unique_prefix;
+using stampede::Cache;
+using stampede::CacheOptions;
+using stampede::Entry;
+using stampede::StringCodec;
+using stampede::redis::BackendOptions;
+using stampede::redis::Client;
+using stampede::redis::NearCache;
+using stampede::redis::NearCacheOptions;
+using stampede::redis::RedisStore;
+using stampede_test::eventually;
+using Store = RedisStore<std::string, StringCodec>;
+
+// One Cache + its own Client (its own pool, lock subscriber and near cache): another process, as
+// far as Redis can tell.
+struct Instance {
+  Instance(const std::string& url, const std::string& prefix, NearCacheOptions near = {.enabled = true},
+           CacheOptions cache_options = {.ttl = 60s})
+      : client(Client::connect(url)),
+        backend(stampede::redis::backend<std::string, StringCodec>(
+            client, BackendOptions{.prefix = prefix, .near_cache = std::move(near)})),
+        store(std::dynamic_pointer_cast<Store>(backend.store)),
+        cache(std::move(cache_options), backend) {}
+
+  NearCache<std::string>& near() { return *store->near_cache(); }
+  bool tracking_within_hang_guard() {
+    return near().wait_for_tracking(std::chrono::steady_clock::now() + stampede_test::kHangGuard);
+  }
+  std::string get(const std::string& key) { return cache.get(key).value_or("<none>"); }
+
+  std::shared_ptr<Client> client;
+  stampede::Backend<std::string> backend;
+  std::shared_ptr<Store> store;
+  Cache<std::string> cache;
+};
+
+// @return how many HGETALLs the server has run (INFO commandstats).
+long long hgetall_calls(Client& client) {
+  const std::string info = client.command({"INFO", "commandstats"}).str;
+  const std::string tag = "cmdstat_hgetall:calls=";
+  const auto at = info.find(tag);
+  return at == std::string::npos ? 0 : std::stoll(info.substr(at + tag.size()));
+}
+
+std::string url() { return redis_test::shared_server().url(); }
+
+std::string value_key(const std::string& prefix, const std::string& key) { return prefix + "{" + key + "}"; }
+
+// ---- options ----------------------------------------------------------------------------------
+
+TEST(NearCacheOptions, OffByDefaultAndValidatedWithTheFieldsName) {
+  EXPECT_FALSE(NearCacheOptions{}.enabled);
+  auto make = [](NearCacheOptions o) {
+    (void)stampede::redis::backend<std::string, StringCodec>(shared_client(),
+                                                             BackendOptions{.near_cache = std::move(o)});
+  };
+  try {
+    make({.enabled = true, .max_entries = 0});
+    FAIL() << "max_entries = 0 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(stampede_test::mentions_word(e.what(), "max_entries")) << e.what();
+  }
+  try {
+    make({.enabled = true, .max_age = 0ms});
+    FAIL() << "max_age = 0 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(stampede_test::mentions_word(e.what(), "max_age")) << e.what();
+  }
+  EXPECT_THROW(make({.enabled = false, .max_age = -1ms}), std::invalid_argument);
+  auto off = stampede::redis::backend<std::string, StringCodec>(shared_client(), BackendOptions{});
+  EXPECT_EQ(std::dynamic_pointer_cast<Store>(off.store)->near_cache(), nullptr);
+  EXPECT_EQ(off.name, "redis");
+}
+
+// ---- hits and invalidation --------------------------------------------------------------------
+
+TEST(NearCache, SecondReadIsANearHitWithoutARoundTrip) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  EXPECT_EQ(a.cache.get_or_compute("k", [] { return std::string("v1"); }), "v1");
+  EXPECT_EQ(a.get("k"), "v1");  // first read after the load: from Redis, kept
+  const auto before = a.cache.stats();
+  const long long hgetalls = hgetall_calls(*shared_client());
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a.get("k"), "v1");
+  EXPECT_EQ(hgetall_calls(*shared_client()), hgetalls) << "a near hit read Redis";
+  const auto after = a.cache.stats();
+  EXPECT_EQ(after.near_hits - before.near_hits, 100u);
+  EXPECT_EQ(after.near_misses, before.near_misses);
+}
+
+TEST(NearCache, WritesOfAnotherInstanceDropTheKey) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix), b(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  ASSERT_TRUE(b.tracking_within_hang_guard());
+
+  // B loads; A reads it into its near cache.
+  b.cache.get_or_compute("k", [] { return std::string("loaded"); });
+  EXPECT_EQ(a.get("k"), "loaded");
+  EXPECT_EQ(a.get("k"), "loaded");
+  ASSERT_GE(a.cache.stats().near_hits, 1u);
+
+  b.cache.put("k", "put");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "put"; })) << "A kept serving " << a.get("k");
+
+  b.cache.invalidate("k");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "<none>"; })) << "A kept serving " << a.get("k");
+
+  b.cache.get_or_compute("k", [] { return std::string("reloaded"); });
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "reloaded"; })) << "A kept serving " << a.get("k");
+  EXPECT_GE(a.cache.stats().near_invalidations, 3u);
+}
+
+TEST(NearCache, WritesOfAnotherProcessDropTheKey) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  redis_test::Child b({"writer", url(), prefix});
+  ASSERT_EQ(b.read_line(), "ready");
+  auto run = [&](const std::string& line) {
+    b.send(line);
+    return b.read_line();
+  };
+
+  ASSERT_EQ(run("load k loaded"), "done");
+  EXPECT_EQ(a.get("k"), "loaded");
+  EXPECT_EQ(a.get("k"), "loaded");
+  ASSERT_GE(a.cache.stats().near_hits, 1u);
+
+  ASSERT_EQ(run("put k put"), "done");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "put"; })) << "A kept serving " << a.get("k");
+  ASSERT_EQ(run("invalidate k"), "done");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "<none>"; })) << "A kept serving " << a.get("k");
+  ASSERT_EQ(run("load k reloaded"), "done");
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "reloaded"; })) << "A kept serving " << a.get("k");
+  b.send("quit");
+  EXPECT_EQ(b.wait(), 0);
+}
+
+TEST(NearCache, RawClientDelAndHsetDropTheKey) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  auto raw = Client::connect(url());
+  a.cache.put("k", "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+
+  raw->command({"HSET", value_key(prefix, "k"), "value", "from-redis-cli"});
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "from-redis-cli"; })) << a.get("k");
+  EXPECT_EQ(a.get("k"), "from-redis-cli");
+
+  raw->command({"DEL", value_key(prefix, "k")});
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "<none>"; })) << a.get("k");
+}
+
+TEST(NearCache, OwnPutIsSeenAtOnce) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  a.cache.put("k", "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+  a.cache.put("k", "v2");
+  EXPECT_EQ(a.get("k"), "v2");  // no wait: this process's own write
+  a.cache.invalidate("k");
+  EXPECT_EQ(a.get("k"), "<none>");
+}
+
+// ---- the in-flight read race ------------------------------------------------------------------
+
+// A reads "old" from Redis; before A stores that reply in its near cache, B writes "new" and A's
+// tracker processes the invalidation. The old reply must stay out: A's next read is not a near
+// hit of "old".
+TEST(NearCache, InvalidationDuringAnInFlightReadKeepsItsResultOut) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix), b(url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t seen = a.cache.stats().near_invalidations;
+  b.cache.put("k", "old");
+  ASSERT_TRUE(eventually([&] { return a.cache.stats().near_invalidations > seen; }));
+
+  std::atomic<bool> armed{true};
+  a.near().set_reply_hook_for_testing([&](std::string_view key) {
+    if (key != "k" || !armed.exchange(false)) return;
+    // Between Redis's reply ("old") and the near cache's decision to keep it:
+    const std::uint64_t before = a.cache.stats().near_invalidations;
+    b.cache.put("k", "new");
+    ASSERT_TRUE(eventually([&] { return a.cache.stats().near_invalidations > before; }));
+  });
+  EXPECT_EQ(a.get("k"), "old");  // the read in flight returns what it read
+  EXPECT_FALSE(armed.load());
+  EXPECT_EQ(a.get("k"), "new") << "the in-flight read's old value was kept in the near cache";
+}
+
+TEST(NearCache, NeverReplacesAnEntryWithALowerFence) {
+  const std::string prefix = unique_prefix();
+  NearCache<std::string> near(shared_client(), prefix, {.enabled = true});
+  ASSERT_TRUE(near.wait_for_tracking(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+  const auto now = std::chrono::system_clock::now();
+  NearCache<std::string>::Ticket t1, t2;
+  EXPECT_FALSE(near.lookup("k", now, t1));
+  EXPECT_FALSE(near.lookup("k", now, t2));
+  EXPECT_TRUE(near.insert("k", Entry<std::string>{"newer", now + 1h, now + 1h, 7, 0ms}, t1));
+  EXPECT_FALSE(near.insert("k", Entry<std::string>{"older", now + 1h, now + 1h, 5, 0ms}, t2));
+  NearCache<std::string>::Ticket t3;
+  auto e = near.lookup("k", now, t3);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->value, "newer");
+  EXPECT_EQ(e->fence, 7u);
+}
+
+// ---- losing the tracking connection -----------------------------------------------------------
+
+TEST(NearCache, TrackingConnectionKilledFlushesThenRecovers) {
+  RedisServer server;
+  const std::string prefix = unique_prefix();
+  std::mutex mu;
+  std::vector<std::string> flushes;
+  NearCacheOptions near{.enabled = true};
+  near.on_event = [&](const stampede::Event& e) {
+    if (e.type != stampede::EventType::near_cache_flushed) return;
+    std::lock_guard l(mu);
+    flushes.emplace_back(e.detail);
+  };
+  Instance a(server.url(), prefix, near);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  a.cache.put("k", "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+  ASSERT_GE(a.cache.stats().near_hits, 1u);
+
+  auto raw = Client::connect(server.url());
+  raw->command({"CLIENT", "KILL", "TYPE", "pubsub"});
+  ASSERT_TRUE(eventually([&] { return a.cache.stats().near_flushes >= 1; }));
+  {
+    std::lock_guard l(mu);
+    ASSERT_GE(flushes.size(), 1u);
+    EXPECT_NE(flushes[0].find("tracking"), std::string::npos) << flushes[0];
+  }
+  // Invalidations may be missed from the kill on: a write now (the tracker may not be back yet)
+  // must be seen at once.
+  raw->command({"HSET", value_key(prefix, "k"), "value", "v2"});
+  EXPECT_EQ(a.get("k"), "v2") << "a copy from before the flush was served";
+
+  // Recovers: tracking again, and the near cache fills again.
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  EXPECT_EQ(a.get("k"), "v2");
+  const auto hits = a.cache.stats().near_hits;
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "v2" && a.cache.stats().near_hits > hits; }));
+  raw->command({"HSET", value_key(prefix, "k"), "value", "v3"});
+  EXPECT_TRUE(eventually([&] { return a.get("k") == "v3"; }));
+}
+
+TEST(NearCache, RedisRestartedNoStaleValueAfterItIsDetected) {
+  RedisServer server;
+  const std::string prefix = unique_prefix();
+  Instance a(server.url(), prefix);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  a.cache.put("k", "before");
+  EXPECT_EQ(a.get("k"), "before");
+  EXPECT_EQ(a.get("k"), "before");
+
+  server.kill();
+  ASSERT_TRUE(eventually([&] { return a.cache.stats().near_flushes >= 1; }));
+  // Redis down (fail_open): the local copy is still served until its own expiry.
+  EXPECT_EQ(a.get("k"), "before");
+
+  server.start();  // empty: no persistence
+  // Detected: whatever the tracker's state, the old copy is never a hit again.
+  EXPECT_EQ(a.get("k"), "<none>");
+  auto b_client = Client::connect(server.url());
+  b_client->command({"HSET", value_key(prefix, "k"), "format", "1", "value", "after", "soft_expiry_ms",
+                     "9999999999999", "hard_expiry_ms", "9999999999999", "fence", "1"});
+  EXPECT_EQ(a.get("k"), "after");
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  EXPECT_EQ(a.get("k"), "after");
+}
+
+TEST(NearCache, RedisDownWithoutServeWhenDownThrowsUnderFailClosed) {
+  RedisServer server;
+  const std::string prefix = unique_prefix();
+  Instance a(server.url(), prefix, {.enabled = true, .serve_when_redis_down = false},
+             {.ttl = 60s, .backend_failure = stampede::BackendFailure::fail_closed});
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  a.cache.put("k", "before");
+  EXPECT_EQ(a.get("k"), "before");
+  server.kill();
+  ASSERT_TRUE(eventually([&] { return a.cache.stats().near_flushes >= 1; }));
+  EXPECT_THROW(a.cache.get("k"), stampede::backend_error);
+  server.start();
+}
+
+// ---- bounds -----------------------------------------------------------------------------------
+
+TEST(NearCache, MaxAgeBoundsEveryLocalCopy) {
+  const std::string prefix = unique_prefix();
+  auto clock = std::make_shared<stampede::ManualClock>();
+  Instance a(url(), prefix, {.enabled = true, .max_age = 5s, .clock = clock});
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  a.cache.put("k", "v1");
+  EXPECT_EQ(a.get("k"), "v1");
+  const auto s0 = a.cache.stats();
+  EXPECT_EQ(a.get("k"), "v1");
+  const auto s1 = a.cache.stats();
+  EXPECT_EQ(s1.near_hits, s0.near_hits + 1);
+
+  clock->advance(5s);  // the copy is max_age old: not served any more, Redis is asked
+  EXPECT_EQ(a.get("k"), "v1");
+  const auto s2 = a.cache.stats();
+  EXPECT_EQ(s2.near_hits, s1.near_hits);
+  EXPECT_EQ(s2.near_misses, s1.near_misses + 1);
+  EXPECT_EQ(a.get("k"), "v1");  // kept again, for another max_age
+  EXPECT_EQ(a.cache.stats().near_hits, s2.near_hits + 1);
+}
+
+TEST(NearCache, MaxEntriesBoundsTheNearCache) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix, {.enabled = true, .max_entries = 8});
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  for (int i = 0; i < 100; ++i) {
+    const std::string k = "k" + std::to_string(i);
+    a.cache.put(k, "v");
+    EXPECT_EQ(a.get(k), "v");
+    EXPECT_LE(a.near().size(), 8u);
+  }
+  EXPECT_EQ(a.near().size(), 8u);
+  EXPECT_EQ(a.get("k99"), "v");
+}
+
+// ---- stampede protection is unchanged ---------------------------------------------------------
+
+TEST(NearCache, ThousandCallersOverFourNearCachedInstancesMakeOneLoad) {
+  const std::string prefix = unique_prefix();
+  std::vector<std::unique_ptr<Instance>> instances;
+  for (int i = 0; i < 4; ++i) {
+    instances.push_back(
+        std::make_unique<Instance>(url(), prefix, NearCacheOptions{.enabled = true},
+                                   CacheOptions{.ttl = 60s, .lock_ttl = 10s, .wait_timeout = 30s}));
+    ASSERT_TRUE(instances.back()->tracking_within_hang_guard());
+  }
+  constexpr int kCallers = 1000;
+  std::atomic<int> loads{0};
+  std::latch start(kCallers);
+  std::vector<std::thread> threads;
+  std::vector<std::string> got(kCallers);
+  threads.reserve(kCallers);
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      got[i] = instances[i % 4]->cache.get_or_compute("cold", [&] {
+        loads.fetch_add(1);
+        std::this_thread::sleep_for(50ms);  // a slow loader; the assertion does not depend on it
+        return std::string("value");
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(loads.load(), 1);
+  for (const auto& v : got) EXPECT_EQ(v, "value");
+  // Afterwards every instance serves the key from its near cache.
+  for (auto& in : instances) {
+    EXPECT_TRUE(eventually([&] {
+      const auto h = in->cache.stats().near_hits;
+      return in->get("cold") == "value" && in->cache.stats().near_hits > h;
+    }));
+  }
+}
+
+}  // namespace
