@@ -39,7 +39,7 @@ constexpr std::chrono::milliseconds kMaxBackoff{1000};
 }  // namespace
 
 struct NearTracker::Impl {
-  Impl(std::shared_ptr<Client> c, std::string prefix, NearTrackerSink& s)
+  Impl(std::shared_ptr<Client> c, const std::string& prefix, NearTrackerSink& s)
       : client(std::move(c)), key_prefix(value_key(prefix, "")), sink(s) {
     key_prefix.pop_back();  // "{prefix}{": what every value key of this prefix starts with
     if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -216,8 +216,8 @@ struct NearTracker::Impl {
   std::thread thread;
 };
 
-NearTracker::NearTracker(std::shared_ptr<Client> client, std::string prefix, NearTrackerSink& sink)
-    : impl_(new Impl(std::move(client), std::move(prefix), sink)) {}
+NearTracker::NearTracker(std::shared_ptr<Client> client, const std::string& prefix, NearTrackerSink& sink)
+    : impl_(new Impl(std::move(client), prefix, sink)) {}
 
 NearTracker::~NearTracker() {
   if (impl_ == nullptr) return;

@@ -101,7 +101,7 @@ class STAMPEDE_REDIS_EXPORT NearTracker {
  public:
   /// Starts the thread, which connects at once.
   /// @throws backend_error if the wake-up pipe cannot be made.
-  NearTracker(std::shared_ptr<Client> client, std::string prefix, NearTrackerSink& sink);
+  NearTracker(std::shared_ptr<Client> client, const std::string& prefix, NearTrackerSink& sink);
   ~NearTracker();
   NearTracker(const NearTracker&) = delete;
   NearTracker& operator=(const NearTracker&) = delete;
