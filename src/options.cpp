@@ -19,6 +19,7 @@ void validate(const CacheOptions& o) {
   require(o.lock_ttl.count() > 0, "lock_ttl", "must be > 0");
   require(o.wait_timeout.count() > 0, "wait_timeout", "must be > 0");
   require(o.poll_interval.count() > 0, "poll_interval", "must be > 0");
+  require(o.negative_ttl.count() >= 0, "negative_ttl", "must be >= 0");
   require(o.ttl_jitter >= 0.0 && o.ttl_jitter <= 1.0, "ttl_jitter", "must be in [0, 1]");
   require(o.early_refresh_beta >= 0.0, "early_refresh_beta", "must be >= 0");
   require(o.refresh_threads >= 1, "refresh_threads", "must be >= 1");

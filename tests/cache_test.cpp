@@ -290,6 +290,9 @@ TEST(StatsTest, PrometheusTextOfASmallStats) {
       "# HELP shop_cache_decode_errors_total Stored values that could not be decoded (treated as misses).\n"
       "# TYPE shop_cache_decode_errors_total counter\n"
       "shop_cache_decode_errors_total 0\n"
+      "# HELP shop_cache_cancelled_total Waits ended by the caller's stop token (cancelled_error).\n"
+      "# TYPE shop_cache_cancelled_total counter\n"
+      "shop_cache_cancelled_total 0\n"
       "# HELP shop_cache_evictions_total Entries the in-process store evicted for max_entries.\n"
       "# TYPE shop_cache_evictions_total counter\n"
       "shop_cache_evictions_total 3\n");

@@ -57,6 +57,10 @@ struct CacheOptions {
   /// in case a wake-up signal is lost. Must be > 0.
   std::chrono::milliseconds poll_interval{100};
   OnWaitTimeout on_wait_timeout = OnWaitTimeout::compute;
+  /// Cache<std::optional<U>> only: how long an empty result (the loader returned std::nullopt) is
+  /// cached, instead of ttl (SWR: soft_ttl). >= 0; 0 = an empty result is handed to the callers of
+  /// its load but not stored.
+  std::chrono::milliseconds negative_ttl{0};
   BackendFailure backend_failure = BackendFailure::fail_open;
   /// Shortens each entry's TTL by a random fraction in [0, ttl_jitter) so that keys written together
   /// do not expire together. In [0, 1]; 0 = off.

@@ -38,7 +38,8 @@
   X(stale_writes_rejected, count, "Stores refused because a newer fence exists.")               \
   X(backend_errors, count, "Backend failures (fail_open went on without the backend).")         \
   X(store_failures, count, "Loaded values that could not be stored (encode or backend error).") \
-  X(decode_errors, count, "Stored values that could not be decoded (treated as misses).")
+  X(decode_errors, count, "Stored values that could not be decoded (treated as misses).")       \
+  X(cancelled, count, "Waits ended by the caller's stop token (cancelled_error).")
 
 /// The counters a backend reports through Store::add_counters, in the same form; 0 for a backend
 /// that does not keep one.

@@ -8,6 +8,8 @@
 //   cache_swr.hpp         stale-while-revalidate, background refreshes, early refresh
 //   cache_fencing.hpp     fenced writes: invalidate/put beat a load in flight, expired holders lose
 //   cache_failures.hpp    loader, codec, store and event hook failures
+//   cache_caller_control.hpp  per-call wait timeout and stop token, the loader's LoadContext
+//   cache_negative_caching.hpp  Cache<std::optional<U>>: empty results live negative_ttl
 // cache_conformance.hpp includes them all and instantiates them all for a backend.
 //
 // How to add a backend: write a factory type and instantiate every topic with it in your test file.

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "stampede/detail/random.hpp"
+#include "stampede/detail/type_traits.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/lease.hpp"
 
@@ -44,8 +45,11 @@ void Cache<T>::check_key(std::string_view key) {
 
 template <class T>
 template <LoaderFor<T> Loader>
-T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
+T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOptions& call) {
   check_key(key);
+  if (call.wait_timeout.count() < 0) {
+    throw std::invalid_argument("stampede::CallOptions.wait_timeout must be >= 0");
+  }
   const time_point now = clock_->now();
   if (std::optional<Entry<T>> e = read(key, now)) {
     if (now < e->soft_expiry) {
@@ -61,36 +65,75 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
     return std::move(e->value);
   }
   count(Counter::misses);
-
-  auto [flight, leader] = flights_.join(key);
-  if (!leader) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
-    if (std::optional<T> v = flight->wait_until(deadline)) {
-      count(Counter::coalesced);
-      return std::move(*v);
-    }
-    count(Counter::wait_timeouts);
-    emit(EventType::lock_timeout, key, "in-process flight");
-    return on_wait_timeout(key, loader, *flight);
-  }
-  try {
-    T value = lead(key, loader, *flight);
-    flight->set_value(value);  // no-op if lead() already published it
-    flights_.leave(key, flight.get());
-    return value;
-  } catch (...) {
-    flights_.leave(key, flight.get());
-    flight->set_error(std::current_exception());
-    throw;
+  for (;;) {
+    auto [flight, leader] = flights_.join(key);
+    if (leader) return lead_flight(key, loader, std::move(flight), call);
+    if (std::optional<T> v = await_flight(key, loader, *flight, call)) return std::move(*v);
+    // The leader gave up before loading (its caller's stop was requested): join the key again.
   }
 }
 
 template <class T>
 template <class Loader>
-T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+std::optional<T> Cache<T>::await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                                        const CallOptions& call) {
+  detail::FlightInterest<T> interest(flight);  // join() counted this caller; dropped on every exit
+  const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
+  std::optional<T> value;
+  switch (flight.wait_until(deadline, call.stop, value)) {
+    case detail::Flight<T>::Wait::value:
+      count(Counter::coalesced);
+      return value;
+    case detail::Flight<T>::Wait::abandoned:
+      return std::nullopt;
+    case detail::Flight<T>::Wait::stopped:
+      throw_cancelled(key);
+    case detail::Flight<T>::Wait::timeout:
+      break;
+  }
+  count(Counter::wait_timeouts);
+  emit(EventType::lock_timeout, key, "in-process flight");
+  return on_wait_timeout(key, loader, flight, call);
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
+                        const CallOptions& call) {
+  // The leader's interest goes when its stop is requested, even while its own thread is in the
+  // loader: with every waiter gone too, the loader's stop token fires.
+  detail::FlightInterest<T> interest(*flight);
+  std::stop_callback give_up(call.stop, [&interest]() noexcept { interest.drop(); });
+  try {
+    std::optional<T> value = lead(key, loader, *flight, call);
+    flights_.leave(key, flight.get());
+    if (!value) {  // stopped before it loaded anything: its waiters start over without it
+      flight->abandon();
+      throw_cancelled(key);
+    }
+    flight->set_value(*value);  // no-op if lead() already published it
+    return std::move(*value);
+  } catch (...) {
+    flights_.leave(key, flight.get());
+    flight->set_error(std::current_exception());  // no-op after abandon()
+    throw;
+  }
+}
+
+template <class T>
+void Cache<T>::throw_cancelled(std::string_view key) {
+  count(Counter::cancelled);
+  throw cancelled_error("stampede: the caller stopped waiting for the load of '" + std::string(key) + "'");
+}
+
+template <class T>
+template <class Loader>
+std::optional<T> Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                                const CallOptions& call) {
   TokenLock& lock = *backend_.lock;
-  const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+  const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
   bool can_subscribe = true;
+  LoadContext context(flight.load_stop_token());
   for (;;) {
     std::optional<LockToken> token;
     try {
@@ -98,7 +141,7 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
     } catch (const backend_error& e) {
       on_backend_error(key, e);  // throws under fail_closed
       std::chrono::nanoseconds took{};
-      T value = run_loader(key, loader, took);  // fail_open: this process's flight only
+      T value = run_loader(key, loader, context, took);  // fail_open: this process's flight only
       return value;
     }
     if (token) {
@@ -115,10 +158,10 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
         return std::move(e->value);
       }
       std::chrono::nanoseconds took{};
-      T value = run_loader(key, loader, took);  // on throw, ~LockLease releases at once
+      T value = run_loader(key, loader, context, took);  // on throw, ~LockLease releases at once
       // This process's waiters need neither the store write nor the release: wake them now.
       flight.set_value(value);
-      store_loaded(key, value, token->fence, took);
+      store_loaded(key, value, token->fence, took, context.ttl());
       try {
         lease.release();  // also wakes the waiters of other processes
       } catch (const backend_error& e) {
@@ -134,6 +177,7 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
       count(Counter::coalesced);
       return std::move(e->value);
     }
+    if (call.stop.stop_requested()) return std::nullopt;
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) break;
     const auto poll = detail::jittered(options_.poll_interval, 0.25);
@@ -143,12 +187,13 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
       count(Counter::coalesced);
       return std::move(e->value);
     }
+    if (call.stop.stop_requested()) return std::nullopt;
     if (std::chrono::steady_clock::now() >= deadline) break;
     // Woken (or polled): the holder stored, released after a failure, or expired. Try again.
   }
   count(Counter::wait_timeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
-  return on_wait_timeout(key, loader, flight);
+  return on_wait_timeout(key, loader, flight, call);
 }
 
 template <class T>
@@ -184,10 +229,11 @@ void Cache<T>::wait_for_signal(std::string_view key, Subscription* sub,
 
 template <class T>
 template <class Loader>
-T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                            const CallOptions& call) {
   switch (options_.on_wait_timeout) {
     case OnWaitTimeout::compute:
-      return compute_fallback(key, loader, flight);
+      return compute_fallback(key, loader, flight, call);
     case OnWaitTimeout::serve_stale:
       // Ask the store for anything it still holds, however old (a time before every expiry).
       if (std::optional<Entry<T>> e = read(key, time_point::min())) return std::move(e->value);
@@ -195,20 +241,26 @@ T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight
     case OnWaitTimeout::throw_error:
       break;
   }
-  throw timeout_error("stampede: waited " + std::to_string(options_.wait_timeout.count()) +
+  throw timeout_error("stampede: waited " + std::to_string(wait_timeout(call).count()) +
                       " ms for another caller's load of '" + std::string(key) + "'");
 }
 
 template <class T>
 template <class Loader>
-T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                             const CallOptions& call) {
   // The callers of one flight that gave up waiting (its waiters, and its leader when another
   // process holds the lock) share one fallback load.
   auto [fallback, leader] = flight.join_fallback();
   if (!leader) {
-    T value = fallback.wait();  // the fallback's load, or the flight's value if that comes first
+    // The fallback's load, or the flight's value if that comes first.
+    std::optional<T> value;
+    if (fallback.wait_until(std::chrono::steady_clock::time_point::max(), call.stop, value) !=
+        detail::Flight<T>::Wait::value) {
+      throw_cancelled(key);  // a fallback is never abandoned: only a stop ends this wait early
+    }
     count(Counter::coalesced);
-    return value;
+    return std::move(*value);
   }
   try {
     if (std::optional<T> v = flight.value_if_published()) {  // the flight finished meanwhile
@@ -218,7 +270,8 @@ T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Fligh
     }
     count(Counter::fallback_computes);
     std::chrono::nanoseconds took{};
-    T value = run_loader(key, loader, took);  // holds no fence, so it is not stored
+    LoadContext context(fallback.load_stop_token());
+    T value = run_loader(key, loader, context, took);  // holds no fence, so it is not stored
     fallback.set_value(value);
     return value;
   } catch (...) {
@@ -229,10 +282,17 @@ T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Fligh
 
 template <class T>
 template <class Loader>
-T Cache<T>::run_loader(std::string_view key, Loader& loader, std::chrono::nanoseconds& took) {
+T Cache<T>::run_loader(std::string_view key, Loader& loader, LoadContext& context,
+                       std::chrono::nanoseconds& took) {
   const auto start = std::chrono::steady_clock::now();
   try {
-    T value = std::invoke(loader);
+    T value = [&]() -> T {
+      if constexpr (std::invocable<Loader&, LoadContext&>) {
+        return std::invoke(loader, context);
+      } else {
+        return std::invoke(loader);
+      }
+    }();
     took = std::chrono::steady_clock::now() - start;
     count(Counter::loads);
     count(Counter::load_time, static_cast<std::uint64_t>(took.count()));
@@ -283,8 +343,12 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     std::optional<Entry<T>> e = read(key, clock_->now());
     if (!e || e->fence != observed_fence) return;
     std::chrono::nanoseconds took{};
-    T value = run_loader(key, loader, took);
-    if (write(key, value, token->fence, took) == PutResult::stored) {
+    LoadContext context;  // nobody waits for a refresh: its stop token is never requested
+    T value = run_loader(key, loader, context, took);
+    const std::optional<std::chrono::milliseconds> life = lifetime(value, context.ttl());
+    if (life && life->count() == 0) {
+      backend_.store->invalidate(key, token->fence);  // the value is gone: do not serve the old one
+    } else if (write(key, value, token->fence, took, life) == PutResult::stored) {
       count(Counter::refreshes);
       emit(EventType::refresh_done, key, {}, took);
     }
@@ -316,8 +380,22 @@ std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
 }
 
 template <class T>
+std::optional<std::chrono::milliseconds> Cache<T>::lifetime(
+    const T& value, std::optional<std::chrono::milliseconds> ttl) const {
+  // 0 = do not store. Otherwise the loader's TTL, exact; else the options' (nullopt), jittered.
+  if (ttl) return ttl;
+  if constexpr (detail::is_optional_v<T>) {
+    if (!value.has_value()) {  // negative caching
+      if (options_.negative_ttl.count() == 0) return std::chrono::milliseconds{0};
+      return options_.negative_ttl;
+    }
+  }
+  return std::nullopt;
+}
+
+template <class T>
 PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fence,
-                          std::chrono::nanoseconds load_time) {
+                          std::chrono::nanoseconds load_time, std::optional<std::chrono::milliseconds> ttl) {
   const time_point now = clock_->now();
   const double jitter =
       options_.ttl_jitter > 0
@@ -326,16 +404,14 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
   auto scaled = [jitter](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::system_clock::duration>(d * jitter);
   };
+  const std::chrono::system_clock::duration life =
+      ttl ? std::chrono::duration_cast<std::chrono::system_clock::duration>(*ttl)
+          : scaled(options_.mode == Mode::blocking ? options_.ttl : options_.soft_ttl);
   // Every field, in order: a designated initialiser that skips fields trips GCC 12's
   // -Wmissing-field-initializers in each user TU that instantiates this under -Wextra.
-  Entry<T> entry{value, time_point{}, time_point{}, fence,
+  Entry<T> entry{value, now + life, now + life, fence,
                  std::chrono::duration_cast<std::chrono::milliseconds>(load_time)};
-  if (options_.mode == Mode::blocking) {
-    entry.soft_expiry = entry.hard_expiry = now + scaled(options_.ttl);
-  } else {
-    entry.soft_expiry = now + scaled(options_.soft_ttl);
-    entry.hard_expiry = entry.soft_expiry + options_.swr_window;
-  }
+  if (options_.mode == Mode::stale_while_revalidate) entry.hard_expiry += options_.swr_window;
   const PutResult result = backend_.store->put(key, entry, now);
   if (result == PutResult::stale_fence) {
     count(Counter::stale_writes_rejected);
@@ -346,11 +422,14 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
 
 template <class T>
 void Cache<T>::store_loaded(std::string_view key, const T& value, std::uint64_t fence,
-                            std::chrono::nanoseconds load_time) {
+                            std::chrono::nanoseconds load_time,
+                            std::optional<std::chrono::milliseconds> ttl) {
   // The load succeeded and its waiters may have the value already: every caller gets it, whether
   // or not it could be stored (in both failure modes). The failed store is counted and reported.
+  const std::optional<std::chrono::milliseconds> life = lifetime(value, ttl);
+  if (life && life->count() == 0) return;  // an empty result, negative caching off
   try {
-    write(key, value, fence, load_time);
+    write(key, value, fence, load_time, life);
   } catch (const backend_error& e) {
     count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
