@@ -293,6 +293,23 @@ TEST(StatsTest, PrometheusTextOfASmallStats) {
       "# HELP shop_cache_cancelled_total Waits ended by the caller's stop token (cancelled_error).\n"
       "# TYPE shop_cache_cancelled_total counter\n"
       "shop_cache_cancelled_total 0\n"
+      "# HELP shop_cache_soft_timeouts_total Loads that outran loader_soft_timeout (their callers got the "
+      "old "
+      "value).\n"
+      "# TYPE shop_cache_soft_timeouts_total counter\n"
+      "shop_cache_soft_timeouts_total 0\n"
+      "# HELP shop_cache_hard_timeouts_total Loads that outran loader_hard_timeout with nothing old to "
+      "serve.\n"
+      "# TYPE shop_cache_hard_timeouts_total counter\n"
+      "shop_cache_hard_timeouts_total 0\n"
+      "# HELP shop_cache_stale_served_total Callers handed an old value because their load outran its "
+      "timeout.\n"
+      "# TYPE shop_cache_stale_served_total counter\n"
+      "shop_cache_stale_served_total 0\n"
+      "# HELP shop_cache_background_loads_total Loads run on a background load thread (a loader timeout is "
+      "set).\n"
+      "# TYPE shop_cache_background_loads_total counter\n"
+      "shop_cache_background_loads_total 0\n"
       "# HELP shop_cache_evictions_total Entries the in-process store evicted for max_entries.\n"
       "# TYPE shop_cache_evictions_total counter\n"
       "shop_cache_evictions_total 3\n");
@@ -340,7 +357,7 @@ TEST(EventsTest, EveryEventTypeHasItsOwnNameAsItsName) {
   names.insert(stampede::to_string(stampede::EventType::name));
   STAMPEDE_EVENT_TYPES(CHECK_EVENT_NAME)
 #undef CHECK_EVENT_NAME
-  EXPECT_EQ(names.size(), 12u);
+  EXPECT_EQ(names.size(), 13u);
   EXPECT_EQ(stampede::to_string(stampede::EventType::lock_acquired), "lock_acquired");
 }
 

@@ -56,6 +56,7 @@
 #include "stampede/detail/flight.hpp"
 #include "stampede/detail/refresher.hpp"
 #include "stampede/detail/striped_counters.hpp"
+#include "stampede/lease.hpp"
 #include "stampede/memory/backend.hpp"  // the default backend
 #include "stampede/options.hpp"
 #include "stampede/stats.hpp"
@@ -166,9 +167,24 @@ class Cache {
   template <class Loader>
   T lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
                 const CallOptions& call);
+  /// What lead() ends with: the value, nothing (stopped before loading), or a load handed to a
+  /// background thread (then `old` is the value the store still holds past its expiry, if any).
+  struct Led {
+    std::optional<T> value;
+    bool in_background = false;
+    std::optional<T> old;
+  };
   template <class Loader>
-  std::optional<T> lead(std::string_view key, Loader& loader, detail::Flight<T>& flight,
-                        const CallOptions& call);
+  Led lead(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
+           const CallOptions& call);
+  template <class Loader>
+  bool hand_off(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
+                LockLease& lease, std::uint64_t fence, const LoadContext& context);
+  T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
+                     std::optional<T> old);
+  bool loader_timeouts() const noexcept {
+    return options_.loader_soft_timeout.count() > 0 || options_.loader_hard_timeout.count() > 0;
+  }
   template <class Loader>
   T on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight, const CallOptions& call);
   template <class Loader>
@@ -208,6 +224,8 @@ class Cache {
   std::shared_ptr<const Clock> clock_;
   mutable detail::StripedCounters<static_cast<std::size_t>(Counter::kCount)> counters_;
   detail::FlightGroup<T> flights_;
+  // Loads handed off when a loader timeout is set; stopped before the members they use go.
+  detail::Refresher loads_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
   detail::Refresher refresher_;
 };

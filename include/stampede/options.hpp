@@ -68,6 +68,19 @@ struct CacheOptions {
   /// XFetch probabilistic early refresh: a fresh hit refreshes in the background when
   /// now - load_time * beta * ln(U) >= expiry, U uniform in (0, 1]. >= 0; 0 = off; 1 is the usual value.
   double early_refresh_beta = 0.0;
+  /// A load that runs longer than this, for a key with an old value still in the store (expired
+  /// but kept: the store's grace, or SWR past its window), hands every caller of its flight that
+  /// old value; the load goes on in the background and stores its value (fenced) when done.
+  /// >= 0; 0 = off. Either timeout > 0 runs loads on background_load_threads.
+  std::chrono::milliseconds loader_soft_timeout{0};
+  /// A load that runs longer than this throws timeout_error in every caller of its flight (serves
+  /// the old value instead if there is one); the load goes on and stores its value when done.
+  /// >= 0; 0 = off. With both set, must be >= loader_soft_timeout.
+  std::chrono::milliseconds loader_hard_timeout{0};
+  /// Threads that run loads when a loader timeout is set (started on first use). A load finds
+  /// them all busy (and background_load_threads loads queued): it runs on the caller's thread,
+  /// without the timeouts. >= 1.
+  std::size_t background_load_threads = 4;
   /// Background refresh threads (SWR and early refresh). >= 1.
   std::size_t refresh_threads = 1;
   /// Refreshes waiting for a thread; more are dropped and counted. >= 1.

@@ -13,6 +13,7 @@
 #include "conformance/cache_failures.hpp"
 #include "conformance/cache_fencing.hpp"
 #include "conformance/cache_fixture.hpp"
+#include "conformance/cache_loader_timeouts.hpp"
 #include "conformance/cache_lookup.hpp"
 #include "conformance/cache_negative_caching.hpp"
 #include "conformance/cache_swr.hpp"
@@ -20,12 +21,13 @@
 
 /// Instantiates every Cache conformance topic for `Factory`, named `Prefix/<Topic>/0.<Test>`.
 /// Use at namespace scope, followed by a semicolon.
-#define STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE(Prefix, Factory)        \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheLookup, Factory);        \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheCoalescing, Factory);    \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheTimeouts, Factory);      \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheSwr, Factory);           \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheFencing, Factory);       \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheFailures, Factory);      \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheCallerControl, Factory); \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheNegativeCaching, Factory)
+#define STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE(Prefix, Factory)          \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheLookup, Factory);          \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheCoalescing, Factory);      \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheTimeouts, Factory);        \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheSwr, Factory);             \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheFencing, Factory);         \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheFailures, Factory);        \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheCallerControl, Factory);   \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheNegativeCaching, Factory); \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheLoaderTimeouts, Factory)

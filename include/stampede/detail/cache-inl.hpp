@@ -22,8 +22,9 @@ template <class T>
 Cache<T>::Cache(CacheOptions options, Backend<T> backend)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      refresher_((validate(options_),
-                  detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
+      loads_((validate(options_), detail::Refresher::Options{options_.background_load_threads,
+                                                             options_.background_load_threads})),
+      refresher_(detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue}) {
   if (!backend_.store && !backend_.lock) {
     backend_ = memory_backend<T>(options_.max_entries, options_.clock);
   } else if (!backend_.store || !backend_.lock) {
@@ -36,6 +37,7 @@ Cache<T>::Cache(CacheOptions options, Backend<T> backend)
 template <class T>
 Cache<T>::~Cache() {
   refresher_.stop();
+  loads_.stop();
 }
 
 template <class T>
@@ -104,20 +106,23 @@ T Cache<T>::lead_flight(std::string_view key, Loader& loader, std::shared_ptr<de
   // loader: with every waiter gone too, the loader's stop token fires.
   detail::FlightInterest<T> interest(*flight);
   std::stop_callback give_up(call.stop, [&interest]() noexcept { interest.drop(); });
+  Led led;
   try {
-    std::optional<T> value = lead(key, loader, *flight, call);
-    flights_.leave(key, flight.get());
-    if (!value) {  // stopped before it loaded anything: its waiters start over without it
-      flight->abandon();
-      throw_cancelled(key);
-    }
-    flight->set_value(*value);  // no-op if lead() already published it
-    return std::move(*value);
+    led = lead(key, loader, flight, call);
   } catch (...) {
     flights_.leave(key, flight.get());
-    flight->set_error(std::current_exception());  // no-op after abandon()
+    flight->set_error(std::current_exception());
     throw;
   }
+  // A load in the background publishes, stores and leaves the table itself.
+  if (led.in_background) return await_background(key, *flight, call, std::move(led.old));
+  flights_.leave(key, flight.get());
+  if (!led.value) {  // stopped before it loaded anything: its waiters start over without it
+    flight->abandon();
+    throw_cancelled(key);
+  }
+  flight->set_value(*led.value);  // no-op if lead() already published it
+  return std::move(*led.value);
 }
 
 template <class T>
@@ -128,12 +133,13 @@ void Cache<T>::throw_cancelled(std::string_view key) {
 
 template <class T>
 template <class Loader>
-std::optional<T> Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight,
-                                const CallOptions& call) {
+typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
+                                      const std::shared_ptr<detail::Flight<T>>& flight,
+                                      const CallOptions& call) {
   TokenLock& lock = *backend_.lock;
   const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
   bool can_subscribe = true;
-  LoadContext context(flight.load_stop_token());
+  LoadContext context(flight->load_stop_token());
   for (;;) {
     std::optional<LockToken> token;
     try {
@@ -141,8 +147,7 @@ std::optional<T> Cache<T>::lead(std::string_view key, Loader& loader, detail::Fl
     } catch (const backend_error& e) {
       on_backend_error(key, e);  // throws under fail_closed
       std::chrono::nanoseconds took{};
-      T value = run_loader(key, loader, context, took);  // fail_open: this process's flight only
-      return value;
+      return {run_loader(key, loader, context, took)};  // fail_open: this process's flight only
     }
     if (token) {
       count(Counter::lock_acquired);
@@ -155,19 +160,25 @@ std::optional<T> Cache<T>::lead(std::string_view key, Loader& loader, detail::Fl
       // Double check: another process may have stored while we were taking the lock.
       if (std::optional<Entry<T>> e = read(key, clock_->now())) {
         count(Counter::coalesced);
-        return std::move(e->value);
+        return {std::move(e->value)};
+      }
+      if (loader_timeouts()) {
+        std::optional<Entry<T>> old = read(key, time_point::min());  // expired, still held
+        if (hand_off(key, loader, flight, lease, token->fence, context)) {
+          return {std::nullopt, true, old ? std::optional<T>(std::move(old->value)) : std::nullopt};
+        }
       }
       std::chrono::nanoseconds took{};
       T value = run_loader(key, loader, context, took);  // on throw, ~LockLease releases at once
       // This process's waiters need neither the store write nor the release: wake them now.
-      flight.set_value(value);
+      flight->set_value(value);
       store_loaded(key, value, token->fence, took, context.ttl());
       try {
         lease.release();  // also wakes the waiters of other processes
       } catch (const backend_error& e) {
         on_backend_error(key, e);
       }
-      return value;
+      return {std::move(value)};
     }
 
     // Another process is loading: wait for its value (signal, with a poll fallback).
@@ -175,9 +186,9 @@ std::optional<T> Cache<T>::lead(std::string_view key, Loader& loader, detail::Fl
     std::unique_ptr<Subscription> sub = subscribe(key, can_subscribe);  // before the re-check
     if (std::optional<Entry<T>> e = read(key, clock_->now())) {
       count(Counter::coalesced);
-      return std::move(e->value);
+      return {std::move(e->value)};
     }
-    if (call.stop.stop_requested()) return std::nullopt;
+    if (call.stop.stop_requested()) return {};
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) break;
     const auto poll = detail::jittered(options_.poll_interval, 0.25);
@@ -185,15 +196,97 @@ std::optional<T> Cache<T>::lead(std::string_view key, Loader& loader, detail::Fl
                     can_subscribe);
     if (std::optional<Entry<T>> e = read(key, clock_->now())) {
       count(Counter::coalesced);
-      return std::move(e->value);
+      return {std::move(e->value)};
     }
-    if (call.stop.stop_requested()) return std::nullopt;
+    if (call.stop.stop_requested()) return {};
     if (std::chrono::steady_clock::now() >= deadline) break;
     // Woken (or polled): the holder stored, released after a failure, or expired. Try again.
   }
   count(Counter::wait_timeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
-  return on_wait_timeout(key, loader, flight, call);
+  return {on_wait_timeout(key, loader, *flight, call)};
+}
+
+template <class T>
+template <class Loader>
+bool Cache<T>::hand_off(std::string_view key, Loader& loader,
+                        const std::shared_ptr<detail::Flight<T>>& flight, LockLease& lease,
+                        std::uint64_t fence, const LoadContext& context) {
+  using Owned = std::decay_t<Loader>;
+  if constexpr (!std::is_copy_constructible_v<Owned>) {
+    return false;  // the load must outlive this call: a loader that cannot be copied runs here
+  } else {
+    // The job owns what the load needs after the caller left: a copy of the loader, the lease
+    // (renewed by its watchdog until the load is done) and the flight.
+    struct Job {
+      std::string key;
+      Owned loader;
+      LockLease lease;
+      std::uint64_t fence;
+      LoadContext context;
+      std::shared_ptr<detail::Flight<T>> flight;
+    };
+    auto job = std::make_shared<Job>(Job{std::string(key), loader, std::move(lease), fence, context, flight});
+    auto run = [this, job] {
+      try {
+        std::chrono::nanoseconds took{};
+        T value = run_loader(job->key, job->loader, job->context, took);
+        job->flight->set_value(value);  // a no-op if a timeout already handed out an old value
+        store_loaded(job->key, value, job->fence, took, job->context.ttl());  // fenced
+        job->lease.release();
+      } catch (...) {
+        job->flight->set_error(std::current_exception());  // counted by run_loader
+      }
+      flights_.leave(job->key, job->flight.get());
+    };
+    if (loads_.submit(key, run) == detail::Refresher::Submit::queued) {
+      count(Counter::background_loads);
+      return true;
+    }
+    lease = std::move(job->lease);  // every background thread busy: load on this thread
+    return false;
+  }
+}
+
+template <class T>
+T Cache<T>::await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
+                             std::optional<T> old) {
+  // With an old value the soft timeout applies (else the hard one); either may be off.
+  std::chrono::milliseconds limit = options_.loader_hard_timeout;
+  if (old && options_.loader_soft_timeout.count() > 0) limit = options_.loader_soft_timeout;
+  const auto deadline = limit.count() > 0 ? std::chrono::steady_clock::now() + limit
+                                          : std::chrono::steady_clock::time_point::max();
+  std::optional<T> value;
+  switch (flight.wait_until(deadline, call.stop, value)) {
+    case detail::Flight<T>::Wait::value:
+      return std::move(*value);
+    case detail::Flight<T>::Wait::stopped:
+      throw_cancelled(key);                   // the load goes on for the flight's waiters
+    case detail::Flight<T>::Wait::abandoned:  // only a leader abandons, and this is the leader
+    case detail::Flight<T>::Wait::timeout:
+      break;
+  }
+  emit(EventType::load_timeout, key, old ? "serving the old value" : "nothing old to serve");
+  // From now on the store is what wants the load (its stop token is never requested), and later
+  // callers may join the flight for the old value until the load leaves the table.
+  (void)flight.add_interest();
+  if (old) {
+    count(Counter::soft_timeouts);
+    // Every caller of the flight gets the old value, until the load is done and leaves the table.
+    if (flight.set_value(*old)) {
+      count(Counter::stale_served);
+      return std::move(*old);
+    }
+  } else {
+    count(Counter::hard_timeouts);
+    flights_.leave(key, &flight);  // later callers wait for the lock the load still holds
+    auto error = std::make_exception_ptr(timeout_error("stampede: the load of '" + std::string(key) +
+                                                       "' outran " + std::to_string(limit.count()) + " ms"));
+    if (flight.set_error(error)) std::rethrow_exception(error);
+  }
+  // The load published its own result meanwhile.
+  flight.wait_until(std::chrono::steady_clock::time_point::max(), std::stop_token{}, value);
+  return std::move(*value);
 }
 
 template <class T>

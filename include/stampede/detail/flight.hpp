@@ -74,24 +74,28 @@ class Flight {
   /// Publishes the value, also to the fallback flight if one has started, and wakes the waiters.
   /// Only the first set_value/set_error/abandon counts. If copying the value throws, the waiters
   /// get that exception instead (the caller still has its value).
-  void set_value(const T& value) noexcept {
-    if (!claim()) return;  // before copying: the leader calls this twice on its normal path
+  /// @return false if a result was published before (this call changed nothing).
+  bool set_value(const T& value) noexcept {
+    if (!claim()) return false;  // before copying: the leader calls this twice on its normal path
     try {
       value_.emplace(value);
     } catch (...) {
       error_ = std::current_exception();
       publish(kError);
-      return;
+      return true;
     }
     publish(kValue);
     // seq_cst, as the store in publish() and the exchange in join_fallback(): either this load
     // sees a fallback that has started, or that fallback's leader sees this value.
     if (Flight* fallback = fallback_.load(std::memory_order_seq_cst)) fallback->set_value(value);
+    return true;
   }
-  void set_error(std::exception_ptr error) noexcept {
-    if (!claim()) return;
+  /// @return false if a result was published before (this call changed nothing).
+  bool set_error(std::exception_ptr error) noexcept {
+    if (!claim()) return false;
     error_ = std::move(error);
     publish(kError);
+    return true;
   }
   /// Tells the waiters that the leader gave up before loading: each joins the key again.
   void abandon() noexcept {
