@@ -26,6 +26,8 @@ void validate(const CacheOptions& o) {
   require(o.loader_hard_timeout.count() >= 0, "loader_hard_timeout", "must be >= 0");
   require(o.loader_hard_timeout.count() == 0 || o.loader_hard_timeout >= o.loader_soft_timeout,
           "loader_hard_timeout", "must be >= loader_soft_timeout (or 0 = off)");
+  require(o.fail_safe_max_age.count() >= 0, "fail_safe_max_age", "must be >= 0");
+  require(o.fail_safe_throttle.count() > 0, "fail_safe_throttle", "must be > 0");
   require(o.background_load_threads >= 1, "background_load_threads", "must be >= 1");
   require(o.refresh_threads >= 1, "refresh_threads", "must be >= 1");
   require(o.refresh_queue >= 1, "refresh_queue", "must be >= 1");

@@ -310,6 +310,10 @@ TEST(StatsTest, PrometheusTextOfASmallStats) {
       "set).\n"
       "# TYPE shop_cache_background_loads_total counter\n"
       "shop_cache_background_loads_total 0\n"
+      "# HELP shop_cache_fail_safe_served_total Failed loads answered with the last good value (fail-safe), "
+      "re-armed.\n"
+      "# TYPE shop_cache_fail_safe_served_total counter\n"
+      "shop_cache_fail_safe_served_total 0\n"
       "# HELP shop_cache_evictions_total Entries the in-process store evicted for max_entries.\n"
       "# TYPE shop_cache_evictions_total counter\n"
       "shop_cache_evictions_total 3\n");
@@ -357,7 +361,7 @@ TEST(EventsTest, EveryEventTypeHasItsOwnNameAsItsName) {
   names.insert(stampede::to_string(stampede::EventType::name));
   STAMPEDE_EVENT_TYPES(CHECK_EVENT_NAME)
 #undef CHECK_EVENT_NAME
-  EXPECT_EQ(names.size(), 13u);
+  EXPECT_EQ(names.size(), 14u);
   EXPECT_EQ(stampede::to_string(stampede::EventType::lock_acquired), "lock_acquired");
 }
 

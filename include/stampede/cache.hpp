@@ -182,6 +182,18 @@ class Cache {
                 LockLease& lease, std::uint64_t fence, const LoadContext& context);
   T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
                      std::optional<T> old);
+  template <class Loader>
+  T load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
+                   detail::Flight<T>& flight);
+  std::optional<T> fail_safe(std::string_view key, std::uint64_t fence, std::string_view error);
+  bool servable(const Entry<T>& e, time_point now) const noexcept {
+    return now < (options_.mode == Mode::blocking ? e.soft_expiry : e.soft_expiry + options_.swr_window);
+  }
+  std::optional<Entry<T>> read_servable(std::string_view key, time_point now) {
+    std::optional<Entry<T>> e = read(key, now);
+    if (e && !servable(*e, now)) return std::nullopt;  // only a fail-safe "last good" value
+    return e;
+  }
   bool loader_timeouts() const noexcept {
     return options_.loader_soft_timeout.count() > 0 || options_.loader_hard_timeout.count() > 0;
   }

@@ -81,6 +81,16 @@ struct CacheOptions {
   /// them all busy (and background_load_threads loads queued): it runs on the caller's thread,
   /// without the timeouts. >= 1.
   std::size_t background_load_threads = 4;
+  /// Fail-safe: how long past its expiry (blocking: ttl; SWR: the end of the stale window) a value
+  /// stays in the store as "last good". When a load fails (the loader throws) and the last good
+  /// value is still there, every caller of that load gets it instead of the error (counted in
+  /// fail_safe_served, reported by EventType::fail_safe) and it is re-armed for fail_safe_throttle.
+  /// The Redis key's lifetime follows (its grace counts from here). >= 0; 0 = off.
+  std::chrono::milliseconds fail_safe_max_age{0};
+  /// Fail-safe: how long a last good value served after a failure counts as fresh again (in the
+  /// shared store, under the failed load's fence), so that callers in every process get it without
+  /// calling the loader; then one caller tries the loader again. Must be > 0.
+  std::chrono::milliseconds fail_safe_throttle{std::chrono::seconds{30}};
   /// Background refresh threads (SWR and early refresh). >= 1.
   std::size_t refresh_threads = 1;
   /// Refreshes waiting for a thread; more are dropped and counted. >= 1.

@@ -43,7 +43,8 @@
   X(soft_timeouts, count, "Loads that outran loader_soft_timeout (their callers got the old value).") \
   X(hard_timeouts, count, "Loads that outran loader_hard_timeout with nothing old to serve.")         \
   X(stale_served, count, "Callers handed an old value because their load outran its timeout.")        \
-  X(background_loads, count, "Loads run on a background load thread (a loader timeout is set).")
+  X(background_loads, count, "Loads run on a background load thread (a loader timeout is set).")      \
+  X(fail_safe_served, count, "Failed loads answered with the last good value (fail-safe), re-armed.")
 
 /// The counters a backend reports through Store::add_counters, in the same form; 0 for a backend
 /// that does not keep one.

@@ -10,6 +10,7 @@
 
 #include "conformance/cache_caller_control.hpp"
 #include "conformance/cache_coalescing.hpp"
+#include "conformance/cache_fail_safe.hpp"
 #include "conformance/cache_failures.hpp"
 #include "conformance/cache_fencing.hpp"
 #include "conformance/cache_fixture.hpp"
@@ -30,4 +31,5 @@
   INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheFailures, Factory);        \
   INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheCallerControl, Factory);   \
   INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheNegativeCaching, Factory); \
-  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheLoaderTimeouts, Factory)
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheLoaderTimeouts, Factory);  \
+  INSTANTIATE_TYPED_TEST_SUITE_P(Prefix, CacheFailSafe, Factory)

@@ -53,7 +53,7 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOpti
     throw std::invalid_argument("stampede::CallOptions.wait_timeout must be >= 0");
   }
   const time_point now = clock_->now();
-  if (std::optional<Entry<T>> e = read(key, now)) {
+  if (std::optional<Entry<T>> e = read_servable(key, now)) {
     if (now < e->soft_expiry) {
       count(Counter::hits);
       if (options_.early_refresh_beta > 0 && xfetch_due(*e, now)) {
@@ -61,7 +61,7 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOpti
       }
       return std::move(e->value);
     }
-    // Past soft expiry but present: only SWR keeps such entries servable (blocking: soft == hard).
+    // Past soft expiry but servable: SWR's stale window.
     count(Counter::stale_hits);
     schedule_refresh(key, e->fence, std::forward<Loader>(loader));
     return std::move(e->value);
@@ -84,7 +84,7 @@ std::optional<T> Cache<T>::await_flight(std::string_view key, Loader& loader, de
   std::optional<T> value;
   switch (flight.wait_until(deadline, call.stop, value)) {
     case detail::Flight<T>::Wait::value:
-      count(Counter::coalesced);
+      count(flight.is_old() ? Counter::stale_served : Counter::coalesced);
       return value;
     case detail::Flight<T>::Wait::abandoned:
       return std::nullopt;
@@ -158,7 +158,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
       WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = std::move(report_lost)};
       LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
       // Double check: another process may have stored while we were taking the lock.
-      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+      if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
         count(Counter::coalesced);
         return {std::move(e->value)};
       }
@@ -168,11 +168,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
           return {std::nullopt, true, old ? std::optional<T>(std::move(old->value)) : std::nullopt};
         }
       }
-      std::chrono::nanoseconds took{};
-      T value = run_loader(key, loader, context, took);  // on throw, ~LockLease releases at once
-      // This process's waiters need neither the store write nor the release: wake them now.
-      flight->set_value(value);
-      store_loaded(key, value, token->fence, took, context.ttl());
+      T value = load_and_store(key, loader, context, token->fence, *flight);  // throws: ~LockLease releases
       try {
         lease.release();  // also wakes the waiters of other processes
       } catch (const backend_error& e) {
@@ -184,7 +180,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
     // Another process is loading: wait for its value (signal, with a poll fallback).
     count(Counter::lock_contended);
     std::unique_ptr<Subscription> sub = subscribe(key, can_subscribe);  // before the re-check
-    if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+    if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
       count(Counter::coalesced);
       return {std::move(e->value)};
     }
@@ -194,7 +190,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
     const auto poll = detail::jittered(options_.poll_interval, 0.25);
     wait_for_signal(key, sub.get(), std::min<std::chrono::steady_clock::time_point>(deadline, now + poll),
                     can_subscribe);
-    if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+    if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
       count(Counter::coalesced);
       return {std::move(e->value)};
     }
@@ -229,10 +225,8 @@ bool Cache<T>::hand_off(std::string_view key, Loader& loader,
     auto job = std::make_shared<Job>(Job{std::string(key), loader, std::move(lease), fence, context, flight});
     auto run = [this, job] {
       try {
-        std::chrono::nanoseconds took{};
-        T value = run_loader(job->key, job->loader, job->context, took);
-        job->flight->set_value(value);  // a no-op if a timeout already handed out an old value
-        store_loaded(job->key, value, job->fence, took, job->context.ttl());  // fenced
+        // Publishing is a no-op if a timeout already handed out an old value; the store is fenced.
+        (void)load_and_store(job->key, job->loader, job->context, job->fence, *job->flight);
         job->lease.release();
       } catch (...) {
         job->flight->set_error(std::current_exception());  // counted by run_loader
@@ -273,7 +267,7 @@ T Cache<T>::await_background(std::string_view key, detail::Flight<T>& flight, co
   if (old) {
     count(Counter::soft_timeouts);
     // Every caller of the flight gets the old value, until the load is done and leaves the table.
-    if (flight.set_value(*old)) {
+    if (flight.set_value(*old, /*old=*/true)) {
       count(Counter::stale_served);
       return std::move(*old);
     }
@@ -437,7 +431,16 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     if (!e || e->fence != observed_fence) return;
     std::chrono::nanoseconds took{};
     LoadContext context;  // nobody waits for a refresh: its stop token is never requested
-    T value = run_loader(key, loader, context, took);
+    std::optional<T> loaded;
+    try {
+      loaded.emplace(run_loader(key, loader, context, took));
+    } catch (const std::exception& error) {
+      count(Counter::refresh_failures);
+      emit(EventType::refresh_failed, key, error.what());
+      (void)fail_safe(key, token->fence, error.what());  // re-arms the stale value, if allowed
+      return;
+    }
+    T& value = *loaded;
     const std::optional<std::chrono::milliseconds> life = lifetime(value, context.ttl());
     if (life && life->count() == 0) {
       backend_.store->invalidate(key, token->fence);  // the value is gone: do not serve the old one
@@ -473,6 +476,54 @@ std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
 }
 
 template <class T>
+template <class Loader>
+T Cache<T>::load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
+                           detail::Flight<T>& flight) {
+  std::chrono::nanoseconds took{};
+  std::optional<T> value;
+  try {
+    value.emplace(run_loader(key, loader, context, took));
+  } catch (const std::exception& error) {
+    value = fail_safe(key, fence, error.what());
+    if (!value) throw;
+    flight.set_value(*value);
+    return std::move(*value);
+  }
+  // This process's waiters need neither the store write nor the release: wake them now.
+  flight.set_value(*value);
+  store_loaded(key, *value, fence, took, context.ttl());
+  return std::move(*value);
+}
+
+template <class T>
+std::optional<T> Cache<T>::fail_safe(std::string_view key, std::uint64_t fence, std::string_view error) {
+  if (options_.fail_safe_max_age.count() == 0) return std::nullopt;
+  const time_point now = clock_->now();
+  std::optional<Entry<T>> last_good = read(key, now);  // kept until fail_safe_max_age past expiry
+  if (!last_good) return std::nullopt;
+  // Re-arm it in the shared store, under this load's fence: fresh for the throttle, never past
+  // the last good deadline.
+  Entry<T> rearmed = *last_good;
+  rearmed.fence = fence;
+  rearmed.soft_expiry = std::min(now + options_.fail_safe_throttle, last_good->hard_expiry);
+  try {
+    if (backend_.store->put(key, rearmed, now) == PutResult::stale_fence) {
+      count(Counter::stale_writes_rejected);
+      emit(EventType::stale_write_rejected, key, "a newer fence exists");
+    }
+  } catch (const backend_error& e) {
+    count(Counter::backend_errors);
+    emit(EventType::backend_error, key, e.what());
+  } catch (const codec_error& e) {
+    count(Counter::store_failures);
+    emit(EventType::store_failed, key, e.what());
+  }
+  count(Counter::fail_safe_served);
+  emit(EventType::fail_safe, key, error);
+  return std::move(last_good->value);
+}
+
+template <class T>
 std::optional<std::chrono::milliseconds> Cache<T>::lifetime(
     const T& value, std::optional<std::chrono::milliseconds> ttl) const {
   // 0 = do not store. Otherwise the loader's TTL, exact; else the options' (nullopt), jittered.
@@ -505,6 +556,7 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
   Entry<T> entry{value, now + life, now + life, fence,
                  std::chrono::duration_cast<std::chrono::milliseconds>(load_time)};
   if (options_.mode == Mode::stale_while_revalidate) entry.hard_expiry += options_.swr_window;
+  entry.hard_expiry += options_.fail_safe_max_age;  // kept as "last good" (0 = off)
   const PutResult result = backend_.store->put(key, entry, now);
   if (result == PutResult::stale_fence) {
     count(Counter::stale_writes_rejected);
@@ -567,7 +619,7 @@ template <class T>
 std::optional<T> Cache<T>::get(std::string_view key) {
   check_key(key);
   const time_point now = clock_->now();
-  std::optional<Entry<T>> e = read(key, now);
+  std::optional<Entry<T>> e = read_servable(key, now);
   if (!e) {
     count(Counter::misses);
     return std::nullopt;

@@ -74,9 +74,11 @@ class Flight {
   /// Publishes the value, also to the fallback flight if one has started, and wakes the waiters.
   /// Only the first set_value/set_error/abandon counts. If copying the value throws, the waiters
   /// get that exception instead (the caller still has its value).
+  /// @param old true for a value older than the load (a loader timeout served it): see is_old().
   /// @return false if a result was published before (this call changed nothing).
-  bool set_value(const T& value) noexcept {
+  bool set_value(const T& value, bool old = false) noexcept {
     if (!claim()) return false;  // before copying: the leader calls this twice on its normal path
+    old_ = old;
     try {
       value_.emplace(value);
     } catch (...) {
@@ -87,7 +89,7 @@ class Flight {
     publish(kValue);
     // seq_cst, as the store in publish() and the exchange in join_fallback(): either this load
     // sees a fallback that has started, or that fallback's leader sees this value.
-    if (Flight* fallback = fallback_.load(std::memory_order_seq_cst)) fallback->set_value(value);
+    if (Flight* fallback = fallback_.load(std::memory_order_seq_cst)) fallback->set_value(value, old);
     return true;
   }
   /// @return false if a result was published before (this call changed nothing).
@@ -130,6 +132,9 @@ class Flight {
       futex_wait_until(state_, word, deadline);
     }
   }
+  /// @return true if the published value is an old one (set_value(v, true)); read it only after a
+  ///         wait returned Wait::value.
+  [[nodiscard]] bool is_old() const noexcept { return old_; }
   /// @return a copy of the value if it is published, else std::nullopt (never waits or throws
   ///         the leader's exception).
   std::optional<T> value_if_published() const {
@@ -186,6 +191,7 @@ class Flight {
 
   std::atomic<std::uint32_t> state_{kPending};  // state in kStateMask, wake-up count above it
   std::optional<T> value_;                      // written once, by the claimer, before state_ says kValue
+  bool old_ = false;                            // written once, by the claimer, before state_ says kValue
   std::exception_ptr error_;                    // written once, by the claimer, before state_ says kError
   std::atomic<Flight*> fallback_{nullptr};      // owned; set once, by join_fallback()
   std::atomic<std::uint32_t> interest_{1};      // the leader, plus each waiter that joined
