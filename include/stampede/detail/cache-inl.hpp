@@ -233,7 +233,10 @@ bool Cache<T>::hand_off(std::string_view key, Loader& loader,
       }
       flights_.leave(job->key, job->flight.get());
     };
-    if (loads_.submit(key, run) == detail::Refresher::Submit::queued) {
+    // One job per fence (the fence's digits end at the first '#'): a job that is still finishing
+    // after its lock was released must not send the next load of its key to the caller's thread.
+    if (loads_.submit(std::to_string(fence) + '#' + std::string(key), run) ==
+        detail::Refresher::Submit::queued) {
       count(Counter::background_loads);
       return true;
     }
