@@ -49,6 +49,9 @@ TYPED_TEST_P(CacheLoaderTimeouts, SoftTimeoutServesTheOldValueAndTheLoadStoresIt
   };
   stampede_test::OpenOnExit unblock(release);
   ASSERT_EQ(cache.get_or_compute("k", loader), 1);
+  // The load ran in the background: it stores after its callers have the value. Expire the
+  // value only once it is stored (the clock also expires the lock of an embedded backend).
+  ASSERT_TRUE(stampede_test::eventually([&] { return cache.get("k") == std::optional<int>(1); }));
   this->clock_->advance(std::chrono::seconds(31));  // expired; the store still holds it
   // The load is blocked: the caller can only have returned because the soft timeout passed.
   EXPECT_EQ(cache.get_or_compute("k", loader), 1);
@@ -74,6 +77,9 @@ TYPED_TEST_P(CacheLoaderTimeouts, BackgroundStoreIsRefusedAfterAnInvalidate) {
   };
   stampede_test::OpenOnExit unblock(release);
   ASSERT_EQ(cache.get_or_compute("k", loader), 1);
+  // The load ran in the background: it stores after its callers have the value. Expire the
+  // value only once it is stored (the clock also expires the lock of an embedded backend).
+  ASSERT_TRUE(stampede_test::eventually([&] { return cache.get("k") == std::optional<int>(1); }));
   this->clock_->advance(std::chrono::seconds(31));
   EXPECT_EQ(cache.get_or_compute("k", loader), 1);
   cache.invalidate("k");  // while the load runs in the background
