@@ -41,7 +41,15 @@
 // - The backend refuses wake-up subscriptions (a Redis ACL user without channel rights)? Waiting
 //   callers poll every poll_interval instead; counted in backend_errors, never a load.
 // - In SWR mode (and with early_refresh_beta > 0) the loader can run *after* get_or_compute
-//   returned, on a refresher thread. Capture by value, or only what outlives the Cache.
+//   returned, on a refresher thread. Capture by value, or only what outlives the Cache. The same
+//   holds with loader_soft_timeout / loader_hard_timeout: the load runs on a background load thread
+//   (a copy of the loader) and may finish after its callers got the old value or timeout_error.
+// - How do I give up waiting? Pass CallOptions{.stop = token}: a stop request ends this caller's
+//   wait with cancelled_error; the load goes on for the others and is stored. A loader that takes a
+//   LoadContext& sees ctx.stop_token() requested once every caller waiting for it gave up.
+// - The loader fails but an older value exists? With fail_safe_max_age > 0 every caller of that load
+//   gets the last good value (fail_safe_served, EventType::fail_safe) and the entry is re-armed in
+//   the store for fail_safe_throttle under the failed load's fence; then one caller tries again.
 #pragma once
 
 #include <concepts>
