@@ -8,17 +8,27 @@
 //   wait  - the key was missing; the worker waited for someone else's load
 //   cache - the value was already cached when the worker looked
 //   error - the worker got an exception (e.g. --on-timeout error after waiting --timeout-ms)
+//   stale - the load outran --soft-timeout-ms: the worker got the old value (the load finishes in
+//           the background and stores the new one)
+//
+// With --soft-timeout-ms a warm-up loads the key once and lets it expire (on the cache's clock), so
+// the store still holds an old value for the soft timeout to serve. With --hard-timeout-ms alone
+// there is nothing old: the workers get timeout_error. Either way the demo then waits for the
+// background load to store its value before it reports.
 //
 // With --reads N each worker then reads the key N more times (timed one by one): with --redis
 // --near-cache those reads are near hits, without a Redis round trip.
 //
 //   cache_rebuild_blocking --workers 64 --db-ms 200 --json    # {"db_hits":1,"served":64,...}
+//   cache_rebuild_blocking --workers 64 --db-ms 500 --soft-timeout-ms 50 --json   # "stale_served":64
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <iostream>
 #include <latch>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stampede/json.hpp>
 #include <stampede/stampede.hpp>
 #include <string>
@@ -43,12 +53,14 @@ struct Settings {
   std::int64_t workers = 8;
   std::int64_t reads = 0;
   std::string on_timeout = "compute";
+  std::int64_t soft_timeout_ms = 0;
+  std::int64_t hard_timeout_ms = 0;
   bool json = false;
   demo::BackendChoice backend;
 };
 
 struct Outcome {
-  std::string source;  // db | wait | cache | error
+  std::string source;  // db | wait | cache | stale | error
   double latency_ms = 0;
   std::int64_t version = 0;
   std::string error;
@@ -64,12 +76,32 @@ stampede::OnWaitTimeout parse_policy(const std::string& name) {
 int run_demo(const Settings& s) {
   using std::chrono::milliseconds;
   demo::FakeDb db{milliseconds(s.db_ms)};
-  stampede::Cache<demo::Item> cache({.ttl = demo::seconds_to_ms(s.cache_ttl_s),
-                                     .lock_ttl = milliseconds(s.lock_ttl_ms),
-                                     .wait_timeout = milliseconds(s.timeout_ms),
-                                     .poll_interval = milliseconds(s.retry_ms),
-                                     .on_wait_timeout = parse_policy(s.on_timeout)},
-                                    demo::probe(s.backend.backend<demo::Item>()));
+  const bool timeouts = s.soft_timeout_ms > 0 || s.hard_timeout_ms > 0;
+  // The cache's clock: the wall clock, moved forward by the warm-up to expire the old value.
+  auto clock = std::make_shared<stampede::ManualClock>(std::chrono::system_clock::now());
+  stampede::CacheOptions options;
+  options.ttl = demo::seconds_to_ms(s.cache_ttl_s);
+  options.lock_ttl = milliseconds(s.lock_ttl_ms);
+  options.wait_timeout = milliseconds(s.timeout_ms);
+  options.poll_interval = milliseconds(s.retry_ms);
+  options.on_wait_timeout = parse_policy(s.on_timeout);
+  options.loader_soft_timeout = milliseconds(s.soft_timeout_ms);
+  options.loader_hard_timeout = milliseconds(s.hard_timeout_ms);
+  if (timeouts) options.clock = clock;
+  stampede::Cache<demo::Item> cache(options, demo::probe(s.backend.backend<demo::Item>()));
+  // Captures by value what a background load may use after a worker returned (db outlives cache).
+  auto load = [&db, key = s.key] {
+    demo::Probe::note_load();
+    return db.load(key);
+  };
+  std::int64_t warm_version = -1;
+  if (s.soft_timeout_ms > 0) {  // leave an old value behind: loaded (without the timeouts), then expired
+    const demo::Item old = db.load(s.key);
+    cache.put(s.key, old);
+    warm_version = old.version;
+    clock->advance(options.ttl + milliseconds(1));
+  }
+  const std::int64_t warm_db_hits = db.hits();
 
   const auto workers = static_cast<std::size_t>(s.workers);
   std::vector<Outcome> outcomes(workers);
@@ -84,12 +116,10 @@ int run_demo(const Settings& s) {
         const auto t0 = std::chrono::steady_clock::now();
         demo::Probe::begin();
         try {
-          demo::Item item = cache.get_or_compute(s.key, [&] {
-            demo::Probe::note_load();
-            return db.load(s.key);
-          });
+          demo::Item item = cache.get_or_compute(s.key, load);
           const demo::Found found = demo::Probe::first();
-          out.source = demo::Probe::loaded_here()                                     ? "db"
+          out.source = item.version == warm_version                                   ? "stale"
+                       : demo::Probe::loaded_here()                                   ? "db"
                        : (found == demo::Found::fresh || found == demo::Found::stale) ? "cache"
                                                                                       : "wait";
           out.version = item.version;
@@ -113,9 +143,18 @@ int run_demo(const Settings& s) {
         }
       });
     }
-  }  // joins
+  }                // joins
+  if (timeouts) {  // a load that outran its timeout stores its value in the background: wait for it
+    const auto until = std::chrono::steady_clock::now() + milliseconds(s.db_ms) + std::chrono::seconds(10);
+    for (;;) {
+      std::optional<demo::Item> now = cache.get(s.key);
+      if ((now && now->version != warm_version) || std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
 
-  std::map<std::string, std::int64_t> sources{{"db", 0}, {"wait", 0}, {"cache", 0}, {"error", 0}};
+  std::map<std::string, std::int64_t> sources{
+      {"db", 0}, {"wait", 0}, {"cache", 0}, {"stale", 0}, {"error", 0}};
   std::vector<double> latencies;
   std::vector<double> read_ns;
   std::int64_t served = 0;
@@ -137,19 +176,32 @@ int run_demo(const Settings& s) {
     j["backend"] = s.backend.name();
     j["key"] = s.key;
     j["workers"] = s.workers;
-    j["db_hits"] = db.hits();
+    j["db_hits"] = db.hits() - warm_db_hits;
+    if (timeouts) j["warmup_db_hits"] = warm_db_hits;
     j["served"] = served;
     j["errors"] = errors;
     j["wait_timeouts"] = stats.wait_timeouts;
+    j["soft_timeouts"] = stats.soft_timeouts;
+    j["hard_timeouts"] = stats.hard_timeouts;
+    j["stale_served"] = stats.stale_served;
+    j["stored_version"] = cache.get(s.key) ? cache.get(s.key)->version : 0;
     j["latency_ms"] = {{"p50", p50}, {"p99", p99}, {"max", max}};
     j["reads"] = static_cast<std::int64_t>(read_ns.size());
     j["near_hits"] = stats.near_hits;
     j["read_ns"] = {{"p50", demo::quantile(read_ns, 0.50)}, {"p99", demo::quantile(read_ns, 0.99)}};
-    j["sources"] = {
-        {"db", sources["db"]}, {"wait", sources["wait"]}, {"cache", sources["cache"]}, {"error", errors}};
-    j["settings"] = {
-        {"db_ms", s.db_ms},           {"cache_ttl_s", s.cache_ttl_s}, {"lock_ttl_ms", s.lock_ttl_ms},
-        {"timeout_ms", s.timeout_ms}, {"retry_ms", s.retry_ms},       {"on_timeout", s.on_timeout}};
+    j["sources"] = {{"db", sources["db"]},
+                    {"wait", sources["wait"]},
+                    {"cache", sources["cache"]},
+                    {"stale", sources["stale"]},
+                    {"error", errors}};
+    j["settings"] = {{"db_ms", s.db_ms},
+                     {"cache_ttl_s", s.cache_ttl_s},
+                     {"lock_ttl_ms", s.lock_ttl_ms},
+                     {"timeout_ms", s.timeout_ms},
+                     {"retry_ms", s.retry_ms},
+                     {"on_timeout", s.on_timeout},
+                     {"soft_timeout_ms", s.soft_timeout_ms},
+                     {"hard_timeout_ms", s.hard_timeout_ms}};
     j["stats"] = nlohmann::ordered_json::parse(stampede::to_json(stats).dump());
     std::cout << j.dump() << '\n';
     return 0;
@@ -168,16 +220,23 @@ int run_demo(const Settings& s) {
     }
     std::cout << '\n';
   }
-  std::cout << "summary: workers=" << s.workers << " db_hits=" << db.hits() << " served=" << served
-            << " errors=" << errors << " wait_timeouts=" << stats.wait_timeouts << " (db=" << sources["db"]
-            << " wait=" << sources["wait"] << " cache=" << sources["cache"] << ")\n";
+  std::cout << "summary: workers=" << s.workers << " db_hits=" << db.hits() - warm_db_hits
+            << " served=" << served << " errors=" << errors << " wait_timeouts=" << stats.wait_timeouts
+            << " soft_timeouts=" << stats.soft_timeouts << " hard_timeouts=" << stats.hard_timeouts
+            << " stale_served=" << stats.stale_served << " (db=" << sources["db"]
+            << " wait=" << sources["wait"] << " cache=" << sources["cache"] << " stale=" << sources["stale"]
+            << ")\n";
   std::cout << "latency_ms: p50=" << p50 << " p99=" << p99 << " max=" << max << '\n';
   if (!read_ns.empty()) {
     std::cout << "reads: " << read_ns.size() << " near_hits=" << stats.near_hits
               << " read_ns: p50=" << demo::quantile(read_ns, 0.50) << " p99=" << demo::quantile(read_ns, 0.99)
               << '\n';
   }
-  if (db.hits() == 1 && served == s.workers) {
+  if (timeouts && sources["stale"] > 0) {
+    std::cout << "result: the load outran --soft-timeout-ms: " << sources["stale"]
+              << " request(s) got the old value at once; the load stored version "
+              << (cache.get(s.key) ? cache.get(s.key)->version : 0) << " in the background\n";
+  } else if (db.hits() - warm_db_hits == 1 && served == s.workers) {
     std::cout << "result: " << s.workers
               << " concurrent requests, 1 database query: the stampede was absorbed\n";
   } else if (db.hits() == 0 && served == s.workers) {
@@ -224,6 +283,15 @@ int main(int argc, char** argv) {
   app.add_option("--on-timeout", s.on_timeout,
                  "after --timeout-ms: query the DB anyway, fail, or serve a stale value")
       ->check(CLI::IsMember({"compute", "error", "stale"}));
+  app.add_option(
+         "--soft-timeout-ms", s.soft_timeout_ms,
+         "loader soft timeout: serve the old value (a warm-up leaves one) when the load is slower; 0 = off")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 86'400'000));
+  app.add_option("--hard-timeout-ms", s.hard_timeout_ms,
+                 "loader hard timeout: fail with timeout_error when nothing old is left; 0 = off")
+      ->check(demo::integer)
+      ->check(CLI::Range(0, 86'400'000));
   app.add_flag("--json", s.json, "print only one JSON object on stdout");
   s.backend.add_flags(app);
   return demo::run(app, argc, argv, [&] { return run_demo(s); });

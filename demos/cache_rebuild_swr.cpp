@@ -9,8 +9,14 @@
 //   miss  - nothing servable (cold, or past soft-ttl + swr-window): one worker queries the simulated
 //           database, the others wait for its value
 // After the rounds the demo stays idle until the entry passes its hard expiry and runs one last round.
+// With --db-down-after-round R the database fails from round R on; with --fail-safe-s S the last good
+// value is kept S seconds past its hard expiry and served instead of the error (a round is labelled
+// fail-safe when a worker got a value past its hard expiry), and the database is tried once per
+// --fail-safe-throttle-s.
 //
 //   cache_rebuild_swr --soft-ttl 0.5 --swr-window 1 --db-ms 200 --rounds 6 --interval-ms 300 --json
+//   cache_rebuild_swr --soft-ttl 0.5 --swr-window 0.5 --rounds 12 --interval-ms 300
+//       --db-down-after-round 3 --fail-safe-s 60 --json     # "fail_safe_served":..., "db_errors":...
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdint>
@@ -44,6 +50,9 @@ struct Settings {
   std::int64_t interval_ms = 4000;
   std::int64_t lock_ttl_ms = 5000;
   std::int64_t timeout_ms = 1000;
+  std::int64_t db_down_after_round = -1;  // < 0 = never
+  double fail_safe_s = 0;
+  double fail_safe_throttle_s = 0;  // 0 = --soft-ttl
   bool skip_expiry = false;
   bool json = false;
   demo::BackendChoice backend;
@@ -52,7 +61,7 @@ struct Settings {
 struct Round {
   std::int64_t index = 0;
   double t_ms = 0;  // start, since the demo began
-  std::int64_t fresh = 0, stale = 0, miss = 0, errors = 0;
+  std::int64_t fresh = 0, stale = 0, miss = 0, errors = 0, fail_safe = 0;
   std::int64_t db_hits = 0;  // total so far, after the round
   double max_fresh_ms = 0, max_stale_ms = 0, max_miss_ms = 0;
   std::string phase;
@@ -68,6 +77,9 @@ class Demo {
                 .swr_window = demo::seconds_to_ms(s.swr_window_s),
                 .lock_ttl = std::chrono::milliseconds(s.lock_ttl_ms),
                 .wait_timeout = std::chrono::milliseconds(s.timeout_ms),
+                .fail_safe_max_age = demo::seconds_to_ms(s.fail_safe_s),
+                .fail_safe_throttle =
+                    demo::seconds_to_ms(s.fail_safe_throttle_s > 0 ? s.fail_safe_throttle_s : s.soft_ttl_s),
                 .on_event = [this](const stampede::Event& e) { on_event(e); }},
                demo::probe(s.backend.backend<demo::Item>())) {}
 
@@ -78,6 +90,10 @@ class Demo {
         " rounds=" + std::to_string(s_.rounds) + " interval_ms=" + std::to_string(s_.interval_ms));
     for (std::int64_t r = 0; r < s_.rounds; ++r) {
       std::this_thread::sleep_until(start_ + std::chrono::milliseconds(r * s_.interval_ms));
+      if (s_.db_down_after_round >= 0 && r == s_.db_down_after_round) {
+        db_.set_down(true);
+        say("database down from round " + std::to_string(r) + " on");
+      }
       report(run_round(r));
     }
     if (!s_.skip_expiry) {
@@ -125,20 +141,24 @@ class Demo {
           try {
             // A stale hit runs this loader later on a refresher thread, after this call returned:
             // it captures only what outlives the cache (db_ is declared before cache_).
-            (void)cache_.get_or_compute(s_.key, [db = &db_, key = s_.key] {
+            const demo::Item item = cache_.get_or_compute(s_.key, [db = &db_, key = s_.key] {
               demo::Probe::note_load();
               return db->load(key);
             });
-            switch (demo::Probe::first()) {
-              case demo::Found::fresh:
-                out.source = "fresh";
-                break;
-              case demo::Found::stale:
-                out.source = "stale";
-                break;
-              default:
-                out.source = demo::Probe::loaded_here() ? "db" : "wait";
-                break;
+            if (past_hard_expiry(item)) {
+              out.source = "fail-safe";
+            } else {
+              switch (demo::Probe::first()) {
+                case demo::Found::fresh:
+                  out.source = "fresh";
+                  break;
+                case demo::Found::stale:
+                  out.source = "stale";
+                  break;
+                default:
+                  out.source = demo::Probe::loaded_here() ? "db" : "wait";
+                  break;
+              }
             }
           } catch (const std::exception& e) {
             out.source = "error";
@@ -158,13 +178,17 @@ class Demo {
         round.max_stale_ms = std::max(round.max_stale_ms, o.latency_ms);
       } else if (o.source == "error") {
         ++round.errors;
+      } else if (o.source == "fail-safe") {
+        ++round.fail_safe;
       } else {
         ++round.miss;
         round.max_miss_ms = std::max(round.max_miss_ms, o.latency_ms);
       }
     }
     round.db_hits = db_.hits();
-    if (round.miss > 0) {
+    if (round.fail_safe > 0) {
+      round.phase = "fail-safe";
+    } else if (round.miss > 0) {
       round.phase = index == 0 ? "miss" : "expired";
     } else if (round.stale > 0) {
       round.phase = "stale";
@@ -186,6 +210,8 @@ class Demo {
     if (r.phase == "stale") line << "  <- stale served at once; one background refresh";
     if (r.phase == "miss") line << "  <- cold key: one worker queries the DB, the others wait";
     if (r.phase == "expired") line << "  <- past soft-ttl + swr-window: a miss again, one DB query";
+    if (r.phase == "fail-safe") line << "  <- DB down: the last good value, past its hard expiry";
+    if (r.fail_safe > 0) line << " fail_safe=" << r.fail_safe;
     if (r.errors > 0) line << " errors=" << r.errors;
     say(line.str());
   }
@@ -198,6 +224,7 @@ class Demo {
       total.stale += r.stale;
       total.miss += r.miss;
       total.errors += r.errors;
+      total.fail_safe += r.fail_safe;
       total.max_fresh_ms = std::max(total.max_fresh_ms, r.max_fresh_ms);
       total.max_stale_ms = std::max(total.max_stale_ms, r.max_stale_ms);
       total.max_miss_ms = std::max(total.max_miss_ms, r.max_miss_ms);
@@ -218,6 +245,9 @@ class Demo {
       j["misses"] = total.miss;
       j["errors"] = total.errors;
       j["db_hits"] = db_.hits();
+      j["db_errors"] = db_.errors();
+      j["fail_safe_served"] = stats.fail_safe_served;
+      j["fail_safe_requests"] = total.fail_safe;
       j["refreshes"] = stats.refreshes;
       j["max_stale_latency_ms"] = demo::round2(total.max_stale_ms);
       j["max_fresh_latency_ms"] = demo::round2(total.max_fresh_ms);
@@ -231,6 +261,8 @@ class Demo {
                              {"fresh", r.fresh},
                              {"stale", r.stale},
                              {"miss", r.miss},
+                             {"fail_safe", r.fail_safe},
+                             {"errors", r.errors},
                              {"db_hits", r.db_hits}});
       }
       j["per_round"] = per_round;
@@ -242,9 +274,10 @@ class Demo {
     for (const std::string& p : phases) flow += (flow.empty() ? "" : " -> ") + p;
     std::ostringstream out;
     out << "summary: requests=" << requests << " fresh=" << total.fresh << " stale=" << total.stale
-        << " miss=" << total.miss << " errors=" << total.errors << " db_hits=" << db_.hits()
-        << " refreshes=" << stats.refreshes << " max_stale_latency_ms=" << demo::round2(total.max_stale_ms)
-        << '\n'
+        << " miss=" << total.miss << " fail_safe=" << total.fail_safe << " errors=" << total.errors
+        << " db_hits=" << db_.hits() << " db_errors=" << db_.errors()
+        << " fail_safe_served=" << stats.fail_safe_served << " refreshes=" << stats.refreshes
+        << " max_stale_latency_ms=" << demo::round2(total.max_stale_ms) << '\n'
         << "phases: " << flow << '\n'
         << "result: " << total.stale << " stale requests were answered at once (max "
         << demo::round2(total.max_stale_ms) << " ms) while " << stats.refreshes
@@ -262,6 +295,13 @@ class Demo {
          << stampede::to_string(e.type) << " (query took "
          << demo::round2(std::chrono::duration<double, std::milli>(e.duration).count()) << " ms)";
     say(line.str());
+  }
+
+  /// @return true if `item` is older than soft-ttl + swr-window (only fail-safe serves such a value).
+  bool past_hard_expiry(const demo::Item& item) const {
+    const auto loaded = std::chrono::system_clock::time_point(std::chrono::milliseconds(item.loaded_at_ms));
+    return std::chrono::system_clock::now() >
+           loaded + demo::seconds_to_ms(s_.soft_ttl_s) + demo::seconds_to_ms(s_.swr_window_s);
   }
 
   void say(const std::string& text) {
@@ -313,6 +353,19 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", s.timeout_ms, "how long a request waits for another's load")
       ->check(demo::integer)
       ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--db-down-after-round", s.db_down_after_round,
+                 "the simulated database fails from this round on (0 = the first); -1 = never")
+      ->check(demo::integer)
+      ->check(CLI::Range(-1, 100'000));
+  app.add_option(
+         "--fail-safe-s", s.fail_safe_s,
+         "fail-safe: seconds past its hard expiry the last good value is served on a DB error; 0 = off")
+      ->check(demo::number)
+      ->check(CLI::Range(0.0, 86400.0 * 365));
+  app.add_option("--fail-safe-throttle-s", s.fail_safe_throttle_s,
+                 "fail-safe: seconds between two DB attempts while it fails; 0 = --soft-ttl")
+      ->check(demo::number)
+      ->check(CLI::Range(0.0, 86400.0 * 365));
   app.add_flag("--skip-expiry", s.skip_expiry, "do not wait for the hard expiry after the rounds");
   app.add_flag("--json", s.json, "print only one JSON object on stdout");
   s.backend.add_flags(app);

@@ -19,8 +19,16 @@ void validate(const CacheOptions& o) {
   require(o.lock_ttl.count() > 0, "lock_ttl", "must be > 0");
   require(o.wait_timeout.count() > 0, "wait_timeout", "must be > 0");
   require(o.poll_interval.count() > 0, "poll_interval", "must be > 0");
+  require(o.negative_ttl.count() >= 0, "negative_ttl", "must be >= 0");
   require(o.ttl_jitter >= 0.0 && o.ttl_jitter <= 1.0, "ttl_jitter", "must be in [0, 1]");
   require(o.early_refresh_beta >= 0.0, "early_refresh_beta", "must be >= 0");
+  require(o.loader_soft_timeout.count() >= 0, "loader_soft_timeout", "must be >= 0");
+  require(o.loader_hard_timeout.count() >= 0, "loader_hard_timeout", "must be >= 0");
+  require(o.loader_hard_timeout.count() == 0 || o.loader_hard_timeout >= o.loader_soft_timeout,
+          "loader_hard_timeout", "must be >= loader_soft_timeout (or 0 = off)");
+  require(o.fail_safe_max_age.count() >= 0, "fail_safe_max_age", "must be >= 0");
+  require(o.fail_safe_throttle.count() > 0, "fail_safe_throttle", "must be > 0");
+  require(o.background_load_threads >= 1, "background_load_threads", "must be >= 1");
   require(o.refresh_threads >= 1, "refresh_threads", "must be >= 1");
   require(o.refresh_queue >= 1, "refresh_queue", "must be >= 1");
 }

@@ -290,6 +290,30 @@ TEST(StatsTest, PrometheusTextOfASmallStats) {
       "# HELP shop_cache_decode_errors_total Stored values that could not be decoded (treated as misses).\n"
       "# TYPE shop_cache_decode_errors_total counter\n"
       "shop_cache_decode_errors_total 0\n"
+      "# HELP shop_cache_cancelled_total Waits ended by the caller's stop token (cancelled_error).\n"
+      "# TYPE shop_cache_cancelled_total counter\n"
+      "shop_cache_cancelled_total 0\n"
+      "# HELP shop_cache_soft_timeouts_total Loads that outran loader_soft_timeout (their callers got the "
+      "old "
+      "value).\n"
+      "# TYPE shop_cache_soft_timeouts_total counter\n"
+      "shop_cache_soft_timeouts_total 0\n"
+      "# HELP shop_cache_hard_timeouts_total Loads that outran loader_hard_timeout with nothing old to "
+      "serve.\n"
+      "# TYPE shop_cache_hard_timeouts_total counter\n"
+      "shop_cache_hard_timeouts_total 0\n"
+      "# HELP shop_cache_stale_served_total Callers handed an old value because their load outran its "
+      "timeout.\n"
+      "# TYPE shop_cache_stale_served_total counter\n"
+      "shop_cache_stale_served_total 0\n"
+      "# HELP shop_cache_background_loads_total Loads run on a background load thread (a loader timeout is "
+      "set).\n"
+      "# TYPE shop_cache_background_loads_total counter\n"
+      "shop_cache_background_loads_total 0\n"
+      "# HELP shop_cache_fail_safe_served_total Failed loads answered with the last good value (fail-safe), "
+      "re-armed.\n"
+      "# TYPE shop_cache_fail_safe_served_total counter\n"
+      "shop_cache_fail_safe_served_total 0\n"
       "# HELP shop_cache_near_hits_total Reads answered by the Redis backend's near cache (no round trip).\n"
       "# TYPE shop_cache_near_hits_total counter\n"
       "shop_cache_near_hits_total 0\n"
@@ -350,7 +374,7 @@ TEST(EventsTest, EveryEventTypeHasItsOwnNameAsItsName) {
   names.insert(stampede::to_string(stampede::EventType::name));
   STAMPEDE_EVENT_TYPES(CHECK_EVENT_NAME)
 #undef CHECK_EVENT_NAME
-  EXPECT_EQ(names.size(), 13u);
+  EXPECT_EQ(names.size(), 15u);
   EXPECT_EQ(stampede::to_string(stampede::EventType::lock_acquired), "lock_acquired");
 }
 

@@ -41,7 +41,15 @@
 // - The backend refuses wake-up subscriptions (a Redis ACL user without channel rights)? Waiting
 //   callers poll every poll_interval instead; counted in backend_errors, never a load.
 // - In SWR mode (and with early_refresh_beta > 0) the loader can run *after* get_or_compute
-//   returned, on a refresher thread. Capture by value, or only what outlives the Cache.
+//   returned, on a refresher thread. Capture by value, or only what outlives the Cache. The same
+//   holds with loader_soft_timeout / loader_hard_timeout: the load runs on a background load thread
+//   (a copy of the loader) and may finish after its callers got the old value or timeout_error.
+// - How do I give up waiting? Pass CallOptions{.stop = token}: a stop request ends this caller's
+//   wait with cancelled_error; the load goes on for the others and is stored. A loader that takes a
+//   LoadContext& sees ctx.stop_token() requested once every caller waiting for it gave up.
+// - The loader fails but an older value exists? With fail_safe_max_age > 0 every caller of that load
+//   gets the last good value (fail_safe_served, EventType::fail_safe) and the entry is re-armed in
+//   the store for fail_safe_throttle under the failed load's fence; then one caller tries again.
 #pragma once
 
 #include <concepts>
@@ -52,9 +60,11 @@
 #include <type_traits>
 
 #include "stampede/backend.hpp"
+#include "stampede/call.hpp"
 #include "stampede/detail/flight.hpp"
 #include "stampede/detail/refresher.hpp"
 #include "stampede/detail/striped_counters.hpp"
+#include "stampede/lease.hpp"
 #include "stampede/memory/backend.hpp"  // the default backend
 #include "stampede/options.hpp"
 #include "stampede/stats.hpp"
@@ -63,9 +73,12 @@
 
 namespace stampede {
 
-/// A loader for Cache<T>: callable with no arguments, returning something convertible to T.
+/// A loader for Cache<T>: callable with a LoadContext& (preferred when both work) or with no
+/// arguments, returning something convertible to T.
 template <class F, class T>
-concept LoaderFor = std::invocable<F&> && std::convertible_to<std::invoke_result_t<F&>, T>;
+concept LoaderFor =
+    (std::invocable<F&, LoadContext&> && std::convertible_to<std::invoke_result_t<F&, LoadContext&>, T>) ||
+    (std::invocable<F&> && std::convertible_to<std::invoke_result_t<F&>, T>);
 
 template <class T>
 class Cache {
@@ -88,7 +101,8 @@ class Cache {
   /// that cannot get the value within wait_timeout follows on_wait_timeout.
   ///
   /// @param key non-empty; any bytes.
-  /// @param loader called with no arguments; its result is converted to T.
+  /// @param loader called with a LoadContext& (if it takes one) or with no arguments; its result
+  ///        is converted to T.
   /// @return the value.
   /// @throws std::invalid_argument for an empty key; whatever `loader` throws (also in every
   ///         caller that waited for that load); whatever T's copy constructor throws when the
@@ -96,7 +110,22 @@ class Cache {
   ///         serve_stale with nothing to serve); backend_error (BackendFailure::fail_closed, when
   ///         the backend cannot be read or locked; a failed store of a loaded value is not thrown).
   template <LoaderFor<T> Loader>
-  T get_or_compute(std::string_view key, Loader&& loader);
+  T get_or_compute(std::string_view key, Loader&& loader) {
+    return get_or_compute(key, std::forward<Loader>(loader), CallOptions{});
+  }
+
+  /// get_or_compute() with per-call options: a wait timeout of its own, and a stop token that
+  /// ends this caller's wait for another caller's load at once (the others keep waiting, the load
+  /// goes on and is stored; when every caller waiting for it gave up, LoadContext::stop_token()
+  /// is requested).
+  /// @param key non-empty; any bytes.
+  /// @param loader as above.
+  /// @param call this call's options.
+  /// @return the value.
+  /// @throws as above; also cancelled_error when call.stop was requested while this call waited,
+  ///         and std::invalid_argument for a negative call.wait_timeout.
+  template <LoaderFor<T> Loader>
+  T get_or_compute(std::string_view key, Loader&& loader, const CallOptions& call);
 
   /// Reads without loading.
   /// @return a fresh value, or (SWR) a stale one still in its window; std::nullopt on a miss.
@@ -141,11 +170,50 @@ class Cache {
   using time_point = std::chrono::system_clock::time_point;
 
   template <class Loader>
-  T lead(std::string_view key, Loader& loader, detail::Flight<T>& flight);
+  std::optional<T> await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                                const CallOptions& call);
   template <class Loader>
-  T on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight);
+  T lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
+                const CallOptions& call);
+  /// What lead() ends with: the value, nothing (stopped before loading), or a load handed to a
+  /// background thread (then `old` is the value the store still holds past its expiry, if any).
+  struct Led {
+    std::optional<T> value;
+    bool in_background = false;
+    std::optional<T> old;
+  };
   template <class Loader>
-  T compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight);
+  Led lead(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
+           const CallOptions& call);
+  template <class Loader>
+  bool hand_off(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
+                LockLease& lease, std::uint64_t fence, const LoadContext& context);
+  T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
+                     std::optional<T> old);
+  template <class Loader>
+  T load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
+                   detail::Flight<T>& flight);
+  std::optional<T> fail_safe(std::string_view key, std::uint64_t fence, std::string_view error);
+  bool servable(const Entry<T>& e, time_point now) const noexcept {
+    return now < (options_.mode == Mode::blocking ? e.soft_expiry : e.soft_expiry + options_.swr_window);
+  }
+  std::optional<Entry<T>> read_servable(std::string_view key, time_point now) {
+    std::optional<Entry<T>> e = read(key, now);
+    if (e && !servable(*e, now)) return std::nullopt;  // only a fail-safe "last good" value
+    return e;
+  }
+  bool loader_timeouts() const noexcept {
+    return options_.loader_soft_timeout.count() > 0 || options_.loader_hard_timeout.count() > 0;
+  }
+  template <class Loader>
+  T on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight, const CallOptions& call);
+  template <class Loader>
+  T compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                     const CallOptions& call);
+  std::chrono::milliseconds wait_timeout(const CallOptions& call) const noexcept {
+    return call.wait_timeout.count() > 0 ? call.wait_timeout : options_.wait_timeout;
+  }
+  [[noreturn]] void throw_cancelled(std::string_view key);
   std::unique_ptr<Subscription> subscribe(std::string_view key, bool& can_subscribe);
   void wait_for_signal(std::string_view key, Subscription* sub, std::chrono::steady_clock::time_point until,
                        bool& can_subscribe);
@@ -154,13 +222,16 @@ class Cache {
   template <class Loader>
   void refresh(const std::string& key, std::uint64_t observed_fence, Loader& loader);
   template <class Loader>
-  T run_loader(std::string_view key, Loader& loader, std::chrono::nanoseconds& took);
+  T run_loader(std::string_view key, Loader& loader, LoadContext& context, std::chrono::nanoseconds& took);
 
   std::optional<Entry<T>> read(std::string_view key, time_point now);
   PutResult write(std::string_view key, const T& value, std::uint64_t fence,
-                  std::chrono::nanoseconds load_time);
+                  std::chrono::nanoseconds load_time,
+                  std::optional<std::chrono::milliseconds> ttl = std::nullopt);
   void store_loaded(std::string_view key, const T& value, std::uint64_t fence,
-                    std::chrono::nanoseconds load_time);
+                    std::chrono::nanoseconds load_time, std::optional<std::chrono::milliseconds> ttl);
+  std::optional<std::chrono::milliseconds> lifetime(const T& value,
+                                                    std::optional<std::chrono::milliseconds> ttl) const;
   bool xfetch_due(const Entry<T>& e, time_point now) const;
   void on_backend_error(std::string_view key, const std::exception& e);
   void emit(EventType type, std::string_view key, std::string_view detail = {},
@@ -173,6 +244,8 @@ class Cache {
   std::shared_ptr<const Clock> clock_;
   mutable detail::StripedCounters<static_cast<std::size_t>(Counter::kCount)> counters_;
   detail::FlightGroup<T> flights_;
+  // Loads handed off when a loader timeout is set; stopped before the members they use go.
+  detail::Refresher loads_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
   detail::Refresher refresher_;
 };

@@ -5,6 +5,7 @@
 //
 //   try { v = cache.get_or_compute("k", load); }
 //   catch (const stampede::timeout_error&) { /* waited wait_timeout for another loader */ }
+//   catch (const stampede::cancelled_error&) { /* CallOptions::stop was requested */ }
 //   catch (const stampede::error& e) { /* anything else from the library */ }
 #pragma once
 
@@ -25,6 +26,13 @@ class STAMPEDE_EXPORT error : public std::runtime_error {
 class STAMPEDE_EXPORT timeout_error : public error {
  public:
   explicit timeout_error(const std::string& what) : error(what) {}
+};
+
+/// The caller's stop token (CallOptions::stop) was requested while it waited for a load. Other
+/// callers of that load keep waiting; the load is neither repeated nor abandoned because of it.
+class STAMPEDE_EXPORT cancelled_error : public error {
+ public:
+  explicit cancelled_error(const std::string& what) : error(what) {}
 };
 
 /// The backend (e.g. Redis) failed: unreachable, wrong password, protocol error, timeout.

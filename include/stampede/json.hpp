@@ -9,6 +9,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,27 @@ struct JsonCodec {
     } catch (const nlohmann::json::exception& e) {
       throw codec_error(std::string("cannot decode JSON value: ") + e.what());
     }
+  }
+};
+
+/// std::optional<U> as JSON: an empty optional is `null`, a value is U's JSON (so a
+/// Cache<std::optional<U>> can cache an empty result, see CacheOptions::negative_ttl). U must not
+/// itself encode as `null`. Stateless; thread-safe.
+template <class U>
+struct JsonCodec<std::optional<U>> {
+  /// @return "null" or U's JSON text. @throws codec_error if nlohmann/json cannot write it.
+  static std::string encode(const std::optional<U>& value)
+    requires JsonConvertible<U>
+  {
+    return value ? JsonCodec<U>::encode(*value) : std::string("null");
+  }
+  /// @return std::nullopt for `null`, else the U the JSON text holds.
+  /// @throws codec_error for bytes it cannot read.
+  static std::optional<U> decode(std::string_view bytes)
+    requires JsonConvertible<U>
+  {
+    if (bytes == "null") return std::nullopt;
+    return JsonCodec<U>::decode(bytes);
   }
 };
 

@@ -57,6 +57,10 @@ struct CacheOptions {
   /// in case a wake-up signal is lost. Must be > 0.
   std::chrono::milliseconds poll_interval{100};
   OnWaitTimeout on_wait_timeout = OnWaitTimeout::compute;
+  /// Cache<std::optional<U>> only: how long an empty result (the loader returned std::nullopt) is
+  /// cached, instead of ttl (SWR: soft_ttl). >= 0; 0 = an empty result is handed to the callers of
+  /// its load but not stored.
+  std::chrono::milliseconds negative_ttl{0};
   BackendFailure backend_failure = BackendFailure::fail_open;
   /// Shortens each entry's TTL by a random fraction in [0, ttl_jitter) so that keys written together
   /// do not expire together. In [0, 1]; 0 = off.
@@ -64,6 +68,29 @@ struct CacheOptions {
   /// XFetch probabilistic early refresh: a fresh hit refreshes in the background when
   /// now - load_time * beta * ln(U) >= expiry, U uniform in (0, 1]. >= 0; 0 = off; 1 is the usual value.
   double early_refresh_beta = 0.0;
+  /// A load that runs longer than this, for a key with an old value still in the store (expired
+  /// but kept: the store's grace, or SWR past its window), hands every caller of its flight that
+  /// old value; the load goes on in the background and stores its value (fenced) when done.
+  /// >= 0; 0 = off. Either timeout > 0 runs loads on background_load_threads.
+  std::chrono::milliseconds loader_soft_timeout{0};
+  /// A load that runs longer than this throws timeout_error in every caller of its flight (serves
+  /// the old value instead if there is one); the load goes on and stores its value when done.
+  /// >= 0; 0 = off. With both set, must be >= loader_soft_timeout.
+  std::chrono::milliseconds loader_hard_timeout{0};
+  /// Threads that run loads when a loader timeout is set (started on first use). A load finds
+  /// them all busy (and background_load_threads loads queued): it runs on the caller's thread,
+  /// without the timeouts. >= 1.
+  std::size_t background_load_threads = 4;
+  /// Fail-safe: how long past its expiry (blocking: ttl; SWR: the end of the stale window) a value
+  /// stays in the store as "last good". When a load fails (the loader throws) and the last good
+  /// value is still there, every caller of that load gets it instead of the error (counted in
+  /// fail_safe_served, reported by EventType::fail_safe) and it is re-armed for fail_safe_throttle.
+  /// The Redis key's lifetime follows (its grace counts from here). >= 0; 0 = off.
+  std::chrono::milliseconds fail_safe_max_age{0};
+  /// Fail-safe: how long a last good value served after a failure counts as fresh again (in the
+  /// shared store, under the failed load's fence), so that callers in every process get it without
+  /// calling the loader; then one caller tries the loader again. Must be > 0.
+  std::chrono::milliseconds fail_safe_throttle{std::chrono::seconds{30}};
   /// Background refresh threads (SWR and early refresh). >= 1.
   std::size_t refresh_threads = 1;
   /// Refreshes waiting for a thread; more are dropped and counted. >= 1.

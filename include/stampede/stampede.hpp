@@ -9,6 +9,7 @@
 
 #include "stampede/backend.hpp"
 #include "stampede/cache.hpp"
+#include "stampede/call.hpp"
 #include "stampede/clock.hpp"
 #include "stampede/codec.hpp"
 #include "stampede/errors.hpp"

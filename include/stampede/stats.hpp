@@ -20,25 +20,31 @@
 /// std::uint64_t) or `nanoseconds` (a std::chrono::nanoseconds). In JSON a nanoseconds counter
 /// is "<name>_ns"; in Prometheus a count is <prefix>_<name>_total, nanoseconds are
 /// <prefix>_<name>_seconds_total.
-#define STAMPEDE_CACHE_COUNTERS(X)                                                              \
-  X(hits, count, "Fresh values returned from the store.")                                       \
-  X(misses, count, "Calls that found no servable value.")                                       \
-  X(stale_hits, count, "Stale values returned at once (stale-while-revalidate).")               \
-  X(loads, count, "Loader runs (foreground, fallback and refresh).")                            \
-  X(load_failures, count, "Loader runs that threw.")                                            \
-  X(load_time, nanoseconds, "Time spent in loaders.")                                           \
-  X(coalesced, count, "Callers served by another caller's load.")                               \
-  X(lock_acquired, count, "Token locks taken.")                                                 \
-  X(lock_contended, count, "Token lock attempts that found the lock held.")                     \
-  X(wait_timeouts, count, "Waits for another caller's load that reached wait_timeout.")         \
-  X(fallback_computes, count, "Loads run after a wait timeout (OnWaitTimeout::compute).")       \
-  X(refreshes, count, "Background refreshes that stored a value.")                              \
-  X(refresh_failures, count, "Background refreshes whose loader threw.")                        \
-  X(refreshes_dropped, count, "Refreshes not queued because the queue was full.")               \
-  X(stale_writes_rejected, count, "Stores refused because a newer fence exists.")               \
-  X(backend_errors, count, "Backend failures (fail_open went on without the backend).")         \
-  X(store_failures, count, "Loaded values that could not be stored (encode or backend error).") \
-  X(decode_errors, count, "Stored values that could not be decoded (treated as misses).")
+#define STAMPEDE_CACHE_COUNTERS(X)                                                                    \
+  X(hits, count, "Fresh values returned from the store.")                                             \
+  X(misses, count, "Calls that found no servable value.")                                             \
+  X(stale_hits, count, "Stale values returned at once (stale-while-revalidate).")                     \
+  X(loads, count, "Loader runs (foreground, fallback and refresh).")                                  \
+  X(load_failures, count, "Loader runs that threw.")                                                  \
+  X(load_time, nanoseconds, "Time spent in loaders.")                                                 \
+  X(coalesced, count, "Callers served by another caller's load.")                                     \
+  X(lock_acquired, count, "Token locks taken.")                                                       \
+  X(lock_contended, count, "Token lock attempts that found the lock held.")                           \
+  X(wait_timeouts, count, "Waits for another caller's load that reached wait_timeout.")               \
+  X(fallback_computes, count, "Loads run after a wait timeout (OnWaitTimeout::compute).")             \
+  X(refreshes, count, "Background refreshes that stored a value.")                                    \
+  X(refresh_failures, count, "Background refreshes whose loader threw.")                              \
+  X(refreshes_dropped, count, "Refreshes not queued because the queue was full.")                     \
+  X(stale_writes_rejected, count, "Stores refused because a newer fence exists.")                     \
+  X(backend_errors, count, "Backend failures (fail_open went on without the backend).")               \
+  X(store_failures, count, "Loaded values that could not be stored (encode or backend error).")       \
+  X(decode_errors, count, "Stored values that could not be decoded (treated as misses).")             \
+  X(cancelled, count, "Waits ended by the caller's stop token (cancelled_error).")                    \
+  X(soft_timeouts, count, "Loads that outran loader_soft_timeout (their callers got the old value).") \
+  X(hard_timeouts, count, "Loads that outran loader_hard_timeout with nothing old to serve.")         \
+  X(stale_served, count, "Callers handed an old value because their load outran its timeout.")        \
+  X(background_loads, count, "Loads run on a background load thread (a loader timeout is set).")      \
+  X(fail_safe_served, count, "Failed loads answered with the last good value (fail-safe), re-armed.")
 
 /// The counters a backend reports through Store::add_counters, in the same form; 0 for a backend
 /// that does not keep one.

@@ -8,6 +8,10 @@
 //   cache_swr.hpp         stale-while-revalidate, background refreshes, early refresh
 //   cache_fencing.hpp     fenced writes: invalidate/put beat a load in flight, expired holders lose
 //   cache_failures.hpp    loader, codec, store and event hook failures
+//   cache_caller_control.hpp  per-call wait timeout and stop token, the loader's LoadContext
+//   cache_negative_caching.hpp  Cache<std::optional<U>>: empty results live negative_ttl
+//   cache_loader_timeouts.hpp  loader soft/hard timeouts, the load finishing in the background
+//   cache_fail_safe.hpp   the last good value on a failed load, re-armed for the throttle
 // cache_conformance.hpp includes them all and instantiates them all for a backend.
 //
 // How to add a backend: write a factory type and instantiate every topic with it in your test file.

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "stampede/detail/random.hpp"
+#include "stampede/detail/type_traits.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/lease.hpp"
 
@@ -21,8 +22,9 @@ template <class T>
 Cache<T>::Cache(CacheOptions options, Backend<T> backend)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      refresher_((validate(options_),
-                  detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue})) {
+      loads_((validate(options_), detail::Refresher::Options{options_.background_load_threads,
+                                                             options_.background_load_threads})),
+      refresher_(detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue}) {
   if (!backend_.store && !backend_.lock) {
     backend_ = memory_backend<T>(options_.max_entries, options_.clock);
   } else if (!backend_.store || !backend_.lock) {
@@ -35,6 +37,7 @@ Cache<T>::Cache(CacheOptions options, Backend<T> backend)
 template <class T>
 Cache<T>::~Cache() {
   refresher_.stop();
+  loads_.stop();
 }
 
 template <class T>
@@ -44,10 +47,13 @@ void Cache<T>::check_key(std::string_view key) {
 
 template <class T>
 template <LoaderFor<T> Loader>
-T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
+T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOptions& call) {
   check_key(key);
+  if (call.wait_timeout.count() < 0) {
+    throw std::invalid_argument("stampede::CallOptions.wait_timeout must be >= 0");
+  }
   const time_point now = clock_->now();
-  if (std::optional<Entry<T>> e = read(key, now)) {
+  if (std::optional<Entry<T>> e = read_servable(key, now)) {
     if (now < e->soft_expiry) {
       count(Counter::hits);
       if (options_.early_refresh_beta > 0 && xfetch_due(*e, now)) {
@@ -55,42 +61,85 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader) {
       }
       return std::move(e->value);
     }
-    // Past soft expiry but present: only SWR keeps such entries servable (blocking: soft == hard).
+    // Past soft expiry but servable: SWR's stale window.
     count(Counter::stale_hits);
     schedule_refresh(key, e->fence, std::forward<Loader>(loader));
     return std::move(e->value);
   }
   count(Counter::misses);
-
-  auto [flight, leader] = flights_.join(key);
-  if (!leader) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
-    if (std::optional<T> v = flight->wait_until(deadline)) {
-      count(Counter::coalesced);
-      return std::move(*v);
-    }
-    count(Counter::wait_timeouts);
-    emit(EventType::lock_timeout, key, "in-process flight");
-    return on_wait_timeout(key, loader, *flight);
-  }
-  try {
-    T value = lead(key, loader, *flight);
-    flight->set_value(value);  // no-op if lead() already published it
-    flights_.leave(key, flight.get());
-    return value;
-  } catch (...) {
-    flights_.leave(key, flight.get());
-    flight->set_error(std::current_exception());
-    throw;
+  for (;;) {
+    auto [flight, leader] = flights_.join(key);
+    if (leader) return lead_flight(key, loader, std::move(flight), call);
+    if (std::optional<T> v = await_flight(key, loader, *flight, call)) return std::move(*v);
+    // The leader gave up before loading (its caller's stop was requested): join the key again.
   }
 }
 
 template <class T>
 template <class Loader>
-T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+std::optional<T> Cache<T>::await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                                        const CallOptions& call) {
+  detail::FlightInterest<T> interest(flight);  // join() counted this caller; dropped on every exit
+  const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
+  std::optional<T> value;
+  switch (flight.wait_until(deadline, call.stop, value)) {
+    case detail::Flight<T>::Wait::value:
+      count(flight.is_old() ? Counter::stale_served : Counter::coalesced);
+      return value;
+    case detail::Flight<T>::Wait::abandoned:
+      return std::nullopt;
+    case detail::Flight<T>::Wait::stopped:
+      throw_cancelled(key);
+    case detail::Flight<T>::Wait::timeout:
+      break;
+  }
+  count(Counter::wait_timeouts);
+  emit(EventType::lock_timeout, key, "in-process flight");
+  return on_wait_timeout(key, loader, flight, call);
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
+                        const CallOptions& call) {
+  // The leader's interest goes when its stop is requested, even while its own thread is in the
+  // loader: with every waiter gone too, the loader's stop token fires.
+  detail::FlightInterest<T> interest(*flight);
+  std::stop_callback give_up(call.stop, [&interest]() noexcept { interest.drop(); });
+  Led led;
+  try {
+    led = lead(key, loader, flight, call);
+  } catch (...) {
+    flights_.leave(key, flight.get());
+    flight->set_error(std::current_exception());
+    throw;
+  }
+  // A load in the background publishes, stores and leaves the table itself.
+  if (led.in_background) return await_background(key, *flight, call, std::move(led.old));
+  flights_.leave(key, flight.get());
+  if (!led.value) {  // stopped before it loaded anything: its waiters start over without it
+    flight->abandon();
+    throw_cancelled(key);
+  }
+  flight->set_value(*led.value);  // no-op if lead() already published it
+  return std::move(*led.value);
+}
+
+template <class T>
+void Cache<T>::throw_cancelled(std::string_view key) {
+  count(Counter::cancelled);
+  throw cancelled_error("stampede: the caller stopped waiting for the load of '" + std::string(key) + "'");
+}
+
+template <class T>
+template <class Loader>
+typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
+                                      const std::shared_ptr<detail::Flight<T>>& flight,
+                                      const CallOptions& call) {
   TokenLock& lock = *backend_.lock;
-  const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+  const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
   bool can_subscribe = true;
+  LoadContext context(flight->load_stop_token());
   for (;;) {
     std::optional<LockToken> token;
     try {
@@ -98,8 +147,7 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
     } catch (const backend_error& e) {
       on_backend_error(key, e);  // throws under fail_closed
       std::chrono::nanoseconds took{};
-      T value = run_loader(key, loader, took);  // fail_open: this process's flight only
-      return value;
+      return {run_loader(key, loader, context, took)};  // fail_open: this process's flight only
     }
     if (token) {
       count(Counter::lock_acquired);
@@ -110,45 +158,132 @@ T Cache<T>::lead(std::string_view key, Loader& loader, detail::Flight<T>& flight
       WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = std::move(report_lost)};
       LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
       // Double check: another process may have stored while we were taking the lock.
-      if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+      if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
         count(Counter::coalesced);
-        return std::move(e->value);
+        return {std::move(e->value)};
       }
-      std::chrono::nanoseconds took{};
-      T value = run_loader(key, loader, took);  // on throw, ~LockLease releases at once
-      // This process's waiters need neither the store write nor the release: wake them now.
-      flight.set_value(value);
-      store_loaded(key, value, token->fence, took);
+      if (loader_timeouts()) {
+        std::optional<Entry<T>> old = read(key, time_point::min());  // expired, still held
+        if (hand_off(key, loader, flight, lease, token->fence, context)) {
+          return {std::nullopt, true, old ? std::optional<T>(std::move(old->value)) : std::nullopt};
+        }
+      }
+      T value = load_and_store(key, loader, context, token->fence, *flight);  // throws: ~LockLease releases
       try {
         lease.release();  // also wakes the waiters of other processes
       } catch (const backend_error& e) {
         on_backend_error(key, e);
       }
-      return value;
+      return {std::move(value)};
     }
 
     // Another process is loading: wait for its value (signal, with a poll fallback).
     count(Counter::lock_contended);
     std::unique_ptr<Subscription> sub = subscribe(key, can_subscribe);  // before the re-check
-    if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+    if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
       count(Counter::coalesced);
-      return std::move(e->value);
+      return {std::move(e->value)};
     }
+    if (call.stop.stop_requested()) return {};
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) break;
     const auto poll = detail::jittered(options_.poll_interval, 0.25);
     wait_for_signal(key, sub.get(), std::min<std::chrono::steady_clock::time_point>(deadline, now + poll),
                     can_subscribe);
-    if (std::optional<Entry<T>> e = read(key, clock_->now())) {
+    if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
       count(Counter::coalesced);
-      return std::move(e->value);
+      return {std::move(e->value)};
     }
+    if (call.stop.stop_requested()) return {};
     if (std::chrono::steady_clock::now() >= deadline) break;
     // Woken (or polled): the holder stored, released after a failure, or expired. Try again.
   }
   count(Counter::wait_timeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
-  return on_wait_timeout(key, loader, flight);
+  return {on_wait_timeout(key, loader, *flight, call)};
+}
+
+template <class T>
+template <class Loader>
+bool Cache<T>::hand_off(std::string_view key, Loader& loader,
+                        const std::shared_ptr<detail::Flight<T>>& flight, LockLease& lease,
+                        std::uint64_t fence, const LoadContext& context) {
+  using Owned = std::decay_t<Loader>;
+  if constexpr (!std::is_copy_constructible_v<Owned>) {
+    return false;  // the load must outlive this call: a loader that cannot be copied runs here
+  } else {
+    // The job owns what the load needs after the caller left: a copy of the loader, the lease
+    // (renewed by its watchdog until the load is done) and the flight.
+    struct Job {
+      std::string key;
+      Owned loader;
+      LockLease lease;
+      std::uint64_t fence;
+      LoadContext context;
+      std::shared_ptr<detail::Flight<T>> flight;
+    };
+    auto job = std::make_shared<Job>(Job{std::string(key), loader, std::move(lease), fence, context, flight});
+    auto run = [this, job] {
+      try {
+        // Publishing is a no-op if a timeout already handed out an old value; the store is fenced.
+        (void)load_and_store(job->key, job->loader, job->context, job->fence, *job->flight);
+        job->lease.release();
+      } catch (...) {
+        job->flight->set_error(std::current_exception());  // counted by run_loader
+      }
+      flights_.leave(job->key, job->flight.get());
+    };
+    // One job per fence (the fence's digits end at the first '#'): a job that is still finishing
+    // after its lock was released must not send the next load of its key to the caller's thread.
+    if (loads_.submit(std::to_string(fence) + '#' + std::string(key), run) ==
+        detail::Refresher::Submit::queued) {
+      count(Counter::background_loads);
+      return true;
+    }
+    lease = std::move(job->lease);  // every background thread busy: load on this thread
+    return false;
+  }
+}
+
+template <class T>
+T Cache<T>::await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
+                             std::optional<T> old) {
+  // With an old value the soft timeout applies (else the hard one); either may be off.
+  std::chrono::milliseconds limit = options_.loader_hard_timeout;
+  if (old && options_.loader_soft_timeout.count() > 0) limit = options_.loader_soft_timeout;
+  const auto deadline = limit.count() > 0 ? std::chrono::steady_clock::now() + limit
+                                          : std::chrono::steady_clock::time_point::max();
+  std::optional<T> value;
+  switch (flight.wait_until(deadline, call.stop, value)) {
+    case detail::Flight<T>::Wait::value:
+      return std::move(*value);
+    case detail::Flight<T>::Wait::stopped:
+      throw_cancelled(key);                   // the load goes on for the flight's waiters
+    case detail::Flight<T>::Wait::abandoned:  // only a leader abandons, and this is the leader
+    case detail::Flight<T>::Wait::timeout:
+      break;
+  }
+  emit(EventType::load_timeout, key, old ? "serving the old value" : "nothing old to serve");
+  // From now on the store is what wants the load (its stop token is never requested), and later
+  // callers may join the flight for the old value until the load leaves the table.
+  (void)flight.add_interest();
+  if (old) {
+    count(Counter::soft_timeouts);
+    // Every caller of the flight gets the old value, until the load is done and leaves the table.
+    if (flight.set_value(*old, /*old=*/true)) {
+      count(Counter::stale_served);
+      return std::move(*old);
+    }
+  } else {
+    count(Counter::hard_timeouts);
+    flights_.leave(key, &flight);  // later callers wait for the lock the load still holds
+    auto error = std::make_exception_ptr(timeout_error("stampede: the load of '" + std::string(key) +
+                                                       "' outran " + std::to_string(limit.count()) + " ms"));
+    if (flight.set_error(error)) std::rethrow_exception(error);
+  }
+  // The load published its own result meanwhile.
+  flight.wait_until(std::chrono::steady_clock::time_point::max(), std::stop_token{}, value);
+  return std::move(*value);
 }
 
 template <class T>
@@ -184,10 +319,11 @@ void Cache<T>::wait_for_signal(std::string_view key, Subscription* sub,
 
 template <class T>
 template <class Loader>
-T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                            const CallOptions& call) {
   switch (options_.on_wait_timeout) {
     case OnWaitTimeout::compute:
-      return compute_fallback(key, loader, flight);
+      return compute_fallback(key, loader, flight, call);
     case OnWaitTimeout::serve_stale:
       // Ask the store for anything it still holds, however old (a time before every expiry).
       if (std::optional<Entry<T>> e = read(key, time_point::min())) return std::move(e->value);
@@ -195,20 +331,26 @@ T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight
     case OnWaitTimeout::throw_error:
       break;
   }
-  throw timeout_error("stampede: waited " + std::to_string(options_.wait_timeout.count()) +
+  throw timeout_error("stampede: waited " + std::to_string(wait_timeout(call).count()) +
                       " ms for another caller's load of '" + std::string(key) + "'");
 }
 
 template <class T>
 template <class Loader>
-T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight) {
+T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+                             const CallOptions& call) {
   // The callers of one flight that gave up waiting (its waiters, and its leader when another
   // process holds the lock) share one fallback load.
   auto [fallback, leader] = flight.join_fallback();
   if (!leader) {
-    T value = fallback.wait();  // the fallback's load, or the flight's value if that comes first
+    // The fallback's load, or the flight's value if that comes first.
+    std::optional<T> value;
+    if (fallback.wait_until(std::chrono::steady_clock::time_point::max(), call.stop, value) !=
+        detail::Flight<T>::Wait::value) {
+      throw_cancelled(key);  // a fallback is never abandoned: only a stop ends this wait early
+    }
     count(Counter::coalesced);
-    return value;
+    return std::move(*value);
   }
   try {
     if (std::optional<T> v = flight.value_if_published()) {  // the flight finished meanwhile
@@ -218,7 +360,8 @@ T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Fligh
     }
     count(Counter::fallback_computes);
     std::chrono::nanoseconds took{};
-    T value = run_loader(key, loader, took);  // holds no fence, so it is not stored
+    LoadContext context(fallback.load_stop_token());
+    T value = run_loader(key, loader, context, took);  // holds no fence, so it is not stored
     fallback.set_value(value);
     return value;
   } catch (...) {
@@ -229,10 +372,17 @@ T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Fligh
 
 template <class T>
 template <class Loader>
-T Cache<T>::run_loader(std::string_view key, Loader& loader, std::chrono::nanoseconds& took) {
+T Cache<T>::run_loader(std::string_view key, Loader& loader, LoadContext& context,
+                       std::chrono::nanoseconds& took) {
   const auto start = std::chrono::steady_clock::now();
   try {
-    T value = std::invoke(loader);
+    T value = [&]() -> T {
+      if constexpr (std::invocable<Loader&, LoadContext&>) {
+        return std::invoke(loader, context);
+      } else {
+        return std::invoke(loader);
+      }
+    }();
     took = std::chrono::steady_clock::now() - start;
     count(Counter::loads);
     count(Counter::load_time, static_cast<std::uint64_t>(took.count()));
@@ -283,8 +433,21 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     std::optional<Entry<T>> e = read(key, clock_->now());
     if (!e || e->fence != observed_fence) return;
     std::chrono::nanoseconds took{};
-    T value = run_loader(key, loader, took);
-    if (write(key, value, token->fence, took) == PutResult::stored) {
+    LoadContext context;  // nobody waits for a refresh: its stop token is never requested
+    std::optional<T> loaded;
+    try {
+      loaded.emplace(run_loader(key, loader, context, took));
+    } catch (const std::exception& error) {
+      count(Counter::refresh_failures);
+      emit(EventType::refresh_failed, key, error.what());
+      (void)fail_safe(key, token->fence, error.what());  // re-arms the stale value, if allowed
+      return;
+    }
+    T& value = *loaded;
+    const std::optional<std::chrono::milliseconds> life = lifetime(value, context.ttl());
+    if (life && life->count() == 0) {
+      backend_.store->invalidate(key, token->fence);  // the value is gone: do not serve the old one
+    } else if (write(key, value, token->fence, took, life) == PutResult::stored) {
       count(Counter::refreshes);
       emit(EventType::refresh_done, key, {}, took);
     }
@@ -316,8 +479,70 @@ std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
 }
 
 template <class T>
+template <class Loader>
+T Cache<T>::load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
+                           detail::Flight<T>& flight) {
+  std::chrono::nanoseconds took{};
+  std::optional<T> value;
+  try {
+    value.emplace(run_loader(key, loader, context, took));
+  } catch (const std::exception& error) {
+    value = fail_safe(key, fence, error.what());
+    if (!value) throw;
+    flight.set_value(*value);
+    return std::move(*value);
+  }
+  // This process's waiters need neither the store write nor the release: wake them now.
+  flight.set_value(*value);
+  store_loaded(key, *value, fence, took, context.ttl());
+  return std::move(*value);
+}
+
+template <class T>
+std::optional<T> Cache<T>::fail_safe(std::string_view key, std::uint64_t fence, std::string_view error) {
+  if (options_.fail_safe_max_age.count() == 0) return std::nullopt;
+  const time_point now = clock_->now();
+  std::optional<Entry<T>> last_good = read(key, now);  // kept until fail_safe_max_age past expiry
+  if (!last_good) return std::nullopt;
+  // Re-arm it in the shared store, under this load's fence: fresh for the throttle, never past
+  // the last good deadline.
+  Entry<T> rearmed = *last_good;
+  rearmed.fence = fence;
+  rearmed.soft_expiry = std::min(now + options_.fail_safe_throttle, last_good->hard_expiry);
+  try {
+    if (backend_.store->put(key, rearmed, now) == PutResult::stale_fence) {
+      count(Counter::stale_writes_rejected);
+      emit(EventType::stale_write_rejected, key, "a newer fence exists");
+    }
+  } catch (const backend_error& e) {
+    count(Counter::backend_errors);
+    emit(EventType::backend_error, key, e.what());
+  } catch (const codec_error& e) {
+    count(Counter::store_failures);
+    emit(EventType::store_failed, key, e.what());
+  }
+  count(Counter::fail_safe_served);
+  emit(EventType::fail_safe, key, error);
+  return std::move(last_good->value);
+}
+
+template <class T>
+std::optional<std::chrono::milliseconds> Cache<T>::lifetime(
+    const T& value, std::optional<std::chrono::milliseconds> ttl) const {
+  // 0 = do not store. Otherwise the loader's TTL, exact; else the options' (nullopt), jittered.
+  if (ttl) return ttl;
+  if constexpr (detail::is_optional_v<T>) {
+    if (!value.has_value()) {  // negative caching
+      if (options_.negative_ttl.count() == 0) return std::chrono::milliseconds{0};
+      return options_.negative_ttl;
+    }
+  }
+  return std::nullopt;
+}
+
+template <class T>
 PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fence,
-                          std::chrono::nanoseconds load_time) {
+                          std::chrono::nanoseconds load_time, std::optional<std::chrono::milliseconds> ttl) {
   const time_point now = clock_->now();
   const double jitter =
       options_.ttl_jitter > 0
@@ -326,16 +551,15 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
   auto scaled = [jitter](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::system_clock::duration>(d * jitter);
   };
+  const std::chrono::system_clock::duration life =
+      ttl ? std::chrono::duration_cast<std::chrono::system_clock::duration>(*ttl)
+          : scaled(options_.mode == Mode::blocking ? options_.ttl : options_.soft_ttl);
   // Every field, in order: a designated initialiser that skips fields trips GCC 12's
   // -Wmissing-field-initializers in each user TU that instantiates this under -Wextra.
-  Entry<T> entry{value, time_point{}, time_point{}, fence,
+  Entry<T> entry{value, now + life, now + life, fence,
                  std::chrono::duration_cast<std::chrono::milliseconds>(load_time)};
-  if (options_.mode == Mode::blocking) {
-    entry.soft_expiry = entry.hard_expiry = now + scaled(options_.ttl);
-  } else {
-    entry.soft_expiry = now + scaled(options_.soft_ttl);
-    entry.hard_expiry = entry.soft_expiry + options_.swr_window;
-  }
+  if (options_.mode == Mode::stale_while_revalidate) entry.hard_expiry += options_.swr_window;
+  entry.hard_expiry += options_.fail_safe_max_age;  // kept as "last good" (0 = off)
   const PutResult result = backend_.store->put(key, entry, now);
   if (result == PutResult::stale_fence) {
     count(Counter::stale_writes_rejected);
@@ -346,11 +570,14 @@ PutResult Cache<T>::write(std::string_view key, const T& value, std::uint64_t fe
 
 template <class T>
 void Cache<T>::store_loaded(std::string_view key, const T& value, std::uint64_t fence,
-                            std::chrono::nanoseconds load_time) {
+                            std::chrono::nanoseconds load_time,
+                            std::optional<std::chrono::milliseconds> ttl) {
   // The load succeeded and its waiters may have the value already: every caller gets it, whether
   // or not it could be stored (in both failure modes). The failed store is counted and reported.
+  const std::optional<std::chrono::milliseconds> life = lifetime(value, ttl);
+  if (life && life->count() == 0) return;  // an empty result, negative caching off
   try {
-    write(key, value, fence, load_time);
+    write(key, value, fence, load_time, life);
   } catch (const backend_error& e) {
     count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
@@ -395,7 +622,7 @@ template <class T>
 std::optional<T> Cache<T>::get(std::string_view key) {
   check_key(key);
   const time_point now = clock_->now();
-  std::optional<Entry<T>> e = read(key, now);
+  std::optional<Entry<T>> e = read_servable(key, now);
   if (!e) {
     count(Counter::misses);
     return std::nullopt;

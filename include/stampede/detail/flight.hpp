@@ -12,7 +12,7 @@
 // first of them loads for all, and a value of the flight itself completes the fallback too.
 //
 //   auto [flight, leader] = flights.join(key);
-//   if (!leader) return flight->wait_until(deadline);              // a copy of the leader's value
+//   if (!leader) flight->wait_until(deadline, stop, value);          // a copy of the leader's value
 //   flight->set_value(load()); flights.leave(key, flight.get());
 #pragma once
 
@@ -23,6 +23,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -41,7 +42,14 @@ namespace stampede::detail {
 /// The result is written once, then published by a store of `state_`; waiters block on that word
 /// with a futex and, once it says done, read the result without any lock. So the N waiters of a
 /// hot key wake and copy the value in parallel instead of queueing on a mutex behind a condition
-/// variable (which the wave benchmark measured as most of the wake-up latency).
+/// variable (which the wave benchmark measured as most of the wake-up latency). The word's low two
+/// bits are the state; the bits above count wake-ups asked for by stop requests (a stop callback
+/// bumps them and wakes the waiters, so a request between a waiter's check and its futex wait is
+/// never lost).
+///
+/// Interest: the callers that still want this flight's load (its leader and each waiter) are
+/// counted; when the last one gives up, load_stop_token() is requested (the loader may abort) and
+/// the flight can no longer be joined (FlightGroup::join starts a new one instead).
 template <class T>
 class Flight {
  public:
@@ -50,6 +58,13 @@ class Flight {
     Flight& flight;
     bool leader;
   };
+  /// How a wait ended.
+  enum class Wait {
+    value,      ///< the value was published (and copied out)
+    timeout,    ///< the deadline passed first
+    stopped,    ///< the caller's stop token was requested first
+    abandoned,  ///< the leader gave up before loading: join again (the flight left the table)
+  };
 
   Flight() = default;
   ~Flight() { delete fallback_.load(std::memory_order_acquire); }
@@ -57,45 +72,73 @@ class Flight {
   Flight& operator=(const Flight&) = delete;
 
   /// Publishes the value, also to the fallback flight if one has started, and wakes the waiters.
-  /// Only the first set_value/set_error counts. If copying the value throws, the waiters get that
-  /// exception instead (the caller still has its value).
-  void set_value(const T& value) noexcept {
-    if (!claim()) return;  // before copying: the leader calls this twice on its normal path
+  /// Only the first set_value/set_error/abandon counts. If copying the value throws, the waiters
+  /// get that exception instead (the caller still has its value).
+  /// @param old true for a value older than the load (a loader timeout served it): see is_old().
+  /// @return false if a result was published before (this call changed nothing).
+  bool set_value(const T& value, bool old = false) noexcept {
+    if (!claim()) return false;  // before copying: the leader calls this twice on its normal path
+    old_ = old;
     try {
       value_.emplace(value);
     } catch (...) {
       error_ = std::current_exception();
       publish(kError);
-      return;
+      return true;
     }
     publish(kValue);
     // seq_cst, as the store in publish() and the exchange in join_fallback(): either this load
     // sees a fallback that has started, or that fallback's leader sees this value.
-    if (Flight* fallback = fallback_.load(std::memory_order_seq_cst)) fallback->set_value(value);
+    if (Flight* fallback = fallback_.load(std::memory_order_seq_cst)) fallback->set_value(value, old);
+    return true;
   }
-  void set_error(std::exception_ptr error) noexcept {
-    if (!claim()) return;
+  /// @return false if a result was published before (this call changed nothing).
+  bool set_error(std::exception_ptr error) noexcept {
+    if (!claim()) return false;
     error_ = std::move(error);
     publish(kError);
+    return true;
   }
-  /// Waits for the result until `deadline`.
-  /// @return a copy of the value; std::nullopt on timeout. @throws the leader's exception.
-  std::optional<T> wait_until(std::chrono::steady_clock::time_point deadline) {
+  /// Tells the waiters that the leader gave up before loading: each joins the key again.
+  void abandon() noexcept {
+    if (claim()) publish(kAbandoned);
+  }
+  /// Waits for the result until `deadline` or a request on `stop`, whichever comes first.
+  /// @param out receives a copy of the value (Wait::value only).
+  /// @return how the wait ended. @throws the leader's exception.
+  Wait wait_until(std::chrono::steady_clock::time_point deadline, const std::stop_token& stop,
+                  std::optional<T>& out) {
+    // Wakes this flight's waiters (they re-check); changing the word first closes the window
+    // between a waiter's stop check and its futex wait.
+    std::stop_callback on_stop(stop, [this]() noexcept {
+      state_.fetch_add(kWakeStep, std::memory_order_seq_cst);
+      futex_wake_all(state_);
+    });
     for (;;) {
-      const std::uint32_t s = state_.load(std::memory_order_acquire);
-      if (s == kValue) return value_;  // immutable once published: no lock needed
-      if (s == kError) std::rethrow_exception(error_);
-      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-      futex_wait_until(state_, s, deadline);
+      const std::uint32_t word = state_.load(std::memory_order_acquire);
+      switch (word & kStateMask) {
+        case kValue:
+          out = value_;  // immutable once published: no lock needed
+          return Wait::value;
+        case kError:
+          std::rethrow_exception(error_);
+        case kAbandoned:
+          return Wait::abandoned;
+        default:
+          break;
+      }
+      if (stop.stop_requested()) return Wait::stopped;
+      if (std::chrono::steady_clock::now() >= deadline) return Wait::timeout;
+      futex_wait_until(state_, word, deadline);
     }
   }
-  /// Waits for the result without a deadline. @return a copy of the value.
-  /// @throws the leader's exception.
-  T wait() { return *wait_until(std::chrono::steady_clock::time_point::max()); }
+  /// @return true if the published value is an old one (set_value(v, true)); read it only after a
+  ///         wait returned Wait::value.
+  [[nodiscard]] bool is_old() const noexcept { return old_; }
   /// @return a copy of the value if it is published, else std::nullopt (never waits or throws
   ///         the leader's exception).
   std::optional<T> value_if_published() const {
-    if (state_.load(std::memory_order_seq_cst) == kValue) return value_;
+    if ((state_.load(std::memory_order_seq_cst) & kStateMask) == kValue) return value_;
     return std::nullopt;
   }
   /// Joins the fallback flight of this flight's callers that gave up waiting, creating it (and
@@ -111,23 +154,66 @@ class Flight {
     return {*current, false};
   }
 
+  /// Counts one more interested caller, unless every caller has given up already.
+  /// @return false if the flight's load is no longer wanted (join a new flight instead).
+  [[nodiscard]] bool add_interest() noexcept {
+    std::uint32_t n = interest_.load(std::memory_order_relaxed);
+    while (n != 0) {
+      if (interest_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  }
+  /// One interested caller gave up (or is done); the last one requests load_stop_token().
+  void drop_interest() noexcept {
+    if (interest_.fetch_sub(1, std::memory_order_acq_rel) == 1) load_stop_.request_stop();
+  }
+  /// Requested once every caller of this flight has given up (the loader may stop working).
+  [[nodiscard]] std::stop_token load_stop_token() const noexcept { return load_stop_.get_token(); }
+
  private:
-  static constexpr std::uint32_t kPending = 0, kWriting = 1, kValue = 2, kError = 3;
+  static constexpr std::uint32_t kPending = 0, kWriting = 1, kValue = 2, kError = 3, kAbandoned = 4;
+  static constexpr std::uint32_t kStateMask = 7, kWakeStep = 8;
 
   bool claim() noexcept {
-    std::uint32_t expected = kPending;
-    return state_.compare_exchange_strong(expected, kWriting, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
+    std::uint32_t word = state_.load(std::memory_order_relaxed);
+    while ((word & kStateMask) == kPending) {
+      if (state_.compare_exchange_weak(word, (word & ~kStateMask) | kWriting, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    return false;
   }
   void publish(std::uint32_t done) noexcept {
     state_.store(done, std::memory_order_seq_cst);  // seq_cst: see set_value()
     futex_wake_all(state_);
   }
 
-  std::atomic<std::uint32_t> state_{kPending};
-  std::optional<T> value_;                  // written once, by the claimer, before state_ says kValue
-  std::exception_ptr error_;                // written once, by the claimer, before state_ says kError
-  std::atomic<Flight*> fallback_{nullptr};  // owned; set once, by join_fallback()
+  std::atomic<std::uint32_t> state_{kPending};  // state in kStateMask, wake-up count above it
+  std::optional<T> value_;                      // written once, by the claimer, before state_ says kValue
+  bool old_ = false;                            // written once, by the claimer, before state_ says kValue
+  std::exception_ptr error_;                    // written once, by the claimer, before state_ says kError
+  std::atomic<Flight*> fallback_{nullptr};      // owned; set once, by join_fallback()
+  std::atomic<std::uint32_t> interest_{1};      // the leader, plus each waiter that joined
+  std::stop_source load_stop_;
+};
+
+/// One caller's interest in a flight, dropped once (by drop() or the destructor). Thread-safe:
+/// drop() may race with itself (a stop callback and the caller's own exit).
+template <class T>
+class FlightInterest {
+ public:
+  explicit FlightInterest(Flight<T>& flight) : flight_(flight) {}
+  ~FlightInterest() { drop(); }
+  FlightInterest(const FlightInterest&) = delete;
+  FlightInterest& operator=(const FlightInterest&) = delete;
+  void drop() noexcept {
+    if (!dropped_.exchange(true, std::memory_order_acq_rel)) flight_.drop_interest();
+  }
+
+ private:
+  Flight<T>& flight_;
+  std::atomic<bool> dropped_{false};
 };
 
 /// Key -> flight table, striped by key hash. Thread-safe.
@@ -149,12 +235,16 @@ class FlightGroup {
   FlightGroup(const FlightGroup&) = delete;
   FlightGroup& operator=(const FlightGroup&) = delete;
 
-  /// Joins the key's flight, creating it (and becoming its leader) if there is none.
+  /// Joins the key's flight (counting the caller's interest), creating it (and becoming its
+  /// leader) if there is none or if every caller of the one there gave up.
   Joined join(std::string_view key) {
     Stripe& s = stripe_for(key);
     MutexLock l(s.mu);
     auto it = s.flights.find(key);
-    if (it != s.flights.end()) return {it->second, false};
+    if (it != s.flights.end()) {
+      if (it->second->add_interest()) return {it->second, false};
+      s.flights.erase(it);  // every caller gave up on that load: start a new one
+    }
     auto flight = std::make_shared<Flight<T>>();
     s.flights.emplace(std::string(key), flight);
     return {std::move(flight), true};
