@@ -190,9 +190,13 @@ class Cache {
                 LockLease& lease, std::uint64_t fence, const LoadContext& context);
   T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
                      std::optional<T> old);
+  /// When a load wakes its flight's waiters: before its store write (the caller's thread ran the
+  /// loader and returns only after the write) or after it (a background load: its callers are all
+  /// waiters, and each must find the value in the store once it returns).
+  enum class Wake { before_store, after_store };
   template <class Loader>
   T load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
-                   detail::Flight<T>& flight);
+                   detail::Flight<T>& flight, Wake wake);
   std::optional<T> fail_safe(std::string_view key, std::uint64_t fence, std::string_view error);
   bool servable(const Entry<T>& e, time_point now) const noexcept {
     return now < (options_.mode == Mode::blocking ? e.soft_expiry : e.soft_expiry + options_.swr_window);

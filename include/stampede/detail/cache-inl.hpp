@@ -168,7 +168,8 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
           return {std::nullopt, true, old ? std::optional<T>(std::move(old->value)) : std::nullopt};
         }
       }
-      T value = load_and_store(key, loader, context, token->fence, *flight);  // throws: ~LockLease releases
+      T value = load_and_store(key, loader, context, token->fence, *flight,
+                               Wake::before_store);  // throws: ~LockLease releases
       try {
         lease.release();  // also wakes the waiters of other processes
       } catch (const backend_error& e) {
@@ -226,7 +227,8 @@ bool Cache<T>::hand_off(std::string_view key, Loader& loader,
     auto run = [this, job] {
       try {
         // Publishing is a no-op if a timeout already handed out an old value; the store is fenced.
-        (void)load_and_store(job->key, job->loader, job->context, job->fence, *job->flight);
+        (void)load_and_store(job->key, job->loader, job->context, job->fence, *job->flight,
+                             Wake::after_store);
         job->lease.release();
       } catch (...) {
         job->flight->set_error(std::current_exception());  // counted by run_loader
@@ -481,7 +483,7 @@ std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
 template <class T>
 template <class Loader>
 T Cache<T>::load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
-                           detail::Flight<T>& flight) {
+                           detail::Flight<T>& flight, Wake wake) {
   std::chrono::nanoseconds took{};
   std::optional<T> value;
   try {
@@ -492,9 +494,10 @@ T Cache<T>::load_and_store(std::string_view key, Loader& loader, LoadContext& co
     flight.set_value(*value);
     return std::move(*value);
   }
-  // This process's waiters need neither the store write nor the release: wake them now.
-  flight.set_value(*value);
+  // A foreground load's waiters need neither the store write nor the release: wake them now.
+  if (wake == Wake::before_store) flight.set_value(*value);
   store_loaded(key, *value, fence, took, context.ttl());
+  flight.set_value(*value);  // no-op if already published
   return std::move(*value);
 }
 
