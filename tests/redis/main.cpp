@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <stampede/redis/redis.hpp>
 #include <stampede/stampede.hpp>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,6 +101,31 @@ int child_writer(const std::vector<std::string>& a) {
   return 0;
 }
 
+// failsafe URL PREFIX KEY up|down: one get_or_compute of KEY by a Cache with fail-safe on (max age
+// 1 h, throttle 60 s) whose loader returns "new" (up) or throws (down); prints
+// {"value":..., "loads":N, "fail_safe_served":N}, or {"error":...} if the call threw.
+int child_failsafe(const std::vector<std::string>& a) {
+  auto client = stampede::redis::Client::connect(a.at(0));
+  stampede::Cache<std::string> cache({.ttl = 60s, .fail_safe_max_age = 1h, .fail_safe_throttle = 60s},
+                                     stampede::redis::backend<std::string>(client, a.at(1)));
+  const bool up = a.at(3) == "up";
+  int loads = 0;
+  nlohmann::json out;
+  try {
+    out["value"] = cache.get_or_compute(a.at(2), [&] {
+      ++loads;
+      if (!up) throw std::runtime_error("the database is down");
+      return std::string("new");
+    });
+  } catch (const std::exception& e) {
+    out["error"] = e.what();
+  }
+  out["loads"] = loads;
+  out["fail_safe_served"] = cache.stats().fail_safe_served;
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +139,7 @@ int main(int argc, char** argv) {
       if (mode == "stampede") return child_stampede(args);
       if (mode == "paused") return child_paused(args);
       if (mode == "writer") return child_writer(args);
+      if (mode == "failsafe") return child_failsafe(args);
     } catch (const std::exception& e) {
       std::cout << "error: " << e.what() << std::endl;
       return 3;
