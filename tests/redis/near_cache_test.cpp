@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdint>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,14 @@ long long hgetall_calls(Client& client) {
 
 std::string url() { return redis_test::shared_server().url(); }
 
+// A write's invalidation reaches every near cache on the prefix, the writer's own process included,
+// asynchronously: a copy a read keeps before it arrives is dropped when it does. Tests that count
+// near hits after a write first wait for it. BCAST tracking sends one message per written key.
+// @return whether `a` received `n` more key invalidations than `before` within the hang guard.
+bool invalidations_arrived(Instance& a, std::uint64_t before, std::uint64_t n = 1) {
+  return eventually([&] { return a.cache.stats().near_invalidations >= before + n; });
+}
+
 std::string value_key(const std::string& prefix, const std::string& key) { return prefix + "{" + key + "}"; }
 
 // ---- options ----------------------------------------------------------------------------------
@@ -102,7 +111,9 @@ TEST(NearCache, SecondReadIsANearHitWithoutARoundTrip) {
   const std::string prefix = unique_prefix();
   Instance a(url(), prefix);
   ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t invalidations = a.cache.stats().near_invalidations;
   EXPECT_EQ(a.cache.get_or_compute("k", [] { return std::string("v1"); }), "v1");
+  ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "the load's own write was never announced";
   EXPECT_EQ(a.get("k"), "v1");  // first read after the load: from Redis, kept
   const auto before = a.cache.stats();
   const long long hgetalls = hgetall_calls(*shared_client());
@@ -120,7 +131,9 @@ TEST(NearCache, WritesOfAnotherInstanceDropTheKey) {
   ASSERT_TRUE(b.tracking_within_hang_guard());
 
   // B loads; A reads it into its near cache.
+  const std::uint64_t invalidations = a.cache.stats().near_invalidations;
   b.cache.get_or_compute("k", [] { return std::string("loaded"); });
+  ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "B's write was never announced to A";
   EXPECT_EQ(a.get("k"), "loaded");
   EXPECT_EQ(a.get("k"), "loaded");
   ASSERT_GE(a.cache.stats().near_hits, 1u);
@@ -147,7 +160,9 @@ TEST(NearCache, WritesOfAnotherProcessDropTheKey) {
     return b.read_line();
   };
 
+  const std::uint64_t invalidations = a.cache.stats().near_invalidations;
   ASSERT_EQ(run("load k loaded"), "done");
+  ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "B's write was never announced to A";
   EXPECT_EQ(a.get("k"), "loaded");
   EXPECT_EQ(a.get("k"), "loaded");
   ASSERT_GE(a.cache.stats().near_hits, 1u);
@@ -250,7 +265,9 @@ TEST(NearCache, TrackingConnectionKilledFlushesThenRecovers) {
   };
   Instance a(server.url(), prefix, near);
   ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t invalidations = a.cache.stats().near_invalidations;
   a.cache.put("k", "v1");
+  ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "the put was never announced";
   EXPECT_EQ(a.get("k"), "v1");
   EXPECT_EQ(a.get("k"), "v1");
   ASSERT_GE(a.cache.stats().near_hits, 1u);
@@ -282,7 +299,9 @@ TEST(NearCache, RedisRestartedNoStaleValueAfterItIsDetected) {
   const std::string prefix = unique_prefix();
   Instance a(server.url(), prefix);
   ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t invalidations = a.cache.stats().near_invalidations;
   a.cache.put("k", "before");
+  ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "the put was never announced";
   EXPECT_EQ(a.get("k"), "before");
   EXPECT_EQ(a.get("k"), "before");
 
@@ -323,7 +342,9 @@ TEST(NearCache, MaxAgeBoundsEveryLocalCopy) {
   auto clock = std::make_shared<stampede::ManualClock>();
   Instance a(url(), prefix, {.enabled = true, .max_age = 5s, .clock = clock});
   ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t invalidations = a.cache.stats().near_invalidations;
   a.cache.put("k", "v1");
+  ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "the put was never announced";
   EXPECT_EQ(a.get("k"), "v1");
   const auto s0 = a.cache.stats();
   EXPECT_EQ(a.get("k"), "v1");
@@ -345,7 +366,9 @@ TEST(NearCache, MaxEntriesBoundsTheNearCache) {
   ASSERT_TRUE(a.tracking_within_hang_guard());
   for (int i = 0; i < 100; ++i) {
     const std::string k = "k" + std::to_string(i);
+    const std::uint64_t invalidations = a.cache.stats().near_invalidations;
     a.cache.put(k, "v");
+    ASSERT_TRUE(invalidations_arrived(a, invalidations)) << "the put of " << k << " was never announced";
     EXPECT_EQ(a.get(k), "v");
     EXPECT_LE(a.near().size(), 8u);
   }
