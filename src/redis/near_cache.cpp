@@ -1,11 +1,9 @@
 #include "stampede/redis/near_cache.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <condition_variable>
 #include <stdexcept>
 #include <thread>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "fd_identity.hpp"
+#include "pubsub_reader.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/redis/connection.hpp"
@@ -120,65 +119,11 @@ struct NearTracker::Impl {
   }
 
   // Forwards invalidations until the connection is lost (EOF, I/O error, a keepalive PING not
-  // answered in time) or the tracker stops. @return true when asked to stop.
+  // answered in time: pubsub_reader.hpp) or the tracker stops. @return true when asked to stop.
   bool read_until_lost(Connection& conn, std::string& error) {
-    using steady = std::chrono::steady_clock;
-    const ClientOptions& o = client->options();
-    const std::chrono::milliseconds interval = o.keepalive_interval;
-    const std::chrono::milliseconds answer_within =
-        o.command_timeout.count() > 0 ? o.command_timeout : interval;
-    steady::time_point last_heard = steady::now();
-    bool pinged = false;
-    steady::time_point answer_due{};
-    for (;;) {
-      int timeout_ms = -1;
-      if (interval.count() > 0) {
-        const steady::time_point due = pinged ? answer_due : last_heard + interval;
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - steady::now()).count();
-        timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left, 0, 60'000));
-      }
-      pollfd fds[2] = {{conn.fd(), POLLIN, 0}, {wake[0], POLLIN, 0}};
-      if (::poll(fds, 2, timeout_ms) < 0) {
-        if (errno == EINTR) continue;
-        error = "poll failed";
-        return false;
-      }
-      if (fds[1].revents != 0) {
-        char buf[16];
-        while (::read(wake[0], buf, sizeof buf) > 0) {
-        }
-        if (is_stopped()) return true;
-      }
-      if (fds[0].revents != 0) {
-        std::vector<Reply> messages;
-        try {
-          messages = conn.read_available();
-        } catch (const backend_error& e) {
-          error = e.what();
-          return false;
-        }
-        last_heard = steady::now();
-        pinged = false;
-        for (const Reply& m : messages) dispatch(m);
-      }
-      if (interval.count() == 0) continue;
-      const steady::time_point now = steady::now();
-      if (pinged) {
-        if (now >= answer_due) {
-          error = "keepalive PING not answered";
-          return false;
-        }
-      } else if (now >= last_heard + interval) {
-        try {
-          conn.send({"PING"});
-        } catch (const backend_error& e) {
-          error = e.what();
-          return false;
-        }
-        pinged = true;
-        answer_due = now + answer_within;
-      }
-    }
+    return read_pubsub_until_lost(
+               conn, wake[0], client->options(), [this] { return is_stopped(); },
+               [this](const Reply& m) { dispatch(m); }, error) == PubSubEnd::stopped;
   }
 
   // ["message", "__redis__:invalidate", [key...]] or, for FLUSHALL/FLUSHDB, a nil payload.

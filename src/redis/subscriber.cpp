@@ -1,16 +1,14 @@
 #include "subscriber.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <condition_variable>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "pubsub_reader.hpp"
 #include "stampede/detail/fork.hpp"
 #include "stampede/detail/string_hash.hpp"
 #include "stampede/detail/thread_annotations.hpp"
@@ -202,64 +200,18 @@ void Subscriber::run() {
   }
 }
 
-// Dispatches messages until the connection is lost (I/O error, EOF, or a keepalive PING not
-// answered in time) or the Subscriber stops. A connection that has received nothing for
-// keepalive_interval is PINGed (allowed while subscribed; the answer is a "pong" array); if
-// nothing arrives within command_timeout after that, it is declared lost.
+// Dispatches messages until the connection is lost or the Subscriber stops (pubsub_reader.hpp:
+// the keepalive PINGs a silent connection and declares it lost when the PING goes unanswered).
 // @return true when asked to stop, false when the connection was lost.
 bool Subscriber::read_until_lost(Connection& conn) {
-  using steady = std::chrono::steady_clock;
-  const ClientOptions& o = client_->options();
-  const std::chrono::milliseconds interval = o.keepalive_interval;
-  const std::chrono::milliseconds answer_within =
-      o.command_timeout.count() > 0 ? o.command_timeout : interval;
-  steady::time_point last_heard = steady::now();
-  bool pinged = false;  // a PING is unanswered
-  steady::time_point answer_due{};
-  for (;;) {
-    int timeout_ms = -1;
-    if (interval.count() > 0) {
-      const steady::time_point due = pinged ? answer_due : last_heard + interval;
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - steady::now()).count();
-      timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left, 0, 60'000));
-    }
-    pollfd fds[2] = {{conn.fd(), POLLIN, 0}, {wake_[0], POLLIN, 0}};
-    if (::poll(fds, 2, timeout_ms) < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (fds[1].revents != 0) {
-      char buf[16];
-      while (::read(wake_[0], buf, sizeof buf) > 0) {
-      }
-      stampede::detail::MutexLock l(hub_->mu);
-      if (hub_->state == Hub::State::stopped) return true;
-    }
-    if (fds[0].revents != 0) {
-      std::vector<Reply> messages;
-      try {
-        messages = conn.read_available();
-      } catch (const backend_error&) {
-        return false;
-      }
-      last_heard = steady::now();
-      pinged = false;  // anything from the server, a pong or a message, shows it is there
-      for (const Reply& m : messages) dispatch(m);
-    }
-    if (interval.count() == 0) continue;
-    const steady::time_point now = steady::now();
-    if (pinged) {
-      if (now >= answer_due) return false;
-    } else if (now >= last_heard + interval) {
-      try {
-        conn.send({"PING"});
-      } catch (const backend_error&) {
-        return false;
-      }
-      pinged = true;
-      answer_due = now + answer_within;
-    }
-  }
+  std::string error;
+  return read_pubsub_until_lost(
+             conn, wake_[0], client_->options(),
+             [this] {
+               stampede::detail::MutexLock l(hub_->mu);
+               return hub_->state == Hub::State::stopped;
+             },
+             [this](const Reply& m) { dispatch(m); }, error) == PubSubEnd::stopped;
 }
 
 void Subscriber::dispatch(const Reply& m) {
