@@ -181,6 +181,8 @@ class Cache {
     std::optional<T> value;
     bool in_background = false;
     std::optional<T> old;
+    /// The leader has its value: from its own load, the store or a fallback.
+    static Led done(T v) { return Led{std::move(v), false, std::nullopt}; }
   };
   template <class Loader>
   Led lead(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,

@@ -147,7 +147,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
     } catch (const backend_error& e) {
       on_backend_error(key, e);  // throws under fail_closed
       std::chrono::nanoseconds took{};
-      return {run_loader(key, loader, context, took)};  // fail_open: this process's flight only
+      return Led::done(run_loader(key, loader, context, took));  // fail_open: this process's flight only
     }
     if (token) {
       count(Counter::lock_acquired);
@@ -160,7 +160,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
       // Double check: another process may have stored while we were taking the lock.
       if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
         count(Counter::coalesced);
-        return {std::move(e->value)};
+        return Led::done(std::move(e->value));
       }
       if (loader_timeouts()) {
         std::optional<Entry<T>> old = read(key, time_point::min());  // expired, still held
@@ -175,7 +175,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
       } catch (const backend_error& e) {
         on_backend_error(key, e);
       }
-      return {std::move(value)};
+      return Led::done(std::move(value));
     }
 
     // Another process is loading: wait for its value (signal, with a poll fallback).
@@ -183,7 +183,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
     std::unique_ptr<Subscription> sub = subscribe(key, can_subscribe);  // before the re-check
     if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
       count(Counter::coalesced);
-      return {std::move(e->value)};
+      return Led::done(std::move(e->value));
     }
     if (call.stop.stop_requested()) return {};
     const auto now = std::chrono::steady_clock::now();
@@ -193,7 +193,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
                     can_subscribe);
     if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
       count(Counter::coalesced);
-      return {std::move(e->value)};
+      return Led::done(std::move(e->value));
     }
     if (call.stop.stop_requested()) return {};
     if (std::chrono::steady_clock::now() >= deadline) break;
@@ -201,7 +201,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
   }
   count(Counter::wait_timeouts);
   emit(EventType::lock_timeout, key, "another process holds the lock");
-  return {on_wait_timeout(key, loader, *flight, call)};
+  return Led::done(on_wait_timeout(key, loader, *flight, call));
 }
 
 template <class T>
