@@ -28,6 +28,7 @@
 #include "stampede/detail/sanitizers.hpp"  // STAMPEDE_TSAN
 #include "stampede/json.hpp"
 #include "stampede/stampede.hpp"
+#include "support/put_hook_store.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -566,29 +567,6 @@ struct Fragile {
   static inline std::atomic<bool> fail_next_copy{false};
 };
 
-/// A Store<T> that forwards to another and runs `before_put` before each put. Thread-safe.
-template <class T>
-class PutHookStore final : public stampede::Store<T> {
- public:
-  PutHookStore(std::shared_ptr<stampede::Store<T>> inner, std::function<void()> before_put)
-      : inner_(std::move(inner)), before_put_(std::move(before_put)) {}
-  std::optional<stampede::Entry<T>> get(std::string_view key,
-                                        std::chrono::system_clock::time_point now) override {
-    return inner_->get(key, now);
-  }
-  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
-                          std::chrono::system_clock::time_point now) override {
-    before_put_();
-    return inner_->put(key, entry, now);
-  }
-  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
-  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
-
- private:
-  std::shared_ptr<stampede::Store<T>> inner_;
-  std::function<void()> before_put_;
-};
-
 TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
   constexpr int kCallers = 5;
   CacheOptions o;
@@ -598,8 +576,8 @@ TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
   std::atomic<int> returned{0};
   // The leader writes after it published: hold it there (its flight stays joinable) until every
   // waiter has returned.
-  auto store =
-      std::make_shared<PutHookStore<Fragile>>(std::make_shared<stampede::MemoryStore<Fragile>>(), [&] {
+  auto store = std::make_shared<stampede_test::PutHookStore<Fragile>>(
+      std::make_shared<stampede::MemoryStore<Fragile>>(), [&] {
         EXPECT_TRUE(stampede_test::eventually([&] { return returned.load() >= kCallers - 1; }))
             << "the waiters were not told that publishing the value failed";
       });

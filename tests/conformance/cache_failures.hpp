@@ -34,31 +34,8 @@
 #include "stampede/json.hpp"
 #include "stampede/options.hpp"
 #include "stampede/store.hpp"
+#include "support/put_hook_store.hpp"
 #include "support/test_support.hpp"
-
-/// A Store<T> that forwards to another, except that put() calls `fail` first (which throws, or
-/// returns to let the write through). Thread-safe once built.
-template <class T>
-class FailingPutStore final : public stampede::Store<T> {
- public:
-  FailingPutStore(std::shared_ptr<stampede::Store<T>> inner, std::function<void()> fail)
-      : inner_(std::move(inner)), fail_(std::move(fail)) {}
-  std::optional<stampede::Entry<T>> get(std::string_view key,
-                                        std::chrono::system_clock::time_point now) override {
-    return inner_->get(key, now);
-  }
-  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
-                          std::chrono::system_clock::time_point now) override {
-    fail_();
-    return inner_->put(key, entry, now);
-  }
-  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
-  void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
-
- private:
-  std::shared_ptr<stampede::Store<T>> inner_;
-  std::function<void()> fail_;
-};
 
 template <class Factory>
 class CacheFailures : public CacheConformanceFixture<Factory> {
@@ -80,7 +57,7 @@ class CacheFailures : public CacheConformanceFixture<Factory> {
     // The write fails only once every waiter has been served (they get the value as soon as it is
     // loaded): the flight stays in the table until the leader's write returns, so every caller
     // that missed has joined it.
-    auto store = std::make_shared<FailingPutStore<int>>(inner.store, [&, fail] {
+    auto store = std::make_shared<stampede_test::PutHookStore<int>>(inner.store, [&, fail] {
       EXPECT_TRUE(stampede_test::eventually([&] { return cache_ptr->stats().coalesced >= kCallers - 1; }));
       fail();
     });
