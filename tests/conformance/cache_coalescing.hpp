@@ -3,8 +3,8 @@
 // "process" (a second Cache over the same backend) wait for the holder of the lock and use what it
 // stored, including a value stored between their miss and their acquire (the double check).
 //
-// A backend runs this suite through STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE (cache_conformance.hpp);
-// its factory is described in cache_fixture.hpp. A new test goes here and into the
+// A backend runs this suite through stampede_conformance_sources (tests/CMakeLists.txt); its
+// factory is described in cache_fixture.hpp. A new test goes here and into the
 // REGISTER_TYPED_TEST_SUITE_P list at the end.
 #pragma once
 

@@ -3,8 +3,8 @@
 // entry is re-armed in the store (under the failed load's fence) for fail_safe_throttle, during which
 // nobody calls the loader, in this process or another; then one caller tries again.
 //
-// A backend runs this suite through STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE (cache_conformance.hpp);
-// its factory is described in cache_fixture.hpp. A new test goes here and into the
+// A backend runs this suite through stampede_conformance_sources (tests/CMakeLists.txt); its
+// factory is described in cache_fixture.hpp. A new test goes here and into the
 // REGISTER_TYPED_TEST_SUITE_P list at the end.
 #pragma once
 

@@ -3,8 +3,8 @@
 // such a load's value; a store rejects a write with a lower fence than it has seen (an
 // invalidation's fence included); a holder whose lock expired cannot overwrite a newer value.
 //
-// A backend runs this suite through STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE (cache_conformance.hpp);
-// its factory is described in cache_fixture.hpp. A new test goes here and into the
+// A backend runs this suite through stampede_conformance_sources (tests/CMakeLists.txt); its
+// factory is described in cache_fixture.hpp. A new test goes here and into the
 // REGISTER_TYPED_TEST_SUITE_P list at the end.
 #pragma once
 

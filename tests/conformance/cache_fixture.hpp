@@ -12,9 +12,11 @@
 //   cache_negative_caching.hpp  Cache<std::optional<U>>: empty results live negative_ttl
 //   cache_loader_timeouts.hpp  loader soft/hard timeouts, the load finishing in the background
 //   cache_fail_safe.hpp   the last good value on a failed load, re-armed for the throttle
-// cache_conformance.hpp includes them all and instantiates them all for a backend.
+// stampede_conformance_sources (tests/CMakeLists.txt) instantiates each of them for a backend in a
+// generated translation unit of its own, so the topics compile in parallel.
 //
-// How to add a backend: write a factory type and instantiate every topic with it in your test file.
+// How to add a backend: write a factory type in a header, and add the sources that instantiate every
+// topic with it to your test binary.
 //
 //   struct MyFactory {
 //     // A backend over a keyspace no other test shares (e.g. a unique key prefix per call). A test
@@ -23,11 +25,13 @@
 //     static std::shared_ptr<stampede::TokenLock> lock(std::shared_ptr<const stampede::Clock> clock);
 //     static constexpr bool kClockDrivesLockExpiry = false;  // true if lock expiry follows `clock`
 //   };
-//   STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE(My, MyFactory);  // from cache_conformance.hpp
+//   # CMake: ctest names become My/CacheLookup/0.PutStoresAndInvalidateRemoves, My/CacheSwr/0...
+//   stampede_conformance_sources(my_sources My "my/factory.hpp" my::MyFactory)
+//   target_sources(my_test PRIVATE ${my_sources})
 //
 // How to add a test: put it in the header of its topic and name it in that header's
-// REGISTER_TYPED_TEST_SUITE_P list; every backend runs it. A new topic gets its own header, an
-// #include and a line in STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE.
+// REGISTER_TYPED_TEST_SUITE_P list; every backend runs it. A new topic gets its own header
+// (cache_<topic>.hpp) and an entry in STAMPEDE_CONFORMANCE_TOPICS (tests/CMakeLists.txt).
 //
 // Entry expiry is checked against the `now` a Cache passes to Store::get (a ManualClock here, which
 // starts at the real time); a store must honour it even when its server also expires keys in real

@@ -1,8 +1,8 @@
 // tests/conformance/cache_negative_caching.hpp: Cache<std::optional<U>> caches an empty result for
 // negative_ttl (0 = not stored), coalesced and fenced like any value.
 //
-// A backend runs this suite through STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE (cache_conformance.hpp);
-// its factory is described in cache_fixture.hpp. A new test goes here and into the
+// A backend runs this suite through stampede_conformance_sources (tests/CMakeLists.txt); its
+// factory is described in cache_fixture.hpp. A new test goes here and into the
 // REGISTER_TYPED_TEST_SUITE_P list at the end.
 #pragma once
 

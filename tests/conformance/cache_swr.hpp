@@ -4,8 +4,8 @@
 // destroying a Cache waits for its running refresh and drops the queued ones; early refresh
 // (early_refresh_beta) refreshes a fresh entry before it expires, and never when it is off.
 //
-// A backend runs this suite through STAMPEDE_INSTANTIATE_CACHE_CONFORMANCE (cache_conformance.hpp);
-// its factory is described in cache_fixture.hpp. A new test goes here and into the
+// A backend runs this suite through stampede_conformance_sources (tests/CMakeLists.txt); its
+// factory is described in cache_fixture.hpp. A new test goes here and into the
 // REGISTER_TYPED_TEST_SUITE_P list at the end.
 #pragma once
 
