@@ -219,18 +219,13 @@ TEST(MemoryForkTest, ChildStartsWithNoHoldersAndAUsableStore) {
     }
     ::_exit(status);  // no gtest teardown, no static destructors in the child
   }
-  int status = 0;
-  const bool exited = stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
+  const std::optional<int> status = stampede_test::reap_child(pid);
   release.open();
   writer.join();
   Blocking::armed = false;
-  ASSERT_TRUE(exited) << "the child hung (a lock or shard mutex held at fork time)";
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_TRUE(status.has_value()) << "the child hung (a lock or shard mutex held at fork time)";
+  ASSERT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
   // The parent is unaffected: its lock is still held, and the write finished.
   EXPECT_FALSE(backend.lock->try_acquire(key, 1h));
   EXPECT_TRUE(backend.lock->release(key, held->token));

@@ -110,6 +110,13 @@ std::string read_line(int fd, std::string& buffer,
   }
 }
 
+// Reaps the child `pid` and expects that it exited with status 0.
+void expect_clean_exit(pid_t pid) {
+  const std::optional<int> status = stampede_test::reap_child(pid);
+  ASSERT_TRUE(status.has_value()) << "the child hung";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "child status " << *status;
+}
+
 // The child's half of the test. Never returns into gtest: the caller _exit()s with the result.
 // Writes "ready", "subscribed" and finally "ok" or the failures, "; "-separated, to `out`.
 // @return 0 if everything held, 1 otherwise.
@@ -180,13 +187,7 @@ TEST(RedisFork, ParentAndChildSeeOnlyTheirOwnRepliesAndTheChildIsWokenByTheParen
     write_line(to_child[1], "released");
     EXPECT_EQ(read_line(from_child[0], buffer), "ok");
   }
-  int status = 0;
-  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    ADD_FAILURE() << "the child hung";
-  }
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  expect_clean_exit(pid);
   ::close(to_child[1]);
   ::close(from_child[0]);
 
@@ -238,13 +239,7 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
   ::close(from_child[1]);
   std::string buffer;
   EXPECT_EQ(read_line(from_child[0], buffer), "ok");
-  int status = 0;
-  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    ADD_FAILURE() << "the child hung";
-  }
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  expect_clean_exit(pid);
   ::close(from_child[0]);
   // The parent's Redlock is unharmed.
   EXPECT_TRUE(lock.release("parent", t->token));
@@ -353,13 +348,7 @@ TEST(RedisFork, ARedisCacheLoadingAKeyAtForkTimeWorksInTheChild) {
   ::close(from_child[1]);
   std::string buffer;
   EXPECT_EQ(read_line(from_child[0], buffer), "ok");
-  int status = 0;
-  if (!stampede_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    ADD_FAILURE() << "the child hung";
-  }
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  expect_clean_exit(pid);
   ::close(from_child[0]);
 
   // The parent is unharmed: its load completes and is stored, its traffic saw only its replies.

@@ -9,6 +9,9 @@
 //   ASSERT_TRUE(stampede_test::eventually([&] { return lock->failed_acquires() >= 1; }));
 #pragma once
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -41,6 +44,16 @@ bool eventually(Pred&& pred, std::chrono::milliseconds limit = kHangGuard) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+/// Waits (with the hang guard) for the fork()ed child `pid` to exit; a child that hangs is killed.
+/// @return its wait status (see waitpid), or std::nullopt if it hung.
+inline std::optional<int> reap_child(pid_t pid) {
+  int status = 0;
+  if (eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) return status;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return std::nullopt;
 }
 
 /// A one-shot gate: wait() blocks until open(). Unlike std::latch, open() may be called any number
