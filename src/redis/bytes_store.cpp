@@ -47,17 +47,32 @@ std::optional<Entry<std::string>> RedisBytesStore::get(std::string_view key, tim
                             std::chrono::milliseconds(raw->load_time_ms)};
 }
 
-PutResult RedisBytesStore::put(std::string_view key, const Entry<std::string>& entry, time_point now) {
+namespace {
+detail::RawEntry raw_of(const Entry<std::string>& entry) {
   detail::RawEntry raw;
   raw.value = entry.value;
   raw.soft_expiry_ms = to_ms(entry.soft_expiry);
   raw.hard_expiry_ms = to_ms(entry.hard_expiry);
   raw.load_time_ms = entry.load_time.count();
   raw.fence = entry.fence;
+  return raw;
+}
+}  // namespace
+
+std::int64_t RedisBytesStore::px_ms(const Entry<std::string>& entry, time_point now) const {
   // In milliseconds since the epoch, which cannot overflow for any pair of time points.
-  const std::int64_t left = raw.hard_expiry_ms - to_ms(now);
-  const std::int64_t px = std::max<std::int64_t>(1, left + grace_.count());
-  return detail::put_entry(*client_, prefix_, key, raw, px) ? PutResult::stored : PutResult::stale_fence;
+  const std::int64_t left = to_ms(entry.hard_expiry) - to_ms(now);
+  return std::max<std::int64_t>(1, left + grace_.count());
+}
+
+PutResult RedisBytesStore::put(std::string_view key, const Entry<std::string>& entry, time_point now) {
+  return detail::put_entry(*client_, prefix_, key, raw_of(entry), px_ms(entry, now)) ? PutResult::stored
+                                                                                     : PutResult::stale_fence;
+}
+
+std::uint64_t RedisBytesStore::put_with_new_fence(std::string_view key, const Entry<std::string>& entry,
+                                                  time_point now) {
+  return detail::put_entry_with_new_fence(*client_, prefix_, key, raw_of(entry), px_ms(entry, now));
 }
 
 void RedisBytesStore::invalidate(std::string_view key, std::uint64_t fence) {

@@ -29,6 +29,13 @@ Int parse_field(std::string_view name, const std::string& text) {
   }
   return v;
 }
+
+std::uint64_t fence_of(const Reply& r) {
+  if (r.type != Reply::Type::integer || r.integer <= 0) {
+    throw backend_error("stampede::redis: a fence script answered something else than a fence");
+  }
+  return static_cast<std::uint64_t>(r.integer);
+}
 }  // namespace
 
 std::string value_key(std::string_view prefix, std::string_view key) { return tagged(prefix, "", key); }
@@ -103,6 +110,16 @@ bool put_entry(Client& client, std::string_view prefix, std::string_view key, co
   return r.type == Reply::Type::integer && r.integer == 1;
 }
 
+std::uint64_t put_entry_with_new_fence(Client& client, std::string_view prefix, std::string_view key,
+                                       const RawEntry& entry, std::int64_t px_ms) {
+  const std::string vk = value_key(prefix, key), fk = fence_key(prefix, key), ch = done_channel(prefix, key);
+  const std::string soft = std::to_string(entry.soft_expiry_ms), hard = std::to_string(entry.hard_expiry_ms),
+                    load = std::to_string(entry.load_time_ms), px = std::to_string(px_ms),
+                    keep = std::to_string(px_ms + kFenceLinger.count());
+  return fence_of(
+      client.eval(put_new_fence_script(), {vk, fk}, {entry.value, soft, hard, load, px, ch, keep}));
+}
+
 void invalidate_entry(Client& client, std::string_view prefix, std::string_view key, std::uint64_t fence) {
   const std::string vk = value_key(prefix, key), fk = fence_key(prefix, key), f = std::to_string(fence),
                     keep = std::to_string(kFenceLinger.count());
@@ -110,15 +127,6 @@ void invalidate_entry(Client& client, std::string_view prefix, std::string_view 
 }
 
 // ---- lock and fence ----------------------------------------------------------------------------
-
-namespace {
-std::uint64_t fence_of(const Reply& r) {
-  if (r.type != Reply::Type::integer || r.integer <= 0) {
-    throw backend_error("stampede::redis: a fence script answered something else than a fence");
-  }
-  return static_cast<std::uint64_t>(r.integer);
-}
-}  // namespace
 
 std::optional<std::uint64_t> acquire_lock(Client& client, std::string_view prefix, std::string_view key,
                                           std::string_view token, std::chrono::milliseconds ttl) {

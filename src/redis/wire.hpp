@@ -32,8 +32,8 @@ inline constexpr std::chrono::milliseconds kFenceLinger{std::chrono::hours{1}};
 std::string value_key(std::string_view prefix, std::string_view key);
 /// `{prefix}lock:{key}`: the token lock (plain string, SET NX PX).
 std::string lock_key(std::string_view prefix, std::string_view key);
-/// `{prefix}fence:{key}`: hash with `next` (fence counter) and `floor` (highest fence written
-/// or invalidated).
+/// `{prefix}fence:{key}`: hash with `next` (fence counter), `floor` (highest fence written or
+/// invalidated) and `born` (the lowest fence the hash vouches for: the one drawn when it was made).
 std::string fence_key(std::string_view prefix, std::string_view key);
 /// `{prefix}done:{key}`: pub/sub channel, published on store and release.
 std::string done_channel(std::string_view prefix, std::string_view key);
@@ -64,13 +64,20 @@ std::optional<RawEntry> get_entry(Client& client, std::string_view prefix, std::
 ///         `reply` is not an array.
 std::optional<RawEntry> decode_entry(Reply reply);
 
-/// The fenced write script: stores `entry` for `px_ms` milliseconds (hard TTL + grace) unless the
-/// key's fence floor is above entry.fence, and publishes `stored`.
-/// @return false if refused for its fence.
+/// The fenced write script: stores `entry` for `px_ms` milliseconds (hard TTL + grace) and
+/// publishes `stored`, unless entry.fence is below the fence hash's floor or born, or there is no
+/// fence hash (the script then creates one, born with a new fence).
+/// @return false if refused for its fence. @throws backend_error.
 bool put_entry(Client& client, std::string_view prefix, std::string_view key, const RawEntry& entry,
                std::int64_t px_ms);
 
-/// Deletes the value key and raises the fence floor to `fence`.
+/// Draws a new fence for the key (as the acquire script does) and stores `entry` with it, in one
+/// script; entry.fence is ignored. Never refused.
+/// @return the fence it was stored with. @throws backend_error.
+std::uint64_t put_entry_with_new_fence(Client& client, std::string_view prefix, std::string_view key,
+                                       const RawEntry& entry, std::int64_t px_ms);
+
+/// Deletes the value key and raises the fence floor to `fence` (creating the fence hash if needed).
 void invalidate_entry(Client& client, std::string_view prefix, std::string_view key, std::uint64_t fence);
 
 /// The acquire script on one server: SET lock token NX PX ttl and, if that took it, a new fence.

@@ -242,9 +242,11 @@ TEST_P(RedisFaultCut, ACutDuringTheFencedStoreNeverLetsItsFenceWinOverALaterHold
   const auto held = proxied.try_acquire("k", 800ms);
   ASSERT_TRUE(held);
   // A first store teaches the client the script's digest, so the cut below hits the reply of the
-  // script itself (EVALSHA), not that of a SCRIPT LOAD before it.
-  ASSERT_EQ(proxied_store.put("other", entry_of(0, held->fence), std::chrono::system_clock::now()),
-            stampede::PutResult::stored);
+  // script itself (EVALSHA), not that of a SCRIPT LOAD before it. (With a fence of its own key: the
+  // store refuses a fence for a key it holds no fence hash for.)
+  ASSERT_EQ(
+      proxied_store.put("other", entry_of(0, proxied.bump_fence("other")), std::chrono::system_clock::now()),
+      stampede::PutResult::stored);
   proxy.cut_on_data(dir);
   EXPECT_THROW((void)proxied_store.put("k", entry_of(1, held->fence), std::chrono::system_clock::now()),
                backend_error);
@@ -506,14 +508,10 @@ TEST(RedisFault, RedisRestartedDuringTrafficNeverGivesAWrongOrStaleValueAndTraff
 
 // A load that began before an invalidate is still running when Redis restarts without persistence
 // (the fence hash that the invalidate raised is gone). Its late store must not bring back the value
-// the invalidate removed: a call that begins after invalidate returned gets a new load.
-// Disabled: it fails. The put script compares a write's fence with the fence hash's `floor` only,
-// and accepts any fence when the hash is absent (docs/wire-format.md, "Fences": a holder from
-// before the loss that writes late sets `floor` to its own fence), so the value loaded before the
-// invalidate is stored and served. Refusing it needs the script to tell a lost hash from a key
-// never fenced on this server (e.g. a fence below the server's start time), which changes what
-// Store::put accepts on a fresh key.
-TEST(RedisFault, DISABLED_ALoadInFlightAcrossARestartNeverStoresOverAnInvalidateThatReturnedBeforeIt) {
+// the invalidate removed: a call that begins after invalidate returned gets a new load. The put
+// script refuses a write to a key with no fence hash (docs/wire-format.md, "Fences"), so the late
+// store is refused and counted, and the next load (with a fence drawn after the restart) is stored.
+TEST(RedisFault, ALoadInFlightAcrossARestartNeverStoresOverAnInvalidateThatReturnedBeforeIt) {
   redis_test::RedisServer server;
   auto client_a = Client::create(server.url(), fast_options());
   auto client_b = Client::create(server.url(), fast_options());
@@ -549,6 +547,8 @@ TEST(RedisFault, DISABLED_ALoadInFlightAcrossARestartNeverStoresOverAnInvalidate
   EXPECT_EQ(old_load.get(), 1);  // its own caller gets what it loaded
   EXPECT_EQ(b.get_or_compute("k", [] { return 2; }), 2) << "the load from before the invalidate was stored";
   EXPECT_EQ(a.get_or_compute("k", [] { return 3; }), 2);
+  EXPECT_EQ(a.stats().stale_writes_rejected, 1u) << "the late store was not refused";
+  EXPECT_EQ(b.stats().stale_writes_rejected, 0u) << "the load after the restart was not stored";
 }
 
 }  // namespace

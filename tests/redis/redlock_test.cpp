@@ -4,6 +4,7 @@
 #include <atomic>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <stampede/redis/redis.hpp>
 #include <stampede/stampede.hpp>
 #include <string>
@@ -136,6 +137,10 @@ TEST_F(RedlockTest, AHungNodeDoesNotTurnWaitersIntoLoaders) {
     caches.push_back(std::make_unique<stampede::Cache<std::string>>(
         stampede::CacheOptions{}, stampede::Backend<std::string>{store, lock, "redlock"}));
   }
+  // The store's server has never fenced "hot", so it would refuse the first write (see
+  // WithAStoreOnAnotherServerAKeysFirstWriteIsRefusedVisiblyAndTheNextLoadIsStored); an
+  // invalidate makes its fence hash, which vouches for every fence the lock draws after it.
+  caches[0]->invalidate("hot");
   servers_[0]->pause();
   redis_test::ResumeOnExit resume(*servers_[0]);  // before the caches go: their calls may hang on it
 
@@ -164,6 +169,43 @@ TEST_F(RedlockTest, AHungNodeDoesNotTurnWaitersIntoLoaders) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(loads.load(), 1) << "waiters timed out behind the hung node and loaded themselves";
   for (const auto& v : values) EXPECT_EQ(v, values[0]);
+}
+
+// The lock's fences are drawn on the lock's nodes, which the store's server never saw: for a key
+// it holds no fence hash for, the store cannot tell a fence drawn now from one drawn before it lost
+// the hash (docs/wire-format.md, "Fences"), so it refuses the first write and makes the hash. The
+// refusal is counted and reported, every caller still gets the value, and the next load (whose
+// fence is drawn after the hash was made) is stored. The same holds for Cache::put.
+TEST_F(RedlockTest, WithAStoreOnAnotherServerAKeysFirstWriteIsRefusedVisiblyAndTheNextLoadIsStored) {
+  const std::string prefix = redis_test::unique_prefix();
+  auto store = std::make_shared<stampede::redis::RedisStore<int>>(redis_test::shared_client(), prefix);
+  auto lock = std::make_shared<Redlock>(clients_, prefix);
+  std::vector<std::string> rejected;
+  stampede::CacheOptions options{.ttl = 60s};
+  options.on_event = [&](const stampede::Event& e) {
+    if (e.type == stampede::EventType::stale_write_rejected) rejected.emplace_back(e.key);
+  };
+  stampede::Cache<int> cache(options, stampede::Backend<int>{store, lock, "redlock"});
+  int loads = 0;
+  auto load = [&] { return ++loads; };
+  EXPECT_EQ(cache.get_or_compute("k", load), 1);
+  EXPECT_EQ(cache.stats().stale_writes_rejected, 1u);
+  EXPECT_EQ(rejected, std::vector<std::string>{"k"});
+  EXPECT_FALSE(cache.get("k")) << "the first write of a key the store never fenced was stored";
+  EXPECT_EQ(cache.get_or_compute("k", load), 2);
+  EXPECT_EQ(cache.get_or_compute("k", load), 2) << "the second load was not stored";
+  EXPECT_EQ(loads, 2);
+
+  cache.put("p", 7);
+  EXPECT_EQ(cache.stats().stale_writes_rejected, 2u);
+  EXPECT_FALSE(cache.get("p"));
+  cache.put("p", 8);
+  EXPECT_EQ(cache.get("p"), std::optional<int>(8));
+
+  cache.invalidate("i");  // makes the store's fence hash for "i": its first load is stored
+  EXPECT_EQ(cache.get_or_compute("i", [] { return 9; }), 9);
+  EXPECT_EQ(cache.get("i"), std::optional<int>(9));
+  EXPECT_EQ(cache.stats().stale_writes_rejected, 2u);
 }
 
 TEST_F(RedlockTest, SubscribeAnswersAndAReleaseWakesTheWaiterWhileANodeHangs) {

@@ -2,11 +2,11 @@
 // backend's store, without a codec.
 //
 // Each entry is a hash at `{prefix}{key}` (docs/wire-format.md, format 1): the value's bytes plus
-// expiries and fence. Writes run a Lua script that refuses a fence below the key's floor.
-// RedisStore<T> puts a codec in front of it.
+// expiries and fence. Writes run a Lua script that refuses a fence the key's fence hash does not
+// vouch for. RedisStore<T> puts a codec in front of it.
 //
 //   stampede::redis::RedisBytesStore store(stampede::redis::Client::connect(url), "shop:");
-//   store.put("k", {.value = "bytes", .soft_expiry = t + 10s, .hard_expiry = t + 10s, .fence = 7}, t);
+//   store.put_with_new_fence("k", {.value = "bytes", .soft_expiry = t + 10s, .hard_expiry = t + 10s}, t);
 //   if (auto e = store.get("k", t)) use(e->value);
 #pragma once
 
@@ -33,6 +33,17 @@ inline constexpr std::chrono::milliseconds kDefaultGrace{std::chrono::seconds{60
 /// `grace` after the hard expiry (PEXPIRE relative to `now`), which keeps an expired value around
 /// long enough for OnWaitTimeout::serve_stale (get(key, time_point::min()) returns it).
 ///
+/// Fences (docs/wire-format.md, "Fences"): put() stores only with a fence that the key's fence hash
+/// `{prefix}fence:{key}` vouches for: at or above its `floor` (the highest fence written or
+/// invalidated) and its `born` (the first fence drawn after the hash was made). When the hash is
+/// missing (never made on this server, or lost: FLUSHALL, a restart without persistence,
+/// eviction, its TTL) no fence is vouched for, because one drawn before the loss may belong to a
+/// load that an invalidation has since overtaken: put() refuses it, and creates the hash, born
+/// with a fence drawn now from the server's clock. So a put needs a fence drawn on this server
+/// (RedisTokenLock, on the same server and prefix) or, from another server (Redlock), one drawn
+/// after the hash was made: the first put of a key this server holds no fence hash for is refused.
+/// put_with_new_fence() draws the fence on the server itself and is never refused.
+///
 /// A key that holds anything else than a format-1 value hash (garbage written by someone else, a
 /// future format) makes get() throw codec_error: the Cache counts it as a decode error, treats it
 /// as a miss, and the next load overwrites it.
@@ -53,11 +64,21 @@ class STAMPEDE_REDIS_EXPORT RedisBytesStore final : public Store<std::string> {
   /// @throws codec_error for a key that holds no format-1 value hash; backend_error.
   std::optional<Entry<std::string>> get(std::string_view key, time_point now) override;
 
-  /// Stores `entry` for (hard_expiry - now) + grace unless the key's fence floor is higher.
-  /// @return PutResult::stale_fence if refused. @throws backend_error.
+  /// Stores `entry` for (hard_expiry - now) + grace if the key's fence hash vouches for
+  /// entry.fence (see the class comment).
+  /// @return PutResult::stale_fence if refused: entry.fence is below the hash's floor or born, or
+  ///         there is no fence hash (this call then creates it). @throws backend_error.
   PutResult put(std::string_view key, const Entry<std::string>& entry, time_point now) override;
 
-  /// Deletes the value and raises the key's fence floor to `fence`. @throws backend_error.
+  /// Stores `entry` for (hard_expiry - now) + grace with a fence drawn on the server in the same
+  /// script (as RedisTokenLock draws one: above every fence handed out for the key before), so it
+  /// wins over every write and invalidation before it and is never refused. For writers that hold
+  /// no fence of this server; entry.fence is ignored.
+  /// @return the fence the entry was stored with. @throws backend_error.
+  std::uint64_t put_with_new_fence(std::string_view key, const Entry<std::string>& entry, time_point now);
+
+  /// Deletes the value and raises the key's fence floor to `fence` (creating the fence hash if
+  /// there is none). @throws backend_error.
   void invalidate(std::string_view key, std::uint64_t fence) override;
 
   [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
@@ -65,6 +86,9 @@ class STAMPEDE_REDIS_EXPORT RedisBytesStore final : public Store<std::string> {
   [[nodiscard]] const std::shared_ptr<Client>& client() const noexcept { return client_; }
 
  private:
+  // The value key's TTL: (hard_expiry - now) + grace, at least 1 ms.
+  [[nodiscard]] std::int64_t px_ms(const Entry<std::string>& entry, time_point now) const;
+
   std::shared_ptr<Client> client_;
   std::string prefix_;
   std::chrono::milliseconds grace_;

@@ -84,18 +84,28 @@ class RedisStore final : public Store<T> {
     return e;
   }
 
-  /// Stores `entry` for (hard_expiry - now) + grace unless the key's fence floor is higher.
-  /// @return PutResult::stale_fence if refused. @throws codec_error (encode); backend_error.
+  /// Stores `entry` for (hard_expiry - now) + grace if the key's fence hash vouches for
+  /// entry.fence (RedisBytesStore::put).
+  /// @return PutResult::stale_fence if refused: entry.fence is below the hash's floor or born, or
+  ///         there is no fence hash (this call then creates it).
+  /// @throws codec_error (encode); backend_error.
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
-    const PutResult r = bytes_.put(key,
-                                   Entry<std::string>{C::encode(entry.value), entry.soft_expiry,
-                                                      entry.hard_expiry, entry.fence, entry.load_time},
-                                   now);
+    const PutResult r = bytes_.put(key, encoded(entry), now);
     if (near_) near_->forget(key);
     return r;
   }
 
-  /// Deletes the value and raises the key's fence floor to `fence`. @throws backend_error.
+  /// Stores `entry` with a fence drawn on the server in the same script, never refused
+  /// (RedisBytesStore::put_with_new_fence); entry.fence is ignored.
+  /// @return the fence the entry was stored with. @throws codec_error (encode); backend_error.
+  std::uint64_t put_with_new_fence(std::string_view key, const Entry<T>& entry, time_point now) {
+    const std::uint64_t fence = bytes_.put_with_new_fence(key, encoded(entry), now);
+    if (near_) near_->forget(key);
+    return fence;
+  }
+
+  /// Deletes the value and raises the key's fence floor to `fence` (creating the fence hash if
+  /// there is none). @throws backend_error.
   void invalidate(std::string_view key, std::uint64_t fence) override {
     bytes_.invalidate(key, fence);
     if (near_) near_->forget(key);
@@ -114,6 +124,11 @@ class RedisStore final : public Store<T> {
   [[nodiscard]] std::chrono::milliseconds grace() const noexcept { return bytes_.grace(); }
 
  private:
+  static Entry<std::string> encoded(const Entry<T>& entry) {
+    return Entry<std::string>{C::encode(entry.value), entry.soft_expiry, entry.hard_expiry, entry.fence,
+                              entry.load_time};
+  }
+
   std::optional<Entry<T>> read(std::string_view key, time_point now) {
     std::optional<Entry<std::string>> raw = bytes_.get(key, now);
     if (!raw) return std::nullopt;

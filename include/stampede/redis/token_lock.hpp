@@ -29,7 +29,7 @@ class Subscriber;
 /// TokenLock over one Redis server. Thread-safe.
 ///
 /// Keys (docs/wire-format.md): lock `{prefix}lock:{key}` = token with PX ttl, fence hash
-/// `{prefix}fence:{key}` (fields `next`, `floor`; with a TTL), channel `{prefix}done:{key}`; `{key}`
+/// `{prefix}fence:{key}` (fields `next`, `floor`, `born`; with a TTL), channel `{prefix}done:{key}`; `{key}`
 /// is a hash tag, so a key's lock, fence and value live in one Cluster slot. A fence is
 /// max(next, floor, the server's clock in microseconds) + 1, so fences keep growing when Redis
 /// loses the fence hash (FLUSHALL, eviction, a restart without persistence, its TTL). A lock taken by another
