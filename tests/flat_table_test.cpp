@@ -1,4 +1,5 @@
-// Tests of detail::FlatTable (MemoryStore's entry table) on its own.
+// Tests of detail::FlatTable (MemoryStore's entry table) on its own, and of how detail::StringHash
+// spreads keys over a table's slots, MemoryStore's shards and its floors.
 #include "stampede/detail/flat_table.hpp"
 
 #include <gtest/gtest.h>
@@ -265,6 +266,72 @@ TEST(FlatTableTest, ItemsStayPutAcrossRehash) {
   int* first = &t.insert("first", 1);
   for (int i = 0; i < 5000; ++i) t.insert("k" + std::to_string(i), i);
   EXPECT_EQ(t.find("first"), first) << "a grow moved an entry";
+}
+
+// ---- StringHash -------------------------------------------------------------------------------
+
+TEST(StringHashTest, EveryLengthReadsOnlyTheKeysBytes) {
+  // Keys cut out of a larger buffer at every length 0..64: the bytes after the key differ between
+  // the two buffers, so a hash that read past the key's end would differ. (ASan also checks reads
+  // of an exact-size heap copy.)
+  std::string a(80, 'x');
+  std::string b(80, 'y');
+  for (std::size_t i = 0; i < 80; ++i) a[i] = b[i] = static_cast<char>('a' + i % 26);
+  std::set<std::size_t> seen;
+  for (std::size_t n = 0; n <= 64; ++n) {
+    a[n] = '!';
+    b[n] = '?';
+    const std::string_view ka(a.data(), n);
+    const std::string_view kb(b.data(), n);
+    EXPECT_EQ(StringHash{}(ka), StringHash{}(kb)) << "length " << n << " read past its end";
+    const std::string exact(ka);  // a heap block of the key's size (n > 15)
+    EXPECT_EQ(StringHash{}(exact), StringHash{}(ka));
+    seen.insert(StringHash{}(ka));
+    a[n] = b[n] = static_cast<char>('a' + n % 26);
+  }
+  EXPECT_EQ(seen.size(), 65u) << "prefixes of one string share a hash";
+}
+
+TEST(StringHashTest, EveryByteOfTheKeyChangesTheHash) {
+  for (std::size_t n = 1; n <= 40; ++n) {
+    const std::string key(n, 'k');
+    const std::size_t h = StringHash{}(key);
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string other = key;
+      other[i] = 'j';
+      EXPECT_NE(StringHash{}(other), h) << "length " << n << ", byte " << i << " is ignored";
+    }
+  }
+}
+
+TEST(StringHashTest, SequentialKeysSpreadOverSlotsShardsAndFloors) {
+  // How MemoryStore uses one hash: the low bits pick a slot of a power-of-two table, the top 4
+  // bits one of 16 shards, a Fibonacci remix of the whole the 2,048 floors. 100k keys "key:<i>".
+  constexpr std::size_t kKeys = 100'000;
+  constexpr std::size_t kSlots = std::size_t{1} << 17;  // 0.76 keys per slot
+  std::vector<std::uint32_t> slots(kSlots), shards(16), floors(2048), low_bits(256);
+  for (std::size_t i = 0; i < kKeys; ++i) {
+    const std::size_t h = StringHash{}("key:" + std::to_string(i));
+    ++slots[h & (kSlots - 1)];
+    ++shards[h >> 60];
+    ++floors[(h * 0x9E3779B97F4A7C15ULL) >> 53];
+    ++low_bits[h & 255];
+  }
+  // Bounds far from what a uniform hash gives (binomial tails below 1e-9), far below what a
+  // hash that ignores the last characters, or leaves the top or low bits fixed, gives.
+  const auto [shard_min, shard_max] = std::minmax_element(shards.begin(), shards.end());
+  EXPECT_GT(*shard_min, 6250u * 9 / 10) << "a shard gets too few keys";
+  EXPECT_LT(*shard_max, 6250u * 11 / 10) << "a shard gets too many keys";
+  const auto [low_min, low_max] = std::minmax_element(low_bits.begin(), low_bits.end());
+  EXPECT_GT(*low_min, 390u * 7 / 10);
+  EXPECT_LT(*low_max, 390u * 13 / 10);
+  EXPECT_LE(*std::max_element(slots.begin(), slots.end()), 10u) << "a slot is the home of too many keys";
+  const std::size_t used = kSlots - static_cast<std::size_t>(std::count(slots.begin(), slots.end(), 0u));
+  // A uniform hash leaves e^-0.76 = 47% of the slots empty: about 69k used.
+  EXPECT_GT(used, 65'000u) << "homes cluster on few slots";
+  const auto [floor_min, floor_max] = std::minmax_element(floors.begin(), floors.end());
+  EXPECT_GT(*floor_min, 15u);
+  EXPECT_LT(*floor_max, 100u);  // mean 48.8
 }
 
 }  // namespace
