@@ -22,6 +22,7 @@ namespace {
 
 using stampede::detail::FlatTable;
 using stampede::detail::PrehashedKey;
+using stampede::detail::StringEqual;
 using stampede::detail::StringHash;
 
 // Every key's hash; collisions are resolved by comparing keys alone.
@@ -300,6 +301,24 @@ TEST(StringHashTest, EveryByteOfTheKeyChangesTheHash) {
       std::string other = key;
       other[i] = 'j';
       EXPECT_NE(StringHash{}(other), h) << "length " << n << ", byte " << i << " is ignored";
+    }
+  }
+}
+
+TEST(StringEqualTest, KeysOfEveryLengthDifferingInAnyByteAreUnequal) {
+  // Equal contents at different addresses, then one byte changed at each position, lengths 0..40
+  // (the inline word compares up to 16 bytes, memcmp beyond).
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string a;
+    for (std::size_t i = 0; i < n; ++i) a += static_cast<char>('a' + i % 26);
+    const std::string b = a;
+    EXPECT_TRUE(StringEqual::equal(a, b)) << "length " << n;
+    EXPECT_FALSE(StringEqual::equal(a, b + "x")) << "length " << n;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string c = a;
+      c[i] = '#';
+      EXPECT_FALSE(StringEqual::equal(a, c)) << "length " << n << ", byte " << i;
+      EXPECT_FALSE(StringEqual{}(c, a)) << "length " << n << ", byte " << i;
     }
   }
 }

@@ -74,7 +74,7 @@ class FlatTable {
     for (std::size_t i = k.hash & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.item == nullptr) return nullptr;
-      if (s.hash == k.hash && s.item->key == k.key) return &s.item->value;
+      if (s.hash == k.hash && StringEqual::equal(s.item->key, k.key)) return &s.item->value;
     }
   }
   V* find(std::string_view key) noexcept { return find(PrehashedKey{key, Hash{}(key)}); }
@@ -102,7 +102,7 @@ class FlatTable {
     for (std::size_t i = k.hash & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.item == nullptr) return false;
-      if (s.hash == k.hash && s.item->key == k.key) {
+      if (s.hash == k.hash && StringEqual::equal(s.item->key, k.key)) {
         erase_at(i);
         return true;
       }
