@@ -56,6 +56,8 @@ class FlatTable {
  public:
   /// What a slot points to. The key never changes; the value may be assigned in place.
   struct Item {
+    template <class U>
+    Item(std::string_view k, U&& v) : key(k), value(std::forward<U>(v)) {}
     const std::string key;
     V value;
   };
@@ -85,7 +87,7 @@ class FlatTable {
   /// @throws what copying the key or `value` throws, or std::bad_alloc; the table is unchanged.
   template <class U>
   V& insert(const PrehashedKey& k, U&& value) {
-    auto item = std::make_unique<Item>(std::string(k.key), std::forward<U>(value));
+    auto item = std::make_unique<Item>(k.key, std::forward<U>(value));
     if ((size_ + 1) * kMaxLoadDen > capacity() * kMaxLoadNum) rehash(capacity() * 2);
     place(k.hash, item.get());
     ++size_;
