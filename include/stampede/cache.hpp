@@ -205,8 +205,8 @@ class Cache {
   }
   std::optional<Entry<T>> read_servable(std::string_view key, time_point now) {
     std::optional<Entry<T>> e = read(key, now);
-    if (e && !servable(*e, now)) return std::nullopt;  // only a fail-safe "last good" value
-    return e;
+    if (e && !servable(*e, now)) e.reset();  // only a fail-safe "last good" value
+    return e;  // one return of one variable: constructed in the caller's (no move)
   }
   bool loader_timeouts() const noexcept {
     return options_.loader_soft_timeout.count() > 0 || options_.loader_hard_timeout.count() > 0;

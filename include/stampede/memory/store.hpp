@@ -24,8 +24,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
+#include "stampede/detail/flat_table.hpp"
 #include "stampede/detail/fork.hpp"
 #include "stampede/detail/random.hpp"
 #include "stampede/detail/read_mostly_mutex.hpp"
@@ -36,9 +36,11 @@ namespace stampede {
 
 /// In-process entry store. Thread-safe.
 ///
-/// Reads take no per-key lock and no exclusive lock: entries live in 16 shards, each guarded by a
-/// detail::ReadMostlyMutex whose readers write only their own cache line; get() copies the entry
-/// out under it. Writes take their shard exclusively.
+/// Reads take no per-key lock and no exclusive lock: entries live in 16 shards, each a
+/// detail::FlatTable guarded by a detail::ReadMostlyMutex whose readers write only their own cache
+/// line; get() copies the entry out under it. Writes take their shard exclusively. A key is hashed
+/// once per call (detail::StringHash): its top bits pick the shard, its low bits the table slot,
+/// and the whole hash, remixed, its floor (below).
 ///
 /// Fencing: a put with a lower fence than the key's stored entry is refused. A key that is absent
 /// may have been dropped (by invalidate(), by eviction, by the sweep of expired entries): each
@@ -51,20 +53,20 @@ namespace stampede {
 /// write whose fence predates the drop can be refused, i.e. a load that was in flight while a key
 /// of its slot was dropped: about (keys dropped during one load) / 32768 of loads. Paired with a
 /// lock whose fences are counted per key (e.g. Redis), refusals of keys new to the store are far
-/// more frequent; use a store of the same backend as the lock. The table (16 KiB per shard) is
+/// more frequent; use a store of the same backend as the lock. The floors (16 KiB per shard) are
 /// allocated on the shard's first drop.
 ///
 /// Memory: entries stay readable as stale (get() with a time before their expiry, which is what
 /// OnWaitTimeout::serve_stale does) for `grace` past their hard expiry, then a sweep reclaims
-/// them: every put looks at 8 hash buckets of its shard for entries past expiry + grace, and every
-/// 16th put also at 128 buckets of a rotating other shard. The hit path never sweeps (it writes
-/// nothing shared). Memory held is bounded by the entries written within the last ttl + grace
-/// (plus one sweep round), not by the keys ever used; a shard's hash table shrinks once a sweep
-/// round finds it mostly empty.
+/// them: every put looks at the next 8 slots of its shard's table for entries past expiry + grace,
+/// and every 16th put also at 128 slots of a rotating other shard. The hit path never sweeps (it
+/// writes nothing shared). Memory held is bounded by the entries written within the last ttl +
+/// grace (plus one sweep round), not by the keys ever used; a shard's table shrinks once a sweep
+/// round finds it less than 1/4 full.
 ///
 /// Capacity (max_entries > 0): when an insert takes the store past max_entries, entries are
 /// evicted one at a time from the inserting shard (or the next non-empty one): among up to 8
-/// entries sampled from a random position, the one with the earliest hard expiry goes (expired
+/// entries sampled from a random slot onwards, the one with the earliest hard expiry goes (expired
 /// entries first, as their expiry is earliest). This approximates "evict what dies soonest" at
 /// O(1) cost, like Redis's sampled volatile-ttl policy. An evicted key's fence goes to its floor.
 ///
@@ -99,9 +101,9 @@ class MemoryStore final : public Store<T> {
     const detail::PrehashedKey k{key, detail::StringHash{}(key)};
     const Shard& s = current().shards[shard_index(k.hash)];
     std::shared_lock lock(s.mu);
-    auto it = s.map.find(k);
-    if (it == s.map.end() || now >= it->second.hard_expiry) return std::nullopt;
-    return it->second;
+    const Entry<T>* e = s.table.find(k);
+    if (e == nullptr || now >= e->hard_expiry) return std::nullopt;
+    return *e;
   }
 
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
@@ -112,21 +114,21 @@ class MemoryStore final : public Store<T> {
     bool inserted = false;
     {
       std::unique_lock lock(s.mu);
-      sweep(st, s, now, kSweepBuckets);
-      auto it = s.map.find(k);
-      if (it == s.map.end()) {
+      sweep(st, s, now, kSweepSlots);
+      Entry<T>* held = s.table.find(k);
+      if (held == nullptr) {
         if (entry.fence <= floor_of(st, s, k.hash)) return PutResult::stale_fence;
-        s.map.emplace(std::string(key), entry);
+        s.table.insert(k, entry);
         inserted = true;
-      } else if (entry.fence < it->second.fence) {
+      } else if (entry.fence < held->fence) {
         return PutResult::stale_fence;
       } else {
-        it->second = entry;
+        *held = entry;
       }
     }
     raise_max_fence(entry.fence);
     if (inserted && st.size.fetch_add(1, std::memory_order_relaxed) + 1 > max_entries_ && max_entries_ > 0) {
-      evict_one(st, index, key);
+      evict_one(st, index, k);
     }
     // Shards that nobody writes are swept too, a larger step every kShards-th put.
     const std::uint64_t n = st.puts.fetch_add(1, std::memory_order_relaxed);
@@ -135,7 +137,7 @@ class MemoryStore final : public Store<T> {
       if (other != index) {
         Shard& o = st.shards[other];
         std::unique_lock lock(o.mu);
-        sweep(st, o, now, kSweepBuckets * kShards);
+        sweep(st, o, now, kSweepSlots * kShards);
       }
     }
     return PutResult::stored;
@@ -148,14 +150,9 @@ class MemoryStore final : public Store<T> {
     bool erased = false;
     {
       std::unique_lock lock(s.mu);
-      auto it = s.map.find(k);
-      std::uint64_t floor = fence;
-      if (it != s.map.end()) floor = std::max(floor, it->second.fence);
-      raise_floor(s, k.hash, floor);  // before the erase: if it throws, nothing changed
-      if (it != s.map.end()) {
-        s.map.erase(it);
-        erased = true;
-      }
+      const Entry<T>* held = s.table.find(k);
+      raise_floor(s, k.hash, held ? std::max(fence, held->fence) : fence);  // may throw: before the erase
+      if (held != nullptr) erased = s.table.erase(k);
     }
     if (erased) st.size.fetch_sub(1, std::memory_order_relaxed);
     raise_max_fence(fence);
@@ -172,21 +169,21 @@ class MemoryStore final : public Store<T> {
   void add_counters(BackendCounters& counters) const override { counters.evictions += evictions(); }
 
  private:
-  static constexpr std::size_t kShards = 16;
+  static constexpr unsigned kShardBits = 4;
+  static constexpr std::size_t kShards = std::size_t{1} << kShardBits;
   static constexpr std::size_t kSample = 8;
-  static constexpr std::size_t kSweepBuckets = 8;
+  static constexpr std::size_t kSweepSlots = 8;
   static constexpr unsigned kFloorBits = 11;
   static constexpr std::size_t kFloorSlots = std::size_t{1} << kFloorBits;
-  // A sweep round that ends with fewer entries than 1/kShrinkRatio of the buckets shrinks the table.
+  // A sweep round that ends with fewer entries than 1/kShrinkRatio of the slots shrinks the table.
   static constexpr std::size_t kShrinkRatio = 4;
-  static constexpr std::size_t kMinBuckets = 64;
 
   struct alignas(detail::kCacheLine) Shard {
     mutable detail::ReadMostlyMutex mu;
-    std::unordered_map<std::string, Entry<T>, detail::StringHash, detail::StringEqual> map;
+    detail::FlatTable<Entry<T>> table;
     // Highest fence of a key dropped from each slot; null until the shard's first drop.
     std::unique_ptr<std::uint64_t[]> floors;
-    std::size_t sweep_cursor = 0;  // next bucket to sweep
+    std::size_t sweep_cursor = 0;  // next slot of `table` to sweep
   };
   struct State {
     State(std::uint64_t gen, std::uint64_t floor) : generation(gen), base_floor(floor) {}
@@ -202,8 +199,8 @@ class MemoryStore final : public Store<T> {
     return grace;
   }
   static std::size_t shard_index(std::size_t hash) noexcept {
-    // Use high bits: the shard's map uses the low bits of the same hash for its buckets.
-    return (hash >> 20) % kShards;
+    // The top bits: the shard's table takes its slot from the low bits of the same hash.
+    return hash >> (64 - kShardBits);
   }
   static std::size_t floor_index(std::size_t hash) noexcept {
     // Fibonacci hashing: the top bits of the product depend on every bit of the hash.
@@ -245,59 +242,52 @@ class MemoryStore final : public Store<T> {
     }
   }
 
-  // Drops the entries of the next `buckets` buckets of `s` that are past hard expiry + grace.
-  // Requires s.mu held exclusively.
-  void sweep(State& st, Shard& s, time_point now, std::size_t buckets) {
+  // Looks at the next `slots` slots of s.table (wrapping around) and drops the entries past hard
+  // expiry + grace. Requires s.mu held exclusively.
+  void sweep(State& st, Shard& s, time_point now, std::size_t slots) {
     const time_point cutoff = now - grace_;
-    for (std::size_t b = 0; b < buckets; ++b) {
-      if (s.sweep_cursor >= s.map.bucket_count()) {
+    for (std::size_t n = 0; n < slots; ++n) {
+      if (s.sweep_cursor >= s.table.capacity()) {
         s.sweep_cursor = 0;
-        // A round is over: give back the buckets of a table that emptied (rehash(0) shrinks it).
-        if (s.map.bucket_count() > kMinBuckets && s.map.size() * kShrinkRatio < s.map.bucket_count()) {
-          s.map.rehash(0);
-        }
+        // A round is over: give back the slots of a table that emptied.
+        if (s.table.size() * kShrinkRatio < s.table.capacity()) s.table.shrink_to_fit();
       }
-      const std::size_t bucket = s.sweep_cursor++;
-      for (auto it = s.map.begin(bucket); it != s.map.end(bucket);) {
-        if (it->second.hard_expiry > cutoff) {
-          ++it;
-          continue;
-        }
-        const std::size_t hash = detail::StringHash{}(it->first);
-        raise_floor(s, hash, it->second.fence);
-        auto victim = s.map.find(detail::PrehashedKey{it->first, hash});
-        ++it;  // stays valid: an erase invalidates only iterators to the erased element
-        s.map.erase(victim);
-        st.size.fetch_sub(1, std::memory_order_relaxed);
+      const std::size_t slot = s.sweep_cursor;
+      const auto* item = s.table.item_at(slot);
+      if (item == nullptr || item->value.hard_expiry > cutoff) {
+        ++s.sweep_cursor;
+        continue;
       }
+      raise_floor(s, s.table.hash_at(slot), item->value.fence);
+      // The erase may shift a later entry into this slot: the cursor stays to look at it next.
+      s.table.erase_at(slot);
+      st.size.fetch_sub(1, std::memory_order_relaxed);
     }
   }
 
   // Evicts one entry other than `keep`, starting at shard `start`.
-  void evict_one(State& st, std::size_t start, std::string_view keep) {
+  void evict_one(State& st, std::size_t start, const detail::PrehashedKey& keep) {
     std::minstd_rand& rng = detail::thread_rng();
     for (std::size_t n = 0; n < kShards; ++n) {
       Shard& s = st.shards[(start + n) % kShards];
       std::unique_lock lock(s.mu);
-      if (s.map.empty() || (s.map.size() == 1 && s.map.begin()->first == keep)) continue;
-      auto bucket = std::uniform_int_distribution<std::size_t>(0, s.map.bucket_count() - 1)(rng);
-      auto victim = s.map.end();
+      if (s.table.size() == (s.table.find(keep) != nullptr ? 1 : 0)) continue;  // nothing but `keep`
+      // Walk the slots from a random one; take the earliest-dying of up to kSample entries.
+      const std::size_t slots = s.table.capacity();  // a power of two
+      const std::size_t first = std::uniform_int_distribution<std::size_t>(0, slots - 1)(rng);
+      std::size_t victim = slots;  // none yet
       std::size_t seen = 0;
-      // Walk buckets from a random one; take the earliest-dying of up to kSample entries.
-      for (std::size_t b = 0; b < s.map.bucket_count() && seen < kSample; ++b) {
-        std::size_t bi = (bucket + b) % s.map.bucket_count();
-        for (auto it = s.map.begin(bi); it != s.map.end(bi) && seen < kSample; ++it) {
-          if (it->first == keep) continue;
-          ++seen;
-          auto candidate = s.map.find(it->first);
-          if (victim == s.map.end() || candidate->second.hard_expiry < victim->second.hard_expiry) {
-            victim = candidate;
-          }
+      for (std::size_t i = 0; i < slots && seen < kSample; ++i) {
+        const std::size_t slot = (first + i) & (slots - 1);
+        const auto* item = s.table.item_at(slot);
+        if (item == nullptr || item->key == keep.key) continue;
+        ++seen;
+        if (victim == slots || item->value.hard_expiry < s.table.item_at(victim)->value.hard_expiry) {
+          victim = slot;
         }
       }
-      if (victim == s.map.end()) continue;
-      raise_floor(s, detail::StringHash{}(victim->first), victim->second.fence);
-      s.map.erase(victim);
+      raise_floor(s, s.table.hash_at(victim), s.table.item_at(victim)->value.fence);
+      s.table.erase_at(victim);
       st.size.fetch_sub(1, std::memory_order_relaxed);
       evictions_.fetch_add(1, std::memory_order_relaxed);
       return;
