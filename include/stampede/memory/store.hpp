@@ -104,6 +104,17 @@ class MemoryStore final : public Store<T> {
     return it->second;
   }
 
+  /// Calls `fn` with the entry in place, under its shard's read lock (writers of the shard wait).
+  bool visit(std::string_view key, time_point now, detail::FunctionRef<void(const Entry<T>&)> fn) override {
+    const detail::PrehashedKey k{key, detail::StringHash{}(key)};
+    const Shard& s = current().shards[shard_index(k.hash)];
+    std::shared_lock lock(s.mu);
+    auto it = s.map.find(k);
+    if (it == s.map.end() || now >= it->second.hard_expiry) return false;
+    fn(it->second);
+    return true;
+  }
+
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
     State& st = current();
     const detail::PrehashedKey k{key, detail::StringHash{}(key)};
