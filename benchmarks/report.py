@@ -188,13 +188,14 @@ class Report:
                  + (" (reduced from 1M by the profile)" if keys != "1000000" else "") + "."
                  + (f" Each figure is the median of {reps} repetitions." if reps != "1" else ""))
         self.out()
-        self.out("| case | T | threads | stampede | shared_mutex map | mutex map | unsync map (ceiling) "
-                 "| stampede / shared_mutex | stampede / ceiling |")
-        self.out("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        self.out("| case | T | threads | stampede | stampede visit | shared_mutex map | mutex map "
+                 "| unsync map (ceiling) | stampede / shared_mutex | stampede / ceiling |")
+        self.out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for typ in ["string", "kib"]:
             for case in ["hot", "spread"]:
                 for t in [1, 2]:
                     st = self.hit_ops("stampede", case, typ, t)
+                    vi = self.hit_ops("stampede_visit", case, typ, t)
                     sh = self.hit_ops("shared_mutex_map", case, typ, t)
                     mu = self.hit_ops("mutex_map", case, typ, t)
                     un = self.hit_ops("unsync_map", case, typ, 1)
@@ -202,7 +203,7 @@ class Report:
                         continue
                     m = lambda x: None if x is None else x / 1e6
                     self.out(f"| {case} | {'string (12 B)' if typ == 'string' else '1 KiB struct'} | {t} "
-                             f"| {fmt(m(st))} | {fmt(m(sh))} | {fmt(m(mu))} | {fmt(m(un))} "
+                             f"| {fmt(m(st))} | {fmt(m(vi))} | {fmt(m(sh))} | {fmt(m(mu))} | {fmt(m(un))} "
                              f"| {fmt(ratio(st, sh))}x | {fmt(ratio(st, un))}x |")
         self.out()
 

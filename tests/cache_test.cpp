@@ -430,6 +430,74 @@ TEST(CacheTest, LoaderResultIsConvertedToT) {
   EXPECT_EQ(cache.get("k"), "text");
 }
 
+// ---- visit: reading a value in place -----------------------------------------------------------
+
+/// A value that counts the copies made of it (all threads).
+struct Counted {
+  static inline std::atomic<int> copies{0};
+  int v = 0;
+  explicit Counted(int value) : v(value) {}
+  Counted(const Counted& o) : v(o.v) { copies.fetch_add(1); }
+  Counted(Counted&&) noexcept = default;
+  Counted& operator=(const Counted& o) {
+    v = o.v;
+    copies.fetch_add(1);
+    return *this;
+  }
+  Counted& operator=(Counted&&) noexcept = default;
+  ~Counted() = default;
+};
+
+TEST(CacheVisit, AHitOfTheEmbeddedBackendCopiesNothing) {
+  Cache<Counted> cache;
+  cache.put("k", Counted(7));
+  auto loader = [] { return Counted(-1); };
+  Counted::copies = 0;
+  EXPECT_EQ(cache.visit("k", loader, [](const Counted& c) { return c.v; }), 7);
+  EXPECT_EQ(Counted::copies.load(), 0) << "visit copied the value on a hit";
+  EXPECT_EQ(cache.get_or_compute("k", loader).v, 7);
+  EXPECT_GE(Counted::copies.load(), 1)
+      << "get_or_compute returns a copy (the comparison above is meaningful)";
+  EXPECT_EQ(cache.stats().hits, 2u);
+}
+
+/// Two halves that a writer always sets equal: a reader that sees them differ saw a torn write.
+struct Halves {
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+};
+
+TEST(CacheVisit, ReadersInPlaceNeverSeeAHalfReplacedValue) {
+  constexpr int kReaders = 3;
+  constexpr std::uint64_t kWrites = 3000;
+  Cache<Halves> cache;
+  cache.put("k", Halves{0, 0});
+  std::atomic<bool> done{false};
+  std::atomic<int> torn{0};
+  std::latch started(kReaders + 1);
+  std::vector<std::jthread> readers;
+  for (int r = 0; r < kReaders; ++r) {
+    readers.emplace_back([&] {
+      started.arrive_and_wait();
+      while (!done.load(std::memory_order_relaxed)) {
+        cache.visit(
+            "k", [] { return Halves{}; },
+            [&](const Halves& h) {
+              if (h.a != h.b) torn.fetch_add(1);
+            });
+      }
+    });
+  }
+  started.arrive_and_wait();
+  for (std::uint64_t i = 1; i <= kWrites; ++i) cache.put("k", Halves{i, i});
+  done.store(true);
+  readers.clear();  // joins
+  EXPECT_EQ(torn.load(), 0);
+  EXPECT_EQ(cache.visit(
+                "k", [] { return Halves{}; }, [](const Halves& h) { return h.a; }),
+            kWrites);
+}
+
 // ---- backend failures ---------------------------------------------------------------------------
 
 /// A TokenLock whose every call fails like an unreachable server.

@@ -53,6 +53,8 @@
 #pragma once
 
 #include <concepts>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +64,7 @@
 #include "stampede/backend.hpp"
 #include "stampede/call.hpp"
 #include "stampede/detail/flight.hpp"
+#include "stampede/detail/function_ref.hpp"
 #include "stampede/detail/refresher.hpp"
 #include "stampede/detail/striped_counters.hpp"
 #include "stampede/lease.hpp"
@@ -127,6 +130,25 @@ class Cache {
   template <LoaderFor<T> Loader>
   T get_or_compute(std::string_view key, Loader&& loader, const CallOptions& call);
 
+  /// get_or_compute() that hands the value to `reader` instead of returning a copy of it: the way
+  /// to read a large value often. On a hit in a store that can (the embedded backend), `reader`
+  /// sees the stored value in place: no copy of T, whatever its size, and no write to memory shared
+  /// with other readers. Elsewhere (a load, a store that decodes its bytes, e.g. Redis) it sees the
+  /// value this call got.
+  ///
+  ///   std::size_t n = cache.visit("doc:1", load_doc, [](const Doc& d) { return d.items.size(); });
+  ///
+  /// While `reader` runs on a hit, writes to that part of the store wait for it: keep it short,
+  /// do not call this Cache from it, and keep no reference to the value after it returned.
+  /// @param key, loader, call as get_or_compute().
+  /// @param reader called once, with `const T&`.
+  /// @return what `reader` returns.
+  /// @throws as get_or_compute(); whatever `reader` throws (a hit is still counted as one).
+  template <class Reader, LoaderFor<T> Loader>
+    requires std::invocable<Reader&, const T&>
+  std::invoke_result_t<Reader&, const T&> visit(std::string_view key, Loader&& loader, Reader&& reader,
+                                                const CallOptions& call = {});
+
   /// Reads without loading.
   /// @return a fresh value, or (SWR) a stale one still in its window; std::nullopt on a miss.
   ///         Never schedules a refresh (there is no loader to run).
@@ -169,6 +191,22 @@ class Cache {
   };
   using time_point = std::chrono::system_clock::time_point;
 
+  /// What a hit found: a value past its soft expiry (SWR's window), or one due for a refresh.
+  struct Hit {
+    bool stale = false;
+    bool refresh = false;
+    std::uint64_t fence = 0;
+  };
+  static void check_call(std::string_view key, const CallOptions& call);
+  Hit hit_of(const Entry<T>& e, time_point now) const;
+  template <class Loader>
+  void after_hit(std::string_view key, const Hit& hit, Loader&& loader);
+  // The miss path of get_or_compute: join the key's flight, lead it or wait for it.
+  template <class Loader>
+  T load_missing(std::string_view key, Loader& loader, const CallOptions& call);
+  // Calls `fn` with the key's entry if it is servable, in place where the store can (read()'s
+  // error handling: a decode error or a fail_open backend error is a miss).
+  void visit_servable(std::string_view key, time_point now, detail::FunctionRef<void(const Entry<T>&)> fn);
   template <class Loader>
   std::optional<T> await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
                                 const CallOptions& call);

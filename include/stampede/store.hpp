@@ -14,6 +14,7 @@
 #include <optional>
 #include <string_view>
 
+#include "stampede/detail/function_ref.hpp"
 #include "stampede/stats.hpp"
 
 namespace stampede {
@@ -50,6 +51,19 @@ class Store {
   /// @return the entry if present and now < hard_expiry, else std::nullopt.
   /// @throws codec_error if the stored bytes cannot be decoded (callers treat it as a miss).
   virtual std::optional<Entry<T>> get(std::string_view key, std::chrono::system_clock::time_point now) = 0;
+
+  /// Calls `fn` with the entry that get() would return, if there is one. A store that can passes
+  /// its own entry in place, without copying it, and keeps it from changing while `fn` runs (`fn`
+  /// must then not call into this store); the default calls get() and passes its copy.
+  /// @return true if `fn` was called.
+  /// @throws as get(); whatever `fn` throws.
+  virtual bool visit(std::string_view key, std::chrono::system_clock::time_point now,
+                     detail::FunctionRef<void(const Entry<T>&)> fn) {
+    std::optional<Entry<T>> e = get(key, now);
+    if (!e) return false;
+    fn(*e);
+    return true;
+  }
 
   /// Stores `entry` unless a higher fence than entry.fence was seen for the key.
   virtual PutResult put(std::string_view key, const Entry<T>& entry,

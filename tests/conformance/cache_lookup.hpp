@@ -83,7 +83,55 @@ TYPED_TEST_P(CacheLookup, EmptyKeyIsRejected) {
   EXPECT_THROW((void)cache.get(""), std::invalid_argument);
   EXPECT_THROW(cache.put("", 1), std::invalid_argument);
   EXPECT_THROW(cache.invalidate(""), std::invalid_argument);
+  EXPECT_THROW((void)cache.visit(
+                   "", [&] { return ++loads; }, [](int v) { return v; }),
+               std::invalid_argument);
   EXPECT_EQ(loads, 0);
+}
+
+TYPED_TEST_P(CacheLookup, VisitHandsAHitToTheReaderWithoutLoading) {
+  stampede::Cache<std::string> cache(this->options(), this->template backend<std::string>());
+  cache.put("k", "stored");
+  int loads = 0;
+  auto loader = [&] {
+    ++loads;
+    return std::string("loaded");
+  };
+  EXPECT_EQ(cache.visit("k", loader, [](const std::string& v) { return v + "!"; }), "stored!");
+  EXPECT_EQ(loads, 0);
+  EXPECT_EQ(cache.stats().hits, 1u);
+  EXPECT_EQ(cache.stats().misses, 0u);
+}
+
+TYPED_TEST_P(CacheLookup, VisitLoadsAMissAndHandsTheLoadedValueToTheReader) {
+  stampede::Cache<std::string> cache(this->options(), this->template backend<std::string>());
+  int loads = 0;
+  auto loader = [&] {
+    ++loads;
+    return std::string("loaded");
+  };
+  std::string seen;
+  cache.visit("k", loader, [&](const std::string& v) { seen = v; });  // a reader may return nothing
+  EXPECT_EQ(seen, "loaded");
+  EXPECT_EQ(loads, 1);
+  EXPECT_EQ(cache.get("k"), "loaded");
+  EXPECT_EQ(cache.stats().misses, 1u);
+}
+
+TYPED_TEST_P(CacheLookup, VisitPassesOnWhatTheReaderThrowsAndTheEntryStays) {
+  stampede::Cache<std::string> cache(this->options(), this->template backend<std::string>());
+  cache.put("k", "stored");
+  int loads = 0;
+  auto loader = [&] {
+    ++loads;
+    return std::string("loaded");
+  };
+  auto throwing = [](const std::string& v) -> int { throw std::logic_error("reader saw " + v); };
+  EXPECT_THROW((void)cache.visit("k", loader, throwing), std::logic_error);
+  EXPECT_THROW((void)cache.visit("cold", loader, throwing), std::logic_error);  // after its load
+  EXPECT_EQ(cache.get("k"), "stored");
+  EXPECT_EQ(cache.get("cold"), "loaded");
+  EXPECT_EQ(loads, 1);
 }
 
 TYPED_TEST_P(CacheLookup, TtlJitterSpreadsExpiriesWithinBounds) {
@@ -185,4 +233,6 @@ TYPED_TEST_P(CacheLookup, EventHookSeesLoadsFailuresAndTimeouts) {
 REGISTER_TYPED_TEST_SUITE_P(CacheLookup, BlockingEntryExpiresAfterItsTtl, PutStoresAndInvalidateRemoves,
                             KeysAndStringValuesAreBinarySafe, EmptyKeyIsRejected,
                             TtlJitterSpreadsExpiriesWithinBounds, StatsCountWhatHappened,
-                            EventHookSeesLoadsFailuresAndTimeouts);
+                            EventHookSeesLoadsFailuresAndTimeouts, VisitHandsAHitToTheReaderWithoutLoading,
+                            VisitLoadsAMissAndHandsTheLoadedValueToTheReader,
+                            VisitPassesOnWhatTheReaderThrowsAndTheEntryStays);

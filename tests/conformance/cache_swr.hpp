@@ -66,6 +66,20 @@ TYPED_TEST_P(CacheSwr, SwrServesStaleAtOnceWhileTheRefreshIsBlocked) {
   EXPECT_EQ(st.loads, 2u);
 }
 
+TYPED_TEST_P(CacheSwr, VisitOfAStaleValueReadsItAtOnceAndRefreshesIt) {
+  stampede::Cache<int> cache(this->swr_options(), this->backend());
+  ASSERT_EQ(cache.get_or_compute("k", [] { return 1; }), 1);
+  this->clock_->advance(std::chrono::seconds(11));  // stale, inside the window
+  EXPECT_EQ(cache.visit(
+                "k", [] { return 2; }, [](int v) { return v * 10; }),
+            10);
+  cache.wait_idle();
+  EXPECT_EQ(cache.get("k"), 2) << "the stale visit did not refresh the key";
+  const stampede::Stats st = cache.stats();
+  EXPECT_EQ(st.stale_hits, 1u);
+  EXPECT_EQ(st.refreshes, 1u);
+}
+
 TYPED_TEST_P(CacheSwr, SwrManyConcurrentStaleHitsRefreshOnce) {
   constexpr int kCallers = 64;
   stampede::Cache<int> cache(this->swr_options(), this->backend());
@@ -260,6 +274,7 @@ TYPED_TEST_P(CacheSwr, EarlyRefreshOffNeverRefreshesAFreshEntry) {
 }
 
 REGISTER_TYPED_TEST_SUITE_P(CacheSwr, SwrServesStaleAtOnceWhileTheRefreshIsBlocked,
+                            VisitOfAStaleValueReadsItAtOnceAndRefreshesIt,
                             SwrManyConcurrentStaleHitsRefreshOnce,
                             SwrFailedRefreshKeepsTheStaleValueUntilHardExpiry, SwrCallAfterHardExpiryIsAMiss,
                             DestroyingACacheWaitsForItsRunningRefreshAndDropsQueuedOnes,

@@ -46,26 +46,80 @@ void Cache<T>::check_key(std::string_view key) {
 }
 
 template <class T>
-template <LoaderFor<T> Loader>
-T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOptions& call) {
+void Cache<T>::check_call(std::string_view key, const CallOptions& call) {
   check_key(key);
   if (call.wait_timeout.count() < 0) {
     throw std::invalid_argument("stampede::CallOptions.wait_timeout must be >= 0");
   }
+}
+
+template <class T>
+template <LoaderFor<T> Loader>
+T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOptions& call) {
+  check_call(key, call);
   const time_point now = clock_->now();
   if (std::optional<Entry<T>> e = read_servable(key, now)) {
-    if (now < e->soft_expiry) {
-      count(Counter::hits);
-      if (options_.early_refresh_beta > 0 && xfetch_due(*e, now)) {
-        schedule_refresh(key, e->fence, std::forward<Loader>(loader));
-      }
-      return std::move(e->value);
-    }
-    // Past soft expiry but servable: SWR's stale window.
-    count(Counter::stale_hits);
-    schedule_refresh(key, e->fence, std::forward<Loader>(loader));
+    after_hit(key, hit_of(*e, now), std::forward<Loader>(loader));
     return std::move(e->value);
   }
+  return load_missing(key, loader, call);
+}
+
+template <class T>
+template <class Reader, LoaderFor<T> Loader>
+  requires std::invocable<Reader&, const T&>
+std::invoke_result_t<Reader&, const T&> Cache<T>::visit(std::string_view key, Loader&& loader,
+                                                        Reader&& reader, const CallOptions& call) {
+  using Result = std::invoke_result_t<Reader&, const T&>;
+  check_call(key, call);
+  const time_point now = clock_->now();
+  // On a hit the reader runs inside the store's visit (the entry in place); what it returns or
+  // throws is kept until the store let go of the entry, then the hit is counted.
+  std::optional<Hit> hit;
+  std::conditional_t<std::is_void_v<Result>, bool, std::optional<Result>> result{};
+  std::exception_ptr reader_error;
+  visit_servable(key, now, [&](const Entry<T>& e) {
+    hit = hit_of(e, now);
+    try {
+      if constexpr (std::is_void_v<Result>) {
+        std::invoke(reader, std::as_const(e.value));
+      } else {
+        result.emplace(std::invoke(reader, std::as_const(e.value)));
+      }
+    } catch (...) {
+      reader_error = std::current_exception();
+    }
+  });
+  if (hit) {
+    after_hit(key, *hit, std::forward<Loader>(loader));
+    if (reader_error) std::rethrow_exception(reader_error);
+    if constexpr (std::is_void_v<Result>) {
+      return;
+    } else {
+      return std::move(*result);
+    }
+  }
+  const T value = load_missing(key, loader, call);
+  return std::invoke(reader, value);
+}
+
+template <class T>
+typename Cache<T>::Hit Cache<T>::hit_of(const Entry<T>& e, time_point now) const {
+  if (now >= e.soft_expiry) return Hit{.stale = true, .refresh = true, .fence = e.fence};  // SWR's window
+  const bool early = options_.early_refresh_beta > 0 && xfetch_due(e, now);
+  return Hit{.stale = false, .refresh = early, .fence = e.fence};
+}
+
+template <class T>
+template <class Loader>
+void Cache<T>::after_hit(std::string_view key, const Hit& hit, Loader&& loader) {
+  count(hit.stale ? Counter::stale_hits : Counter::hits);
+  if (hit.refresh) schedule_refresh(key, hit.fence, std::forward<Loader>(loader));
+}
+
+template <class T>
+template <class Loader>
+T Cache<T>::load_missing(std::string_view key, Loader& loader, const CallOptions& call) {
   count(Counter::misses);
   for (;;) {
     auto [flight, leader] = flights_.join(key);
@@ -477,6 +531,21 @@ std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
   } catch (const backend_error& e) {
     on_backend_error(key, e);
     return std::nullopt;
+  }
+}
+
+template <class T>
+void Cache<T>::visit_servable(std::string_view key, time_point now,
+                              detail::FunctionRef<void(const Entry<T>&)> fn) {
+  try {
+    backend_.store->visit(key, now, [&](const Entry<T>& e) {
+      if (servable(e, now)) fn(e);  // else only a fail-safe "last good" value: a miss
+    });
+  } catch (const codec_error& e) {
+    count(Counter::decode_errors);
+    emit(EventType::decode_failed, key, e.what());
+  } catch (const backend_error& e) {
+    on_backend_error(key, e);
   }
 }
 

@@ -106,6 +106,17 @@ class MemoryStore final : public Store<T> {
     return *e;
   }
 
+  /// Calls `fn` with the entry in place, under its shard's read lock (writers of the shard wait).
+  bool visit(std::string_view key, time_point now, detail::FunctionRef<void(const Entry<T>&)> fn) override {
+    const detail::PrehashedKey k{key, detail::StringHash{}(key)};
+    const Shard& s = current().shards[shard_index(k.hash)];
+    std::shared_lock lock(s.mu);
+    const Entry<T>* e = s.table.find(k);
+    if (e == nullptr || now >= e->hard_expiry) return false;
+    fn(*e);
+    return true;
+  }
+
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
     State& st = current();
     const detail::PrehashedKey k{key, detail::StringHash{}(key)};
