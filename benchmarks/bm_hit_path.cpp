@@ -96,7 +96,8 @@ class StampedeVisitImpl {
  public:
   void fill(std::string_view key, T value) { cache_.put(key, std::move(value)); }
   std::uint64_t get(std::string_view key) {
-    return cache_.visit(key, [] { return T{}; }, [](const T& v) { return first_word(v); });
+    return cache_.visit(
+        key, [] { return T{}; }, [](const T& v) { return first_word(v); });
   }
   double misses() const { return static_cast<double>(cache_.stats().misses); }
 

@@ -40,6 +40,21 @@ constexpr bool kUnderTsan = true;
 #else
 constexpr bool kUnderTsan = false;
 #endif
+// GCC 12's AddressSanitizer runtime does not hold its allocator's locks across fork(): a child
+// forked while another thread is inside malloc can block forever in the runtime's own code. Under
+// ASan a test therefore lets such a thread finish before it forks; the plain build keeps the
+// thread running through the fork.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kUnderAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kUnderAsan = true;
+#else
+constexpr bool kUnderAsan = false;
+#endif
+#else
+constexpr bool kUnderAsan = false;
+#endif
 
 // Runs `rounds` SET/GET pairs on each of `threads` threads, each thread on its own key, with
 // values that name `who`.
@@ -207,7 +222,9 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
     servers.push_back(std::make_unique<redis_test::RedisServer>());
     clients.push_back(Client::connect(servers.back()->url()));
   }
-  stampede::redis::Redlock lock(clients, "p:");
+  // node_timeout: the child opens new connections and subscribes on every node, which under the
+  // sanitizers on a loaded machine can take longer than the default 50 ms; this test is about fork().
+  stampede::redis::Redlock lock(clients, "p:", {.node_timeout = std::chrono::seconds(1)});
   // The parent's worker threads and pub/sub readers exist at fork() time.
   auto t = lock.try_acquire("parent", 10s);
   ASSERT_TRUE(t);
@@ -335,6 +352,11 @@ TEST(RedisFork, ARedisCacheLoadingAKeyAtForkTimeWorksInTheChild) {
     while (!stop.load() && first.empty()) first = own_values_only(*client, "parent", 1, 20);
     return first;
   });
+  std::string parent_traffic_result;
+  if (kUnderAsan) {  // see kUnderAsan: the pool still holds the connections this thread used
+    stop.store(true);
+    parent_traffic_result = parent_traffic.get();
+  }
 
   int from_child[2];
   ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
@@ -353,7 +375,8 @@ TEST(RedisFork, ARedisCacheLoadingAKeyAtForkTimeWorksInTheChild) {
 
   // The parent is unharmed: its load completes and is stored, its traffic saw only its replies.
   stop.store(true);
-  EXPECT_EQ(parent_traffic.get(), "");
+  if (!kUnderAsan) parent_traffic_result = parent_traffic.get();
+  EXPECT_EQ(parent_traffic_result, "");
   finish.open();
   EXPECT_EQ(parent_load.get(), "parent-load");
   EXPECT_EQ(cache.get("loading"), "parent-load");

@@ -23,9 +23,12 @@ class FunctionRef;
 template <class R, class... Args>
 class FunctionRef<R(Args...)> {
  public:
+  // Implicit, so a lambda converts at the call. The constraint keeps a FunctionRef's own copies
+  // away from it, which the check below does not see in a requires-clause.
   template <class F>
     requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> && std::is_invocable_r_v<R, F&, Args...>)
-  FunctionRef(F&& f) noexcept  // NOLINT(google-explicit-constructor): a lambda converts implicitly
+  // NOLINTNEXTLINE(google-explicit-constructor,bugprone-forwarding-reference-overload)
+  FunctionRef(F&& f) noexcept
       : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
         call_([](void* object, Args... args) -> R {
           return std::invoke(*static_cast<std::remove_reference_t<F>*>(object), std::forward<Args>(args)...);
