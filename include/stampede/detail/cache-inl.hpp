@@ -71,6 +71,9 @@ template <class Reader, LoaderFor<T> Loader>
 std::invoke_result_t<Reader&, const T&> Cache<T>::visit(std::string_view key, Loader&& loader,
                                                         Reader&& reader, const CallOptions& call) {
   using Result = std::invoke_result_t<Reader&, const T&>;
+  static_assert(!std::is_reference_v<Result>,
+                "stampede::Cache::visit: the reader must return a value, not a reference into the cached "
+                "value (it would dangle once the store lets go of the entry)");
   check_call(key, call);
   const time_point now = clock_->now();
   // On a hit the reader runs inside the store's visit (the entry in place); what it returns or
