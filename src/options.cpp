@@ -10,9 +10,22 @@ void require(bool ok, const char* field, const char* rule) {
   if (!ok) throw std::invalid_argument(std::string("stampede::CacheOptions.") + field + " " + rule);
 }
 
+// The fields that become expiries (or lock leases, or sleeps): a sum of them must fit the clocks.
+void require_lifetime(std::chrono::milliseconds d, const char* field) {
+  require(d <= kMaxLifetime, field, "must be <= 3650 days (kMaxLifetime)");
+}
+
 }  // namespace
 
 void validate(const CacheOptions& o) {
+  require_lifetime(o.ttl, "ttl");
+  require_lifetime(o.soft_ttl, "soft_ttl");
+  require_lifetime(o.swr_window, "swr_window");
+  require_lifetime(o.lock_ttl, "lock_ttl");
+  require_lifetime(o.poll_interval, "poll_interval");
+  require_lifetime(o.negative_ttl, "negative_ttl");
+  require_lifetime(o.fail_safe_max_age, "fail_safe_max_age");
+  require_lifetime(o.fail_safe_throttle, "fail_safe_throttle");
   require(o.ttl.count() > 0, "ttl", "must be > 0");
   require(o.soft_ttl.count() > 0, "soft_ttl", "must be > 0");
   require(o.swr_window.count() >= 0, "swr_window", "must be >= 0");

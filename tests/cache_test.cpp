@@ -16,6 +16,7 @@
 #include <latch>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -64,21 +65,34 @@ const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 INSTANTIATE_TEST_SUITE_P(
     EachField, BadOptions,
-    ::testing::Values(BadOption{"ttl", [](CacheOptions& o) { o.ttl = 0ms; }},
-                      BadOption{"ttl", [](CacheOptions& o) { o.ttl = -1ms; }},
-                      BadOption{"soft_ttl", [](CacheOptions& o) { o.soft_ttl = 0ms; }},
-                      BadOption{"swr_window", [](CacheOptions& o) { o.swr_window = -1ms; }},
-                      BadOption{"lock_ttl", [](CacheOptions& o) { o.lock_ttl = 0ms; }},
-                      BadOption{"wait_timeout", [](CacheOptions& o) { o.wait_timeout = 0ms; }},
-                      BadOption{"wait_timeout", [](CacheOptions& o) { o.wait_timeout = -5ms; }},
-                      BadOption{"poll_interval", [](CacheOptions& o) { o.poll_interval = 0ms; }},
-                      BadOption{"ttl_jitter", [](CacheOptions& o) { o.ttl_jitter = -0.1; }},
-                      BadOption{"ttl_jitter", [](CacheOptions& o) { o.ttl_jitter = 1.5; }},
-                      BadOption{"ttl_jitter", [](CacheOptions& o) { o.ttl_jitter = kNaN; }},
-                      BadOption{"early_refresh_beta", [](CacheOptions& o) { o.early_refresh_beta = -1; }},
-                      BadOption{"early_refresh_beta", [](CacheOptions& o) { o.early_refresh_beta = kNaN; }},
-                      BadOption{"refresh_threads", [](CacheOptions& o) { o.refresh_threads = 0; }},
-                      BadOption{"refresh_queue", [](CacheOptions& o) { o.refresh_queue = 0; }}),
+    ::testing::Values(
+        BadOption{"ttl", [](CacheOptions& o) { o.ttl = 0ms; }},
+        BadOption{"ttl", [](CacheOptions& o) { o.ttl = -1ms; }},
+        BadOption{"soft_ttl", [](CacheOptions& o) { o.soft_ttl = 0ms; }},
+        BadOption{"swr_window", [](CacheOptions& o) { o.swr_window = -1ms; }},
+        BadOption{"lock_ttl", [](CacheOptions& o) { o.lock_ttl = 0ms; }},
+        BadOption{"wait_timeout", [](CacheOptions& o) { o.wait_timeout = 0ms; }},
+        BadOption{"wait_timeout", [](CacheOptions& o) { o.wait_timeout = -5ms; }},
+        BadOption{"poll_interval", [](CacheOptions& o) { o.poll_interval = 0ms; }},
+        BadOption{"ttl_jitter", [](CacheOptions& o) { o.ttl_jitter = -0.1; }},
+        BadOption{"ttl_jitter", [](CacheOptions& o) { o.ttl_jitter = 1.5; }},
+        BadOption{"ttl_jitter", [](CacheOptions& o) { o.ttl_jitter = kNaN; }},
+        BadOption{"early_refresh_beta", [](CacheOptions& o) { o.early_refresh_beta = -1; }},
+        BadOption{"early_refresh_beta", [](CacheOptions& o) { o.early_refresh_beta = kNaN; }},
+        BadOption{"refresh_threads", [](CacheOptions& o) { o.refresh_threads = 0; }},
+        BadOption{"refresh_queue", [](CacheOptions& o) { o.refresh_queue = 0; }},
+        // Lifetimes past kMaxLifetime would overflow an entry's expiry or a lease.
+        BadOption{"ttl", [](CacheOptions& o) { o.ttl = std::chrono::milliseconds::max(); }},
+        BadOption{"soft_ttl", [](CacheOptions& o) { o.soft_ttl = std::chrono::milliseconds::max(); }},
+        BadOption{"swr_window", [](CacheOptions& o) { o.swr_window = stampede::kMaxLifetime + 1ms; }},
+        BadOption{"lock_ttl", [](CacheOptions& o) { o.lock_ttl = std::chrono::milliseconds::max(); }},
+        BadOption{"poll_interval",
+                  [](CacheOptions& o) { o.poll_interval = std::chrono::milliseconds::max(); }},
+        BadOption{"negative_ttl", [](CacheOptions& o) { o.negative_ttl = std::chrono::milliseconds::max(); }},
+        BadOption{"fail_safe_max_age",
+                  [](CacheOptions& o) { o.fail_safe_max_age = std::chrono::milliseconds::max(); }},
+        BadOption{"fail_safe_throttle",
+                  [](CacheOptions& o) { o.fail_safe_throttle = std::chrono::milliseconds::max(); }}),
     [](const ::testing::TestParamInfo<BadOption>& param) {
       return param.param.field + "_" + std::to_string(param.index);
     });
@@ -92,6 +106,50 @@ TEST(CacheOptionsTest, BoundaryValuesAreAccepted) {
   EXPECT_NO_THROW(stampede::validate(o));
   EXPECT_NO_THROW(Cache<int>{o});
   EXPECT_NO_THROW(Cache<int>{CacheOptions{}});
+}
+
+TEST(CacheOptionsTest, LifetimesUpToTheMaximumAreAcceptedAndStoreEntries) {
+  CacheOptions o;
+  o.ttl = o.soft_ttl = o.swr_window = o.lock_ttl = o.fail_safe_max_age = o.fail_safe_throttle =
+      stampede::kMaxLifetime;
+  o.mode = stampede::Mode::stale_while_revalidate;
+  Cache<int> cache(o);
+  EXPECT_EQ(cache.get_or_compute("k", [] { return 1; }), 1);
+  EXPECT_EQ(cache.get("k"), 1) << "an entry with the longest lifetimes was not stored, or expired at once";
+  stampede::LoadContext context;
+  EXPECT_NO_THROW(context.set_ttl(stampede::kMaxLifetime));
+  EXPECT_THROW(context.set_ttl(std::chrono::milliseconds::max()), std::invalid_argument);
+}
+
+// A wait of milliseconds::max() means "as long as it takes": now + max must not overflow into a
+// deadline in the past (every waiter threw timeout_error at once, "waited 9223372036854775807 ms").
+TEST(CacheOptionsTest, TheLongestWaitTimeoutWaitsForTheLoadInsteadOfFailingAtOnce) {
+  for (bool per_call : {false, true}) {
+    CacheOptions o;
+    if (!per_call) o.wait_timeout = std::chrono::milliseconds::max();
+    o.loader_hard_timeout = std::chrono::milliseconds::max();  // a deadline of its own, saturated too
+    Cache<int> cache(o);
+    const stampede::CallOptions call{.wait_timeout = per_call ? std::chrono::milliseconds::max() : 0ms};
+    stampede_test::Gate loading;
+    stampede_test::Gate release;
+    auto leader = std::async(std::launch::async, [&] {
+      return cache.get_or_compute("k", [&] {
+        loading.open();
+        EXPECT_TRUE(release.wait_for());
+        return 7;
+      });
+    });
+    ASSERT_TRUE(loading.wait_for());
+    auto waiter = std::async(std::launch::async, [&] {
+      return cache.get_or_compute(
+          "k", [] { return -1; }, call);
+    });
+    ASSERT_TRUE(stampede_test::eventually([&] { return cache.stats().misses == 2; }));  // it has joined
+    release.open();
+    EXPECT_EQ(waiter.get(), 7) << (per_call ? "CallOptions" : "CacheOptions");
+    EXPECT_EQ(leader.get(), 7);
+    EXPECT_EQ(cache.stats().wait_timeouts, 0u);
+  }
 }
 
 TEST(CacheTest, BackendWithoutStoreOrLockIsRejected) {
@@ -909,6 +967,166 @@ TEST(CacheForkTest, ChildRunsItsOwnRefreshesAndWaitIdleReturns) {
   release.open();
   cache.wait_idle();
   EXPECT_EQ(cache.get("a"), 2);
+}
+
+// ---- where two features meet ---------------------------------------------------------------------
+
+/// A store whose get() of a pinned key returns the copy it read when pinned, whatever the inner
+/// store holds since: a near cache whose invalidation has not arrived yet. Everything else goes to
+/// the inner store. Thread-safe.
+template <class T>
+class LaggingStore final : public stampede::Store<T> {
+ public:
+  explicit LaggingStore(std::shared_ptr<stampede::Store<T>> inner) : inner_(std::move(inner)) {}
+  /// From now on get(key) returns what the inner store holds now (however old).
+  void pin(std::string_view key) {
+    std::lock_guard lock(mu_);
+    pinned_key_ = key;
+    pinned_ = inner_->get(key, std::chrono::system_clock::time_point::min());
+  }
+  void unpin() {
+    std::lock_guard lock(mu_);
+    pinned_key_.clear();
+  }
+  std::optional<stampede::Entry<T>> get(std::string_view key,
+                                        std::chrono::system_clock::time_point now) override {
+    {
+      std::lock_guard lock(mu_);
+      if (!pinned_key_.empty() && key == pinned_key_) {
+        if (pinned_ && now < pinned_->hard_expiry) return pinned_;
+        return std::nullopt;
+      }
+    }
+    return inner_->get(key, now);
+  }
+  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
+                          std::chrono::system_clock::time_point now) override {
+    return inner_->put(key, entry, now);
+  }
+  stampede::PutResult put_if_unchanged(std::string_view key, std::uint64_t expected,
+                                       const stampede::Entry<T>& entry,
+                                       std::chrono::system_clock::time_point now) override {
+    return inner_->put_if_unchanged(key, expected, entry, now);  // judged by the inner store
+  }
+  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+
+ private:
+  std::shared_ptr<stampede::Store<T>> inner_;
+  std::mutex mu_;
+  std::string pinned_key_;
+  std::optional<stampede::Entry<T>> pinned_;
+};
+
+// Fail-safe x a copy that lags the store (the near cache x fail-safe, issue 15 case 1): the last
+// good value read from the lagging copy was re-armed under the failed load's fence, drawn after
+// the invalidation, so the invalidated value came back for everyone.
+TEST(CacheFailSafePairs, AValueReplacedAfterTheCopyItWasReadFromIsNeitherServedNorReArmed) {
+  for (bool by_put : {false, true}) {
+    SCOPED_TRACE(by_put ? "replaced by put()" : "removed by invalidate()");
+    auto clock = std::make_shared<stampede::ManualClock>();
+    stampede::Backend<std::string> memory = stampede::memory_backend<std::string>(0, clock);
+    auto lagging = std::make_shared<LaggingStore<std::string>>(memory.store);
+    Cache<std::string> cache({.ttl = 1s, .fail_safe_max_age = 60s, .fail_safe_throttle = 20s, .clock = clock},
+                             {lagging, memory.lock, "lagging"});
+    ASSERT_EQ(cache.get_or_compute("k", [] { return std::string("v1"); }), "v1");
+    clock->advance(2s);  // expired: kept as the last good value
+    lagging->pin("k");   // the local copy lags from here on
+    if (by_put) {
+      cache.put("k", "v2");
+    } else {
+      cache.invalidate("k");
+    }
+    auto failing = []() -> std::string { throw std::runtime_error("db down"); };
+    EXPECT_THROW((void)cache.get_or_compute("k", failing, {}), std::runtime_error)
+        << "fail-safe served a value replaced after it was stored";
+    lagging->unpin();
+    const std::optional<std::string> now = cache.get("k");
+    if (by_put) {
+      EXPECT_EQ(now, "v2") << "the re-arm overwrote the newer put";
+    } else {
+      EXPECT_EQ(now, std::nullopt) << "the invalidated value was re-armed";
+    }
+    EXPECT_EQ(cache.stats().fail_safe_served, 0u);
+  }
+}
+
+/// A store that refuses the first `refusals` puts (as if a higher fence had been seen) without
+/// storing them; everything else goes to the inner store.
+template <class T>
+class RefusingStore final : public stampede::Store<T> {
+ public:
+  RefusingStore(std::shared_ptr<stampede::Store<T>> inner, int refusals)
+      : inner_(std::move(inner)), refusals_(refusals) {}
+  std::optional<stampede::Entry<T>> get(std::string_view key,
+                                        std::chrono::system_clock::time_point now) override {
+    return inner_->get(key, now);
+  }
+  stampede::PutResult put(std::string_view key, const stampede::Entry<T>& entry,
+                          std::chrono::system_clock::time_point now) override {
+    if (refusals_.fetch_sub(1) > 0) return stampede::PutResult::stale_fence;
+    return inner_->put(key, entry, now);
+  }
+  void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
+
+ private:
+  std::shared_ptr<stampede::Store<T>> inner_;
+  std::atomic<int> refusals_;
+};
+
+// put() returned normally when its write was refused (on Redis: the fence hash vanished between
+// drawing the fence and the write), and get() then returned the value put() had replaced.
+TEST(CachePut, AWriteRefusedOnceIsRetriedWithANewFence) {
+  stampede::Backend<int> memory = stampede::memory_backend<int>();
+  memory.store->put("k",
+                    {.value = 1,
+                     .soft_expiry = {},
+                     .hard_expiry = std::chrono::system_clock::time_point::max(),
+                     .fence = 1},
+                    {});
+  Cache<int> cache({}, {std::make_shared<RefusingStore<int>>(memory.store, 1), memory.lock, "refusing"});
+  cache.put("k", 2);
+  EXPECT_EQ(cache.get("k"), 2) << "put() returned but its value is not there";
+}
+
+TEST(CachePut, AWriteThatIsAlwaysRefusedThrowsBackendError) {
+  stampede::Backend<int> memory = stampede::memory_backend<int>();
+  Cache<int> cache({}, {std::make_shared<RefusingStore<int>>(memory.store, 1000), memory.lock, "refusing"});
+  EXPECT_THROW(cache.put("k", 2), stampede::backend_error);
+  EXPECT_EQ(cache.get("k"), std::nullopt);
+}
+
+// ~Cache waited for a running background load but never requested its LoadContext stop token, so a
+// loader that honours the token still blocked the destructor until it was done by itself.
+TEST(CacheLifetimeTest, DestructionRequestsTheStopTokenOfRunningBackgroundLoadsAndRefreshes) {
+  for (bool refresh : {false, true}) {
+    SCOPED_TRACE(refresh ? "a background refresh (SWR)" : "a background load (loader timeout)");
+    auto clock = std::make_shared<stampede::ManualClock>();
+    CacheOptions o{.clock = clock};
+    if (refresh) {
+      o.mode = stampede::Mode::stale_while_revalidate;
+    } else {
+      o.loader_hard_timeout = 10ms;
+    }
+    auto cache = std::make_unique<Cache<int>>(o);
+    stampede_test::Gate loading;
+    std::atomic<bool> saw_stop{false};
+    // Returns when its stop token is requested; else after the hang guard (then the test fails).
+    auto loader = [&](stampede::LoadContext& ctx) {
+      loading.open();
+      saw_stop = stampede_test::eventually([&] { return ctx.stop_token().stop_requested(); });
+      return 2;
+    };
+    if (refresh) {
+      ASSERT_EQ(cache->get_or_compute("k", [] { return 1; }), 1);
+      clock->advance(11s);  // stale: the hit schedules a refresh
+      ASSERT_EQ(cache->get_or_compute("k", loader), 1);
+    } else {
+      EXPECT_THROW((void)cache->get_or_compute("k", loader), stampede::timeout_error);  // the load goes on
+    }
+    ASSERT_TRUE(loading.wait_for());
+    cache.reset();
+    EXPECT_TRUE(saw_stop.load()) << "the destructor waited for the loader without requesting its stop";
+  }
 }
 
 }  // namespace

@@ -106,6 +106,26 @@ TEST(RefresherTest, StopDropsQueuedTasksAndWaitsForRunningOnes) {
   r.wait_idle();  // returns at once after stop
 }
 
+// What a Cache's background loads use: a task that would wait behind other keys' tasks is refused,
+// so that its caller runs it at once instead.
+TEST(RefresherTest, IdleOnlyTakesATaskOnlyWhileAThreadIsFreeToRunIt) {
+  Refresher r({.threads = 2, .queue = 2, .idle_only = true});
+  stampede_test::Gate release;
+  std::latch running(2);
+  auto blocked = [&] {
+    running.count_down();
+    release.wait();
+  };
+  stampede_test::OpenOnExit unblock(release);
+  ASSERT_EQ(r.submit("a", blocked), Submit::queued);
+  ASSERT_EQ(r.submit("b", blocked), Submit::queued);  // the second thread is still free
+  running.wait();
+  EXPECT_EQ(r.submit("c", [] {}), Submit::dropped) << "queued behind two running tasks";
+  release.open();
+  r.wait_idle();
+  EXPECT_EQ(r.submit("c", [] {}), Submit::queued);
+}
+
 TEST(RefresherTest, ThreadsRunTasksInParallel) {
   Refresher r({.threads = 2, .queue = 8});
   std::barrier meet(2);  // each task waits for the other: completes only if both run at once

@@ -8,8 +8,9 @@
 //   Item item = cache.get_or_compute("item:1", [id = 1] { return db_load_item(id); });
 //
 // Thread-safe: every method may be called concurrently from any thread.
-// Lifetime: the destructor stops background refreshes: queued ones are dropped, running ones are
-// waited for, so no refresh ever touches a destroyed Cache. No call may be in progress on another
+// Lifetime: the destructor stops background refreshes and loads: queued refreshes are dropped,
+// running ones see their LoadContext's stop token requested and are waited for, so no refresh
+// or background load ever touches a destroyed Cache. No call may be in progress on another
 // thread when the Cache is destroyed. The destructor may run on a refresher thread (a refresh's
 // loader that holds the last reference to the Cache's owner): it then waits for the other running
 // refreshes and lets that thread finish by itself.
@@ -21,7 +22,9 @@
 //
 // FAQ
 // - Does a caller ever wait forever? No. A caller waits at most wait_timeout for another caller's
-//   load (then OnWaitTimeout decides); its own load takes as long as its loader.
+//   load (then OnWaitTimeout decides); its own load takes as long as its loader (a load handed to a
+//   background thread never queues behind other keys' loads). wait_timeout =
+//   milliseconds::max() waits as long as the load takes.
 // - What do waiters get if the loader throws? The same exception (the one exception_ptr is
 //   rethrown in each). Nothing is stored, the lock is released at once, the next call loads again.
 // - Can a slow loader overwrite newer data? No. Its write carries the fence of its lock; if the
@@ -50,6 +53,11 @@
 // - The loader fails but an older value exists? With fail_safe_max_age > 0 every caller of that load
 //   gets the last good value (fail_safe_served, EventType::fail_safe) and the entry is re-armed in
 //   the store for fail_safe_throttle under the failed load's fence; then one caller tries again.
+//   Only if the store still holds that value: after an invalidate() or put() (in any process), or
+//   a load that found the row gone (an empty optional with negative_ttl 0), the loader's error is
+//   what the callers get.
+// - A loader timeout and a caller that stops waiting? The timeout belongs to the load's flight: the
+//   other callers of that load still get the old value (or timeout_error) when it passes.
 #pragma once
 
 #include <concepts>
@@ -57,6 +65,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -156,11 +165,14 @@ class Cache {
   std::optional<T> get(std::string_view key);
 
   /// Stores `value` now with a new fence (so loads in flight cannot overwrite it) and wakes waiters.
-  /// A call that starts after put() returned never gets a value loaded before it.
+  /// A call that starts after put() returned never gets a value loaded before it. A write the store
+  /// refuses for its fence (a later fence was seen meanwhile, or the store lost its fence record) is
+  /// tried once more with a new fence.
   /// @param key non-empty; any bytes.
   /// @param value the value to store.
   /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes:
-  ///         a write that did not happen must not pass silently); codec_error if it cannot be encoded.
+  ///         a write that did not happen must not pass silently, also when the store refused both
+  ///         fences); codec_error if it cannot be encoded.
   ///         A wake-up that fails after the write (e.g. no pub/sub rights) is only counted in
   ///         backend_errors and reported: waiters then find the value by polling.
   void put(std::string_view key, T value);
@@ -214,13 +226,12 @@ class Cache {
   T lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
                 const CallOptions& call);
   /// What lead() ends with: the value, nothing (stopped before loading), or a load handed to a
-  /// background thread (then `old` is the value the store still holds past its expiry, if any).
+  /// background thread (its flight carries the loader timeout and the old value, if any).
   struct Led {
     std::optional<T> value;
     bool in_background = false;
-    std::optional<T> old;
     /// The leader has its value: from its own load, the store or a fallback.
-    static Led done(T v) { return Led{std::move(v), false, std::nullopt}; }
+    static Led done(T v) { return Led{std::move(v), false}; }
   };
   template <class Loader>
   Led lead(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
@@ -228,8 +239,10 @@ class Cache {
   template <class Loader>
   bool hand_off(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
                 LockLease& lease, std::uint64_t fence, const LoadContext& context);
-  T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
-                     std::optional<T> old);
+  T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call);
+  // Applies the flight's loader timeout (its load limit passed): the old value to every caller,
+  // or timeout_error. Any caller of the flight may call it; one applies it.
+  void expire_load(std::string_view key, detail::Flight<T>& flight);
   /// When a load wakes its flight's waiters: before its store write (the caller's thread ran the
   /// loader and returns only after the write) or after it (a background load: its callers are all
   /// waiters, and each must find the value in the store once it returns).
@@ -254,6 +267,8 @@ class Cache {
   template <class Loader>
   T compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight,
                      const CallOptions& call);
+  // How often put() draws a fence and writes before it reports that the store refused it.
+  static constexpr int kPutAttempts = 2;
   std::chrono::milliseconds wait_timeout(const CallOptions& call) const noexcept {
     return call.wait_timeout.count() > 0 ? call.wait_timeout : options_.wait_timeout;
   }
@@ -288,7 +303,10 @@ class Cache {
   std::shared_ptr<const Clock> clock_;
   mutable detail::StripedCounters<static_cast<std::size_t>(Counter::kCount)> counters_;
   detail::FlightGroup<T> flights_;
-  // Loads handed off when a loader timeout is set; stopped before the members they use go.
+  // Requested by the destructor: the stop token of every running refresh and background load.
+  std::stop_source shutdown_;
+  // Loads handed off when a loader timeout is set, each to a thread that is idle (never queued);
+  // stopped before the members they use go.
   detail::Refresher loads_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
   detail::Refresher refresher_;

@@ -17,10 +17,18 @@
 
 namespace stampede {
 
+/// The longest lifetime the Cache accepts: a TTL (CacheOptions::ttl, soft_ttl, swr_window,
+/// negative_ttl, fail_safe_max_age, fail_safe_throttle, LoadContext::set_ttl), lock_ttl and
+/// poll_interval: 10 years. Expiries are system_clock time points (nanoseconds, which end in
+/// 2262), and an entry's lives add up, so each must leave room. Waits and loader timeouts
+/// (wait_timeout, loader_soft_timeout, loader_hard_timeout) take any value:
+/// std::chrono::milliseconds::max() waits as long as it takes.
+inline constexpr std::chrono::milliseconds kMaxLifetime{std::chrono::hours{24 * 3650}};
+
 /// Options of one get_or_compute call. A plain value; thread-compatible.
 struct CallOptions {
   /// How long this call waits for another caller's load before CacheOptions::on_wait_timeout;
-  /// 0 = CacheOptions::wait_timeout. Must be >= 0.
+  /// 0 = CacheOptions::wait_timeout. Must be >= 0; milliseconds::max() waits as long as it takes.
   std::chrono::milliseconds wait_timeout{0};
   /// A request ends this call's wait for another caller's load at once with cancelled_error (a
   /// wait for another process's lock: within one poll_interval). A call that is running the
@@ -39,10 +47,13 @@ class LoadContext {
 
   /// Sets this entry's lifetime (blocking mode: its TTL; SWR: its soft TTL, the stale window
   /// follows) instead of CacheOptions::ttl / soft_ttl / negative_ttl; ttl_jitter does not apply.
-  /// @param ttl > 0, e.g. the max-age an origin returned.
-  /// @throws std::invalid_argument if ttl <= 0.
+  /// @param ttl > 0 and <= kMaxLifetime, e.g. the max-age an origin returned.
+  /// @throws std::invalid_argument if ttl <= 0 or ttl > kMaxLifetime.
   void set_ttl(std::chrono::milliseconds ttl) {
     if (ttl.count() <= 0) throw std::invalid_argument("stampede::LoadContext::set_ttl: ttl must be > 0");
+    if (ttl > kMaxLifetime) {
+      throw std::invalid_argument("stampede::LoadContext::set_ttl: ttl must be <= 3650 days (kMaxLifetime)");
+    }
     ttl_ = ttl;
   }
   /// @return the TTL the loader set, or std::nullopt for the Cache's options.

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <memory>
 
+#include "stampede/call.hpp"  // kMaxLifetime
 #include "stampede/clock.hpp"
 #include "stampede/events.hpp"
 #include "stampede/export.hpp"
@@ -39,8 +40,11 @@ enum class BackendFailure {
   fail_closed,  ///< throw stampede::backend_error
 };
 
-/// Options of a Cache. Every duration must be > 0 unless its comment says what 0 means;
-/// Cache's constructor throws std::invalid_argument naming the first bad field.
+/// Options of a Cache. Every duration must be > 0 unless its comment says what 0 means; lifetimes
+/// (ttl, soft_ttl, swr_window, lock_ttl, poll_interval, negative_ttl, fail_safe_max_age,
+/// fail_safe_throttle) at most kMaxLifetime (10 years); waits and loader timeouts any value
+/// (milliseconds::max() = as long as it takes). Cache's constructor throws std::invalid_argument
+/// naming the first bad field.
 struct CacheOptions {
   Mode mode = Mode::blocking;
   /// Blocking mode: how long an entry lives (its hard TTL). Must be > 0.
@@ -77,9 +81,9 @@ struct CacheOptions {
   /// the old value instead if there is one); the load goes on and stores its value when done.
   /// >= 0; 0 = off. With both set, must be >= loader_soft_timeout.
   std::chrono::milliseconds loader_hard_timeout{0};
-  /// Threads that run loads when a loader timeout is set (started on first use). A load finds
-  /// them all busy (and background_load_threads loads queued): it runs on the caller's thread,
-  /// without the timeouts. >= 1.
+  /// Threads that run loads when a loader timeout is set (started on first use). A load is handed
+  /// only to an idle one (it never queues behind another key's load); when all are busy it runs
+  /// on the caller's thread, without the timeouts. >= 1.
   std::size_t background_load_threads = 4;
   /// Fail-safe: how long past its expiry (blocking: ttl; SWR: the end of the stale window) a value
   /// stays in the store as "last good". When a load fails (the loader throws) and the last good

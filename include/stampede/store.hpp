@@ -72,6 +72,23 @@ class Store {
   /// Removes the entry and remembers `fence`, so later puts with a lower fence are refused.
   virtual void invalidate(std::string_view key, std::uint64_t fence) = 0;
 
+  /// Stores `entry` only if the key still holds the entry that was stored with fence `expected`
+  /// (no write and no invalidation since, in this process or any other) and put() would accept
+  /// entry.fence. Fail-safe re-arms a last good value with it: a value that an invalidate() or a
+  /// put() has replaced never comes back, whatever copy of it the caller read.
+  /// A store should override it with one atomic step, judged by the authoritative copy (not a
+  /// local cache of it). The default is not atomic: it checks with get() (with time_point::min(),
+  /// so an expired entry counts) and then calls put(), so a write that lands between the two is
+  /// overwritten.
+  /// @return PutResult::stored, or PutResult::stale_fence if the entry changed, is gone, or the fence
+  ///         is refused.
+  virtual PutResult put_if_unchanged(std::string_view key, std::uint64_t expected, const Entry<T>& entry,
+                                     std::chrono::system_clock::time_point now) {
+    std::optional<Entry<T>> held = get(key, std::chrono::system_clock::time_point::min());
+    if (!held || held->fence != expected) return PutResult::stale_fence;
+    return put(key, entry, now);
+  }
+
   /// Adds the counters this store keeps (those of STAMPEDE_BACKEND_COUNTERS, e.g. evictions) to
   /// `counters`, for Cache::stats(). The default keeps none and adds nothing; a store that wraps
   /// another forwards to it. Thread-safe; cheap (it runs on every stats() call).

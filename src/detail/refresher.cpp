@@ -39,6 +39,9 @@ Refresher::Submit Refresher::submit(std::string_view key, std::function<void()> 
   if (c.stopping) return Submit::stopped;
   if (c.keys.contains(std::string(key))) return Submit::duplicate;
   if (c.queue.size() >= c.options.queue) return Submit::dropped;
+  // Queued tasks are taken by idle threads first: a thread is free for this one only if there are
+  // more threads than running and queued tasks.
+  if (c.options.idle_only && c.running + c.queue.size() >= c.options.threads) return Submit::dropped;
   if (c.threads.empty()) {
     c.threads.reserve(c.options.threads);
     for (std::size_t i = 0; i < c.options.threads; ++i) c.threads.emplace_back([shared] { run(shared); });

@@ -70,6 +70,13 @@ PutResult RedisBytesStore::put(std::string_view key, const Entry<std::string>& e
                                                                                      : PutResult::stale_fence;
 }
 
+PutResult RedisBytesStore::put_if_unchanged(std::string_view key, std::uint64_t expected,
+                                            const Entry<std::string>& entry, time_point now) {
+  return detail::put_entry_if_unchanged(*client_, prefix_, key, expected, raw_of(entry), px_ms(entry, now))
+             ? PutResult::stored
+             : PutResult::stale_fence;
+}
+
 std::uint64_t RedisBytesStore::put_with_new_fence(std::string_view key, const Entry<std::string>& entry,
                                                   time_point now) {
   return detail::put_entry_with_new_fence(*client_, prefix_, key, raw_of(entry), px_ms(entry, now));

@@ -64,6 +64,26 @@ local function store_value(k, fence, value, soft, hard, load, px, channel)
 end
 )lua";
 
+// The fenced write of put_script and put_if_unchanged_script: refused (0) unless the fence hash
+// exists and vouches for ARGV[1]; else stores the value and returns 1.
+constexpr std::string_view kFencedPutLua = R"lua(
+local function fenced_put()
+  if not open_hash(KEYS[2]) then
+    keep_for(KEYS[2], ARGV[8])
+    return 0
+  end
+  local fence = tonumber(ARGV[1])
+  if fence < tonumber(redis.call('HGET', KEYS[2], 'floor') or '0') or
+     fence < tonumber(redis.call('HGET', KEYS[2], 'born') or '0') then
+    return 0
+  end
+  raise_floor(KEYS[2], ARGV[1])
+  keep_for(KEYS[2], ARGV[8])
+  store_value(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+  return 1
+end
+)lua";
+
 std::string with_fence_lua(std::string_view body) { return std::string(kFenceLua).append(body); }
 std::string with_value_lua(std::string_view body) {
   return std::string(kFenceLua).append(kValueLua).append(body);
@@ -119,22 +139,21 @@ return fence
 }
 
 const Script& put_script() {
-  static const Script s(with_value_lua(R"lua(
+  static const Script s(with_value_lua(std::string(kFencedPutLua).append(R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
-if not open_hash(KEYS[2]) then
-  keep_for(KEYS[2], ARGV[8])
+return fenced_put()
+)lua")));
+  return s;
+}
+
+const Script& put_if_unchanged_script() {
+  static const Script s(with_value_lua(std::string(kFencedPutLua).append(R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' or redis.call('HGET', KEYS[1], 'fence') ~= ARGV[9] then
   return 0
 end
-local fence = tonumber(ARGV[1])
-if fence < tonumber(redis.call('HGET', KEYS[2], 'floor') or '0') or
-   fence < tonumber(redis.call('HGET', KEYS[2], 'born') or '0') then
-  return 0
-end
-raise_floor(KEYS[2], ARGV[1])
-keep_for(KEYS[2], ARGV[8])
-store_value(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-return 1
-)lua"));
+return fenced_put()
+)lua")));
   return s;
 }
 

@@ -21,6 +21,9 @@ const Script& bump_fence_script();
 /// hash (which it then creates, born with a new fence).
 /// @return 1 if stored (and `stored` published), 0 if refused for its fence.
 const Script& put_script();
+/// KEYS, ARGV[1..8]: as put_script. ARGV[9]: the expected fence. put_script's write if the value key
+/// holds a value hash whose `fence` field is ARGV[9]; else 0 and nothing is written.
+const Script& put_if_unchanged_script();
 /// KEYS: value, fence. ARGV: value, soft_ms, hard_ms, load_ms, px_ms, channel, fence_ttl_ms.
 /// Draws a fence as the acquire script does and stores the value with it (never refused).
 /// @return the fence.

@@ -110,6 +110,18 @@ bool put_entry(Client& client, std::string_view prefix, std::string_view key, co
   return r.type == Reply::Type::integer && r.integer == 1;
 }
 
+bool put_entry_if_unchanged(Client& client, std::string_view prefix, std::string_view key,
+                            std::uint64_t expected, const RawEntry& entry, std::int64_t px_ms) {
+  const std::string vk = value_key(prefix, key), fk = fence_key(prefix, key), ch = done_channel(prefix, key);
+  const std::string fence = std::to_string(entry.fence), soft = std::to_string(entry.soft_expiry_ms),
+                    hard = std::to_string(entry.hard_expiry_ms), load = std::to_string(entry.load_time_ms),
+                    px = std::to_string(px_ms), keep = std::to_string(px_ms + kFenceLinger.count()),
+                    was = std::to_string(expected);
+  Reply r = client.eval(put_if_unchanged_script(), {vk, fk},
+                        {fence, entry.value, soft, hard, load, px, ch, keep, was});
+  return r.type == Reply::Type::integer && r.integer == 1;
+}
+
 std::uint64_t put_entry_with_new_fence(Client& client, std::string_view prefix, std::string_view key,
                                        const RawEntry& entry, std::int64_t px_ms) {
   const std::string vk = value_key(prefix, key), fk = fence_key(prefix, key), ch = done_channel(prefix, key);

@@ -71,6 +71,11 @@ std::optional<RawEntry> decode_entry(Reply reply);
 bool put_entry(Client& client, std::string_view prefix, std::string_view key, const RawEntry& entry,
                std::int64_t px_ms);
 
+/// put_entry() if the value key still holds a value hash stored with fence `expected`; else
+/// nothing is written. @return false if refused (changed, gone, or its fence). @throws backend_error.
+bool put_entry_if_unchanged(Client& client, std::string_view prefix, std::string_view key,
+                            std::uint64_t expected, const RawEntry& entry, std::int64_t px_ms);
+
 /// Draws a new fence for the key (as the acquire script does) and stores `entry` with it, in one
 /// script; entry.fence is ignored. Never refused.
 /// @return the fence it was stored with. @throws backend_error.

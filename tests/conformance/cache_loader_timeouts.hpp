@@ -15,6 +15,7 @@
 #include <future>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 
 #include "conformance/cache_fixture.hpp"
@@ -118,6 +119,71 @@ TYPED_TEST_P(CacheLoaderTimeouts, FastLoadReturnsItsValueAndBadOptionsAreRefused
   }
 }
 
+// Loader timeouts x the background queue x unrelated keys: with every background thread busy with
+// slow loads of other keys, a fast load was queued behind them and its caller (nothing old, no hard
+// timeout) waited as long as they ran. It runs on its caller's thread instead.
+TYPED_TEST_P(CacheLoaderTimeouts, AFastLoadNeverWaitsBehindSlowLoadsOfOtherKeys) {
+  stampede::CacheOptions o = this->timeouts(std::chrono::milliseconds(20), {});
+  o.background_load_threads = 2;
+  stampede::Cache<int> cache(o, this->backend());
+  cache.put("a", 1);
+  cache.put("b", 1);
+  this->clock_->advance(std::chrono::seconds(31));  // both expired; the store still holds them
+  stampede_test::Gate release;
+  auto slow = [&release] {
+    release.wait();  // opened on exit: never before the fast load below has returned
+    return 2;
+  };
+  std::future<int> fast;
+  stampede_test::OpenOnExit unblock(release);
+  EXPECT_EQ(cache.get_or_compute("a", slow), 1);  // the old value at the soft timeout
+  EXPECT_EQ(cache.get_or_compute("b", slow), 1);  // both threads are now busy with blocked loads
+  fast = std::async(std::launch::async, [&cache] { return cache.get_or_compute("c", [] { return 3; }); });
+  ASSERT_EQ(fast.wait_for(stampede_test::kHangGuard), std::future_status::ready)
+      << "the fast load waited behind the slow loads of other keys";
+  EXPECT_EQ(fast.get(), 3);
+}
+
+// Loader timeouts x per-call cancellation: the soft timeout was applied by the leader's caller
+// alone, so when that caller stopped waiting, its waiters got no old value and waited for the
+// whole load. The timeout belongs to the flight: every caller of it applies it.
+TYPED_TEST_P(CacheLoaderTimeouts, ACancelledLeaderLeavesTheSoftTimeoutToItsWaiters) {
+  // On a healthy machine the stop comes well before the soft timeout; the assertions also hold
+  // if it does not (then the leader itself got the old value).
+  stampede::Cache<int> cache(this->timeouts(std::chrono::milliseconds(500), {}), this->backend());
+  cache.put("k", 1);
+  this->clock_->advance(std::chrono::seconds(31));
+  stampede_test::Gate loading, release;
+  auto slow = [&] {
+    loading.open();
+    release.wait();  // opened on exit: never before the waiter below has returned
+    return 2;
+  };
+  std::stop_source stop;
+  std::future<std::string> leader;
+  std::future<int> waiter;
+  stampede_test::OpenOnExit unblock(release);
+  leader = std::async(std::launch::async, [&] {
+    try {
+      return std::to_string(cache.get_or_compute("k", slow, {.stop = stop.get_token()}));
+    } catch (const stampede::cancelled_error&) {
+      return std::string("cancelled");
+    }
+  });
+  ASSERT_TRUE(loading.wait_for());  // the load runs in the background; the leader waits for it
+  waiter = std::async(std::launch::async, [&] { return cache.get_or_compute("k", slow); });
+  ASSERT_TRUE(stampede_test::eventually([&] { return cache.stats().misses == 2; }));  // it joined
+  stop.request_stop();
+  const std::string led = leader.get();
+  EXPECT_TRUE(led == "cancelled" || led == "1") << led;
+  ASSERT_EQ(waiter.wait_for(stampede_test::kHangGuard), std::future_status::ready)
+      << "the waiter waited for the whole load instead of getting the old value at the soft timeout";
+  EXPECT_EQ(waiter.get(), 1);
+  EXPECT_EQ(cache.stats().soft_timeouts, 1u);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(CacheLoaderTimeouts, SoftTimeoutServesTheOldValueAndTheLoadStoresItsOwnLater,
                             BackgroundStoreIsRefusedAfterAnInvalidate, HardTimeoutThrowsAndTheLoadStillStores,
-                            FastLoadReturnsItsValueAndBadOptionsAreRefused);
+                            FastLoadReturnsItsValueAndBadOptionsAreRefused,
+                            AFastLoadNeverWaitsBehindSlowLoadsOfOtherKeys,
+                            ACancelledLeaderLeavesTheSoftTimeoutToItsWaiters);

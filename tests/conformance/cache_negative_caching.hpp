@@ -18,6 +18,7 @@
 #include "conformance/cache_fixture.hpp"
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
+#include "stampede/errors.hpp"
 #include "stampede/options.hpp"
 #include "support/test_support.hpp"
 
@@ -113,6 +114,43 @@ TYPED_TEST_P(CacheNegativeCaching, EmptyResultIsFenced) {
   EXPECT_EQ(cache.get_or_compute("k", [] { return MaybeInt(9); }), 9) << "the old empty result was stored";
 }
 
+// Negative caching x fail-safe: an empty result that is not stored (negative_ttl 0) left the value
+// it replaced as "last good", so the next failed load served the deleted row again.
+TYPED_TEST_P(CacheNegativeCaching, AnEmptyResultNotStoredStillRemovesTheValueFailSafeWouldServe) {
+  stampede::CacheOptions o = this->negative(std::chrono::milliseconds(0));
+  o.fail_safe_max_age = std::chrono::minutes(10);
+  stampede::Cache<MaybeInt> cache(o, this->template backend<MaybeInt>());
+  ASSERT_EQ(cache.get_or_compute("k", [] { return MaybeInt(5); }), 5);
+  this->clock_->advance(std::chrono::seconds(31));  // expired: 5 is the last good value
+  EXPECT_EQ(cache.get_or_compute("k", []() -> MaybeInt { return std::nullopt; }), std::nullopt);  // deleted
+  auto failing = []() -> MaybeInt { throw ConformanceLoadError("db down"); };
+  EXPECT_THROW((void)cache.get_or_compute("k", failing), ConformanceLoadError) << "the deleted row came back";
+  EXPECT_EQ(cache.get("k"), std::nullopt);
+  EXPECT_EQ(cache.stats().fail_safe_served, 0u);
+}
+
+// Negative caching x loader timeouts: the same value came back as the "old value" of a soft timeout.
+TYPED_TEST_P(CacheNegativeCaching, AnEmptyResultNotStoredStillRemovesTheOldValueOfASoftTimeout) {
+  stampede::CacheOptions o = this->negative(std::chrono::milliseconds(0));
+  o.loader_soft_timeout = std::chrono::milliseconds(20);
+  o.loader_hard_timeout = std::chrono::milliseconds(40);
+  stampede::Cache<MaybeInt> cache(o, this->template backend<MaybeInt>());
+  cache.put("k", MaybeInt(5));
+  this->clock_->advance(std::chrono::seconds(31));  // expired; the store still holds it
+  // Runs in the background; its callers return once it has stored (here: removed) its result.
+  EXPECT_EQ(cache.get_or_compute("k", []() -> MaybeInt { return std::nullopt; }), std::nullopt);
+  stampede_test::Gate release;
+  stampede_test::OpenOnExit unblock(release);
+  auto slow = [&]() -> MaybeInt {
+    EXPECT_TRUE(release.wait_for());
+    return 6;
+  };
+  EXPECT_THROW((void)cache.get_or_compute("k", slow), stampede::timeout_error)
+      << "nothing old may be served: the row was deleted";
+  EXPECT_EQ(cache.stats().soft_timeouts, 0u);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(CacheNegativeCaching, EmptyResultLivesNegativeTtl,
                             ZeroNegativeTtlDoesNotStoreAnEmptyResult, EmptyResultIsCoalesced,
-                            EmptyResultIsFenced);
+                            EmptyResultIsFenced, AnEmptyResultNotStoredStillRemovesTheValueFailSafeWouldServe,
+                            AnEmptyResultNotStoredStillRemovesTheOldValueOfASoftTimeout);

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <stampede/redis/redis.hpp>
 #include <stampede/stampede.hpp>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -358,6 +359,39 @@ TEST(NearCache, MaxAgeBoundsEveryLocalCopy) {
   EXPECT_EQ(s2.near_misses, s1.near_misses + 1);
   EXPECT_EQ(a.get("k"), "v1");  // kept again, for another max_age
   EXPECT_EQ(a.cache.stats().near_hits, s2.near_hits + 1);
+}
+
+// Near cache x fail-safe (issue 15, case 1): A's near copy of an expired value lags Redis after B
+// invalidated the key (a busy writer delays A's invalidation messages). A failed load then served
+// that copy as the last good value and re-armed it in Redis under a fence drawn after the
+// invalidation, so every process was served the invalidated value again. The lag is made exact
+// here: once B's invalidation has reached A, A's near cache is handed the old copy back.
+TEST(NearCache, FailSafeNeverServesNorReArmsAValueAnotherProcessInvalidated) {
+  const std::string prefix = unique_prefix();
+  auto clock = std::make_shared<stampede::ManualClock>();
+  const CacheOptions options{.ttl = 1s, .fail_safe_max_age = 60s, .fail_safe_throttle = 20s, .clock = clock};
+  Instance a(url(), prefix, {.enabled = true}, options);
+  Instance b(url(), prefix, {.enabled = false}, options);
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t before_load = a.cache.stats().near_invalidations;
+  ASSERT_EQ(a.cache.get_or_compute("k", [] { return std::string("v1"); }), "v1");
+  ASSERT_TRUE(invalidations_arrived(a, before_load)) << "A's own write was never announced";
+  clock->advance(2s);  // expired: v1 is the last good value
+  const std::optional<Entry<std::string>> old = a.store->get("k", clock->now());  // A's near copy
+  ASSERT_TRUE(old.has_value());
+
+  const std::uint64_t before_invalidate = a.cache.stats().near_invalidations;
+  b.cache.invalidate("k");
+  ASSERT_TRUE(invalidations_arrived(a, before_invalidate)) << "B's invalidation never reached A";
+  NearCache<std::string>::Ticket ticket;
+  ASSERT_FALSE(a.near().lookup("k", clock->now(), ticket).has_value());
+  ASSERT_TRUE(a.near().insert("k", *old, ticket)) << "could not put the lagging copy back";
+
+  auto failing = []() -> std::string { throw std::runtime_error("db down"); };
+  EXPECT_THROW((void)a.cache.get_or_compute("k", failing), std::runtime_error)
+      << "A was served the value B invalidated";
+  EXPECT_EQ(b.get("k"), "<none>") << "the invalidated value was re-armed in Redis";
+  EXPECT_EQ(a.cache.stats().fail_safe_served, 0u);
 }
 
 TEST(NearCache, MaxEntriesBoundsTheNearCache) {

@@ -170,6 +170,11 @@ class StaleReadCheckingStore final : public stampede::Store<std::string> {
                           std::chrono::system_clock::time_point now) override {
     return inner_->put(key, entry, now);
   }
+  stampede::PutResult put_if_unchanged(std::string_view key, std::uint64_t expected,
+                                       const stampede::Entry<std::string>& entry,
+                                       std::chrono::system_clock::time_point now) override {
+    return inner_->put_if_unchanged(key, expected, entry, now);
+  }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
   void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 

@@ -13,8 +13,8 @@
 
 namespace stampede_test {
 
-/// Forwards to `inner`, except that put() calls `before_put` first (which throws, or returns to let
-/// the write through). Thread-safe if `before_put` is.
+/// Forwards to `inner`, except that put() and put_if_unchanged() call `before_put` first (which throws, or
+/// returns to let the write through). Thread-safe if `before_put` is.
 template <class T>
 class PutHookStore final : public stampede::Store<T> {
  public:
@@ -28,6 +28,12 @@ class PutHookStore final : public stampede::Store<T> {
                           std::chrono::system_clock::time_point now) override {
     before_put_();
     return inner_->put(key, entry, now);
+  }
+  stampede::PutResult put_if_unchanged(std::string_view key, std::uint64_t expected,
+                                       const stampede::Entry<T>& entry,
+                                       std::chrono::system_clock::time_point now) override {
+    before_put_();
+    return inner_->put_if_unchanged(key, expected, entry, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
   void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }

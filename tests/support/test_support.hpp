@@ -181,6 +181,11 @@ class HookedStore final : public stampede::Store<T> {
     puts_.fetch_add(1, std::memory_order_acq_rel);
     return inner_->put(key, entry, now);
   }
+  stampede::PutResult put_if_unchanged(std::string_view key, std::uint64_t expected,
+                                       const stampede::Entry<T>& entry, time_point now) override {
+    puts_.fetch_add(1, std::memory_order_acq_rel);
+    return inner_->put_if_unchanged(key, expected, entry, now);
+  }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
   void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 

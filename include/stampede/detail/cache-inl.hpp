@@ -8,6 +8,7 @@
 #include <thread>
 #include <utility>
 
+#include "stampede/detail/deadline.hpp"
 #include "stampede/detail/random.hpp"
 #include "stampede/detail/type_traits.hpp"
 #include "stampede/errors.hpp"
@@ -22,8 +23,9 @@ template <class T>
 Cache<T>::Cache(CacheOptions options, Backend<T> backend)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      loads_((validate(options_), detail::Refresher::Options{options_.background_load_threads,
-                                                             options_.background_load_threads})),
+      loads_((validate(options_), detail::Refresher::Options{.threads = options_.background_load_threads,
+                                                             .queue = options_.background_load_threads,
+                                                             .idle_only = true})),
       refresher_(detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue}) {
   if (!backend_.store && !backend_.lock) {
     backend_ = memory_backend<T>(options_.max_entries, options_.clock);
@@ -36,6 +38,9 @@ Cache<T>::Cache(CacheOptions options, Backend<T> backend)
 
 template <class T>
 Cache<T>::~Cache() {
+  // Running refreshes and background loads see their LoadContext's stop token requested, so a
+  // loader that honours it lets the destructor finish early.
+  shutdown_.request_stop();
   refresher_.stop();
   loads_.stop();
 }
@@ -123,9 +128,10 @@ void Cache<T>::after_hit(std::string_view key, const Hit& hit, Loader&& loader) 
 template <class T>
 template <class Loader>
 T Cache<T>::load_missing(std::string_view key, Loader& loader, const CallOptions& call) {
-  count(Counter::misses);
-  for (;;) {
+  for (bool counted = false;; counted = true) {
     auto [flight, leader] = flights_.join(key);
+    // Counted once the flight knows of this caller: a miss in stats() is a caller that has joined.
+    if (!counted) count(Counter::misses);
     if (leader) return lead_flight(key, loader, std::move(flight), call);
     if (std::optional<T> v = await_flight(key, loader, *flight, call)) return std::move(*v);
     // The leader gave up before loading (its caller's stop was requested): join the key again.
@@ -137,18 +143,24 @@ template <class Loader>
 std::optional<T> Cache<T>::await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
                                         const CallOptions& call) {
   detail::FlightInterest<T> interest(flight);  // join() counted this caller; dropped on every exit
-  const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
+  const auto deadline = detail::deadline_after(wait_timeout(call));
   std::optional<T> value;
-  switch (flight.wait_until(deadline, call.stop, value)) {
-    case detail::Flight<T>::Wait::value:
-      count(flight.is_old() ? Counter::stale_served : Counter::coalesced);
-      return value;
-    case detail::Flight<T>::Wait::abandoned:
-      return std::nullopt;
-    case detail::Flight<T>::Wait::stopped:
-      throw_cancelled(key);
-    case detail::Flight<T>::Wait::timeout:
-      break;
+  for (bool waiting = true; waiting;) {
+    switch (flight.wait_until(deadline, call.stop, value)) {
+      case detail::Flight<T>::Wait::value:
+        count(flight.is_old() ? Counter::stale_served : Counter::coalesced);
+        return value;
+      case detail::Flight<T>::Wait::abandoned:
+        return std::nullopt;
+      case detail::Flight<T>::Wait::stopped:
+        throw_cancelled(key);
+      case detail::Flight<T>::Wait::load_late:
+        expire_load(key, flight);  // whoever wakes first applies the loader timeout; wait again
+        break;
+      case detail::Flight<T>::Wait::timeout:
+        waiting = false;
+        break;
+    }
   }
   count(Counter::wait_timeouts);
   emit(EventType::lock_timeout, key, "in-process flight");
@@ -172,7 +184,7 @@ T Cache<T>::lead_flight(std::string_view key, Loader& loader, std::shared_ptr<de
     throw;
   }
   // A load in the background publishes, stores and leaves the table itself.
-  if (led.in_background) return await_background(key, *flight, call, std::move(led.old));
+  if (led.in_background) return await_background(key, *flight, call);
   flights_.leave(key, flight.get());
   if (!led.value) {  // stopped before it loaded anything: its waiters start over without it
     flight->abandon();
@@ -194,7 +206,7 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
                                       const std::shared_ptr<detail::Flight<T>>& flight,
                                       const CallOptions& call) {
   TokenLock& lock = *backend_.lock;
-  const auto deadline = std::chrono::steady_clock::now() + wait_timeout(call);
+  const auto deadline = detail::deadline_after(wait_timeout(call));
   bool can_subscribe = true;
   LoadContext context(flight->load_stop_token());
   for (;;) {
@@ -222,7 +234,15 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
       if (loader_timeouts()) {
         std::optional<Entry<T>> old = read(key, time_point::min());  // expired, still held
         if (hand_off(key, loader, flight, lease, token->fence, context)) {
-          return {std::nullopt, true, old ? std::optional<T>(std::move(old->value)) : std::nullopt};
+          // With an old value the soft timeout applies (else the hard one); either may be off.
+          // The limit is the flight's: every caller of it applies it, not only this one.
+          std::chrono::milliseconds limit = options_.loader_hard_timeout;
+          if (old && options_.loader_soft_timeout.count() > 0) limit = options_.loader_soft_timeout;
+          if (limit.count() > 0) {
+            flight->set_load_limit(detail::deadline_after(limit),
+                                   old ? std::optional<T>(std::move(old->value)) : std::nullopt);
+          }
+          return {std::nullopt, true};
         }
       }
       T value = load_and_store(key, loader, context, token->fence, *flight,
@@ -282,13 +302,20 @@ bool Cache<T>::hand_off(std::string_view key, Loader& loader,
     };
     auto job = std::make_shared<Job>(Job{std::string(key), loader, std::move(lease), fence, context, flight});
     auto run = [this, job] {
+      // ~Cache requests the loader's stop token (it waits for this job to finish).
+      std::stop_callback on_shutdown(shutdown_.get_token(),
+                                     [&job]() noexcept { job->flight->request_load_stop(); });
       try {
         // Publishing is a no-op if a timeout already handed out an old value; the store is fenced.
         (void)load_and_store(job->key, job->loader, job->context, job->fence, *job->flight,
                              Wake::after_store);
         job->lease.release();
       } catch (...) {
-        job->flight->set_error(std::current_exception());  // counted by run_loader
+        // An error is published after the flight left the table: a caller that arrives later
+        // starts a new load instead of getting this one's error. Counted by run_loader.
+        flights_.leave(job->key, job->flight.get());
+        job->flight->set_error(std::current_exception());
+        return;
       }
       flights_.leave(job->key, job->flight.get());
     };
@@ -305,23 +332,29 @@ bool Cache<T>::hand_off(std::string_view key, Loader& loader,
 }
 
 template <class T>
-T Cache<T>::await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call,
-                             std::optional<T> old) {
-  // With an old value the soft timeout applies (else the hard one); either may be off.
-  std::chrono::milliseconds limit = options_.loader_hard_timeout;
-  if (old && options_.loader_soft_timeout.count() > 0) limit = options_.loader_soft_timeout;
-  const auto deadline = limit.count() > 0 ? std::chrono::steady_clock::now() + limit
-                                          : std::chrono::steady_clock::time_point::max();
+T Cache<T>::await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call) {
   std::optional<T> value;
-  switch (flight.wait_until(deadline, call.stop, value)) {
-    case detail::Flight<T>::Wait::value:
-      return std::move(*value);
-    case detail::Flight<T>::Wait::stopped:
-      throw_cancelled(key);                   // the load goes on for the flight's waiters
-    case detail::Flight<T>::Wait::abandoned:  // only a leader abandons, and this is the leader
-    case detail::Flight<T>::Wait::timeout:
-      break;
+  for (;;) {
+    switch (flight.wait_until(std::chrono::steady_clock::time_point::max(), call.stop, value)) {
+      case detail::Flight<T>::Wait::value:
+        if (flight.is_old()) count(Counter::stale_served);
+        return std::move(*value);
+      case detail::Flight<T>::Wait::stopped:
+        throw_cancelled(key);  // the load and its limit go on for the flight's other callers
+      case detail::Flight<T>::Wait::load_late:
+        expire_load(key, flight);
+        break;
+      case detail::Flight<T>::Wait::abandoned:  // only a leader abandons, and this is the leader
+      case detail::Flight<T>::Wait::timeout:    // no deadline
+        break;
+    }
   }
+}
+
+template <class T>
+void Cache<T>::expire_load(std::string_view key, detail::Flight<T>& flight) {
+  if (!flight.claim_expiry()) return;  // another caller of the flight applies it
+  const std::optional<T>& old = flight.limit_old();
   emit(EventType::load_timeout, key, old ? "serving the old value" : "nothing old to serve");
   // From now on the store is what wants the load (its stop token is never requested), and later
   // callers may join the flight for the old value until the load leaves the table.
@@ -329,20 +362,14 @@ T Cache<T>::await_background(std::string_view key, detail::Flight<T>& flight, co
   if (old) {
     count(Counter::soft_timeouts);
     // Every caller of the flight gets the old value, until the load is done and leaves the table.
-    if (flight.set_value(*old, /*old=*/true)) {
-      count(Counter::stale_served);
-      return std::move(*old);
-    }
-  } else {
-    count(Counter::hard_timeouts);
-    flights_.leave(key, &flight);  // later callers wait for the lock the load still holds
-    auto error = std::make_exception_ptr(timeout_error("stampede: the load of '" + std::string(key) +
-                                                       "' outran " + std::to_string(limit.count()) + " ms"));
-    if (flight.set_error(error)) std::rethrow_exception(error);
+    (void)flight.set_value(*old, /*old=*/true);  // no-op if the load published first
+    return;
   }
-  // The load published its own result meanwhile.
-  flight.wait_until(std::chrono::steady_clock::time_point::max(), std::stop_token{}, value);
-  return std::move(*value);
+  count(Counter::hard_timeouts);
+  flights_.leave(key, &flight);  // later callers wait for the lock the load still holds
+  (void)flight.set_error(
+      std::make_exception_ptr(timeout_error("stampede: the load of '" + std::string(key) + "' outran " +
+                                            std::to_string(options_.loader_hard_timeout.count()) + " ms")));
 }
 
 template <class T>
@@ -492,7 +519,7 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     std::optional<Entry<T>> e = read(key, clock_->now());
     if (!e || e->fence != observed_fence) return;
     std::chrono::nanoseconds took{};
-    LoadContext context;  // nobody waits for a refresh: its stop token is never requested
+    LoadContext context(shutdown_.get_token());  // nobody waits for a refresh: requested by ~Cache
     std::optional<T> loaded;
     try {
       loaded.emplace(run_loader(key, loader, context, took));
@@ -580,16 +607,20 @@ std::optional<T> Cache<T>::fail_safe(std::string_view key, std::uint64_t fence, 
   std::optional<Entry<T>> last_good = read(key, now);  // kept until fail_safe_max_age past expiry
   if (!last_good) return std::nullopt;
   // Re-arm it in the shared store, under this load's fence: fresh for the throttle, never past
-  // the last good deadline.
+  // the last good deadline. Only if the store still holds that very entry: `last_good` may be a
+  // copy that lags the store (a near cache), and a value that an invalidate() or put() replaced
+  // since it was stored is no longer the last good one, so it is neither re-armed nor served.
   Entry<T> rearmed = *last_good;
   rearmed.fence = fence;
   rearmed.soft_expiry = std::min(now + options_.fail_safe_throttle, last_good->hard_expiry);
   try {
-    if (backend_.store->put(key, rearmed, now) == PutResult::stale_fence) {
+    if (backend_.store->put_if_unchanged(key, last_good->fence, rearmed, now) == PutResult::stale_fence) {
       count(Counter::stale_writes_rejected);
-      emit(EventType::stale_write_rejected, key, "a newer fence exists");
+      emit(EventType::stale_write_rejected, key, "fail-safe: the last good value was replaced or removed");
+      return std::nullopt;
     }
   } catch (const backend_error& e) {
+    // The store cannot be asked (an outage: what fail-safe is for): serve what was read.
     count(Counter::backend_errors);
     emit(EventType::backend_error, key, e.what());
   } catch (const codec_error& e) {
@@ -650,8 +681,13 @@ void Cache<T>::store_loaded(std::string_view key, const T& value, std::uint64_t 
   // The load succeeded and its waiters may have the value already: every caller gets it, whether
   // or not it could be stored (in both failure modes). The failed store is counted and reported.
   const std::optional<std::chrono::milliseconds> life = lifetime(value, ttl);
-  if (life && life->count() == 0) return;  // an empty result, negative caching off
   try {
+    if (life && life->count() == 0) {
+      // An empty result, negative caching off: not stored, and the value it replaces is gone, so
+      // no later call (fail-safe, a loader timeout's old value, get()) may serve that one.
+      backend_.store->invalidate(key, fence);
+      return;
+    }
     write(key, value, fence, load_time, life);
   } catch (const backend_error& e) {
     count(Counter::backend_errors);
@@ -709,8 +745,18 @@ std::optional<T> Cache<T>::get(std::string_view key) {
 template <class T>
 void Cache<T>::put(std::string_view key, T value) {
   check_key(key);
-  const std::uint64_t fence = backend_.lock->bump_fence(key);
-  write(key, value, fence, std::chrono::nanoseconds{0});
+  // A fresh fence is refused only if the store saw a higher one meanwhile: a concurrent put() or
+  // invalidate() drew it later (this put then counts as the earlier of the two: one more fence
+  // puts it after), or the store lost its fence record between the draw and the write (Redis: the
+  // fence hash flushed or evicted; the refused write made a new one, which the next fence passes).
+  for (int attempt = 1;; ++attempt) {
+    const std::uint64_t fence = backend_.lock->bump_fence(key);
+    if (write(key, value, fence, std::chrono::nanoseconds{0}) == PutResult::stored) break;
+    if (attempt == kPutAttempts) {
+      throw backend_error("stampede: put of '" + std::string(key) + "' was refused " +
+                          std::to_string(kPutAttempts) + " times for its fence; nothing was stored");
+    }
+  }
   try {
     backend_.lock->notify(key);
   } catch (const backend_error& e) {

@@ -16,6 +16,7 @@
 //   flight->set_value(load()); flights.leave(key, flight.get());
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -64,6 +65,7 @@ class Flight {
     timeout,    ///< the deadline passed first
     stopped,    ///< the caller's stop token was requested first
     abandoned,  ///< the leader gave up before loading: join again (the flight left the table)
+    load_late,  ///< the load limit (set_load_limit) passed first: apply it if claim_expiry(), wait again
   };
 
   Flight() = default;
@@ -103,7 +105,25 @@ class Flight {
   void abandon() noexcept {
     if (claim()) publish(kAbandoned);
   }
-  /// Waits for the result until `deadline` or a request on `stop`, whichever comes first.
+  /// Sets the time by which the flight's load (running in the background) must have published,
+  /// and the old value its callers get if it has not (none: they get an error). Once, by the
+  /// leader; every caller's wait_until() then ends with Wait::load_late at that time, so whichever
+  /// caller wakes first applies the limit (claim_expiry()), whether or not the leader still waits.
+  /// Wakes the waiters, so that those already waiting wait until the limit too.
+  void set_load_limit(std::chrono::steady_clock::time_point limit, std::optional<T> old) {
+    limit_old_ = std::move(old);
+    limit_ = limit;
+    has_limit_.store(true, std::memory_order_release);
+    state_.fetch_add(kWakeStep, std::memory_order_seq_cst);
+    futex_wake_all(state_);
+  }
+  /// @return the old value set with the load limit (read only after a wait returned load_late).
+  [[nodiscard]] const std::optional<T>& limit_old() const noexcept { return limit_old_; }
+  /// @return true for exactly one caller after the load limit passed: the one that applies it.
+  [[nodiscard]] bool claim_expiry() noexcept { return !expired_.exchange(true, std::memory_order_acq_rel); }
+
+  /// Waits for the result until `deadline` or a request on `stop`, whichever comes first (or the
+  /// load limit, if one is set and passes first).
   /// @param out receives a copy of the value (Wait::value only).
   /// @return how the wait ended. @throws the leader's exception.
   Wait wait_until(std::chrono::steady_clock::time_point deadline, const std::stop_token& stop,
@@ -128,8 +148,15 @@ class Flight {
           break;
       }
       if (stop.stop_requested()) return Wait::stopped;
-      if (std::chrono::steady_clock::now() >= deadline) return Wait::timeout;
-      futex_wait_until(state_, word, deadline);
+      const auto now = std::chrono::steady_clock::now();
+      auto until = deadline;
+      // Read after `word`: a limit set after that read has changed the word since.
+      if (has_limit_.load(std::memory_order_acquire)) {
+        if (now >= limit_ && !expired_.load(std::memory_order_acquire)) return Wait::load_late;
+        if (!expired_.load(std::memory_order_acquire)) until = std::min(until, limit_);
+      }
+      if (now >= deadline) return Wait::timeout;
+      futex_wait_until(state_, word, until);
     }
   }
   /// @return true if the published value is an old one (set_value(v, true)); read it only after a
@@ -169,6 +196,8 @@ class Flight {
   }
   /// Requested once every caller of this flight has given up (the loader may stop working).
   [[nodiscard]] std::stop_token load_stop_token() const noexcept { return load_stop_.get_token(); }
+  /// Requests load_stop_token() whoever still waits (the Cache is being destroyed).
+  void request_load_stop() noexcept { load_stop_.request_stop(); }
 
  private:
   static constexpr std::uint32_t kPending = 0, kWriting = 1, kValue = 2, kError = 3, kAbandoned = 4;
@@ -196,6 +225,11 @@ class Flight {
   std::atomic<Flight*> fallback_{nullptr};      // owned; set once, by join_fallback()
   std::atomic<std::uint32_t> interest_{1};      // the leader, plus each waiter that joined
   std::stop_source load_stop_;
+  // The load limit: written once, by the leader, before has_limit_ says so.
+  std::chrono::steady_clock::time_point limit_{};
+  std::optional<T> limit_old_;
+  std::atomic<bool> has_limit_{false};
+  std::atomic<bool> expired_{false};  // claimed by the caller that applies the limit
 };
 
 /// One caller's interest in a flight, dropped once (by drop() or the destructor). Thread-safe:

@@ -51,6 +51,9 @@ class STAMPEDE_EXPORT Refresher {
   struct Options {
     std::size_t threads = 1;   ///< worker threads; >= 1
     std::size_t queue = 1024;  ///< tasks waiting for a thread; >= 1
+    /// Accept a task only when a thread is idle to run it at once: nothing waits behind another
+    /// key's task (submit() returns dropped instead).
+    bool idle_only = false;
   };
   enum class Submit { queued, duplicate, dropped, stopped };
 
@@ -61,7 +64,8 @@ class STAMPEDE_EXPORT Refresher {
   Refresher& operator=(const Refresher&) = delete;
 
   /// Queues `task` for `key` unless the key is already queued or running.
-  /// @return queued, duplicate (already pending), dropped (queue full) or stopped (after stop()).
+  /// @return queued, duplicate (already pending), dropped (queue full; with idle_only, no thread
+  ///         idle) or stopped (after stop()).
   Submit submit(std::string_view key, std::function<void()> task);
   /// Lock-free hint for hot paths: true means `key` is very likely queued or running (a 64-bit hash
   /// matched), so a caller can skip building a task. false means "maybe not": call submit().

@@ -154,6 +154,26 @@ class MemoryStore final : public Store<T> {
     return PutResult::stored;
   }
 
+  /// Under the shard's lock: stores `entry` in place of the key's entry if that still has fence
+  /// `expected` and entry.fence is not lower (an expired entry the sweep has not reclaimed counts).
+  PutResult put_if_unchanged(std::string_view key, std::uint64_t expected, const Entry<T>& entry,
+                             time_point now) override {
+    (void)now;
+    State& st = current();
+    const detail::PrehashedKey k{key, detail::StringHash{}(key)};
+    Shard& s = st.shards[shard_index(k.hash)];
+    {
+      std::unique_lock lock(s.mu);
+      Entry<T>* held = s.table.find(k);
+      if (held == nullptr || held->fence != expected || entry.fence < held->fence) {
+        return PutResult::stale_fence;
+      }
+      *held = entry;
+    }
+    raise_max_fence(entry.fence);
+    return PutResult::stored;
+  }
+
   void invalidate(std::string_view key, std::uint64_t fence) override {
     State& st = current();
     const detail::PrehashedKey k{key, detail::StringHash{}(key)};

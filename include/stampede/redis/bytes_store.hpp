@@ -70,6 +70,11 @@ class STAMPEDE_REDIS_EXPORT RedisBytesStore final : public Store<std::string> {
   ///         there is no fence hash (this call then creates it). @throws backend_error.
   PutResult put(std::string_view key, const Entry<std::string>& entry, time_point now) override;
 
+  /// put() in one script, if the value hash in Redis still carries fence `expected`.
+  /// @return PutResult::stale_fence if the value changed or is gone, or put() would refuse.
+  /// @throws backend_error.
+  PutResult put_if_unchanged(std::string_view key, std::uint64_t expected, const Entry<std::string>& entry,
+                             time_point now) override;
   /// Stores `entry` for (hard_expiry - now) + grace with a fence drawn on the server in the same
   /// script (as RedisTokenLock draws one: above every fence handed out for the key before), so it
   /// wins over every write and invalidation before it and is never refused. For writers that hold

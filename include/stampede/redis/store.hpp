@@ -95,6 +95,16 @@ class RedisStore final : public Store<T> {
     return r;
   }
 
+  /// put() if the value hash in Redis (never the near cache, which may lag) still carries fence
+  /// `expected` (RedisBytesStore::put_if_unchanged).
+  /// @throws codec_error (encode); backend_error.
+  PutResult put_if_unchanged(std::string_view key, std::uint64_t expected, const Entry<T>& entry,
+                             time_point now) override {
+    const PutResult r = bytes_.put_if_unchanged(key, expected, encoded(entry), now);
+    if (near_) near_->forget(key);
+    return r;
+  }
+
   /// Stores `entry` with a fence drawn on the server in the same script, never refused
   /// (RedisBytesStore::put_with_new_fence); entry.fence is ignored.
   /// @return the fence the entry was stored with. @throws codec_error (encode); backend_error.
