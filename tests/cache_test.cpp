@@ -1077,12 +1077,8 @@ class RefusingStore final : public stampede::Store<T> {
 // drawing the fence and the write), and get() then returned the value put() had replaced.
 TEST(CachePut, AWriteRefusedOnceIsRetriedWithANewFence) {
   stampede::Backend<int> memory = stampede::memory_backend<int>();
-  memory.store->put("k",
-                    {.value = 1,
-                     .soft_expiry = {},
-                     .hard_expiry = std::chrono::system_clock::time_point::max(),
-                     .fence = 1},
-                    {});
+  const auto forever = std::chrono::system_clock::time_point::max();
+  memory.store->put("k", {.value = 1, .soft_expiry = forever, .hard_expiry = forever, .fence = 1}, {});
   Cache<int> cache({}, {std::make_shared<RefusingStore<int>>(memory.store, 1), memory.lock, "refusing"});
   cache.put("k", 2);
   EXPECT_EQ(cache.get("k"), 2) << "put() returned but its value is not there";
