@@ -123,6 +123,8 @@ struct Gate {
   bool entered = false;
   bool finished = false;
   std::uint64_t seq = 0;      // when it started
+  std::thread::id caller;     // the thread of the call that made it
+  bool inline_load = false;   // it ran on its caller's thread (not handed to a background thread)
   std::stop_token load_stop;  // LoadContext::stop_token() of its load
 };
 
@@ -423,8 +425,11 @@ class Run {
                   " (a gated leader on a quiet key) neither returned " + "nor started its loader within " +
                   std::to_string(kGuard.count()) + " s");
       }
-      flights_[k] = Flight{static_cast<int>(call.index), old.has_value(), false, false};
-      if (timeouts && old && !skip_soft_) {
+      // Where its load runs is observed, not predicted: on its own thread (all background threads
+      // busy and as many loads queued) a call returns when its loader does.
+      const bool background = call.gate->entered && !call.gate->inline_load;
+      flights_[k] = Flight{static_cast<int>(call.index), old.has_value() && background, false, false};
+      if (timeouts && old && background && !skip_soft_) {
         call.must_return = true;
         call.why = "a leader whose load found an old value, loader_soft_timeout set";
       }
@@ -485,8 +490,8 @@ class Run {
       trace += "stop call #" + std::to_string(c.index) + "\n";
       c.stop.request_stop();  // the stop callbacks run here, on this thread
       std::lock_guard l(world_.mu);
-      if (soft_.count() > 0 &&
-          !skip_soft_) {  // its load runs on a background thread: the caller stops waiting
+      // Its load runs on a background thread (observed): the caller stops waiting at once.
+      if (soft_.count() > 0 && c.gate->entered && !c.gate->inline_load && !skip_soft_) {
         c.must_return = true;
         c.why = "a leader whose stop was requested while its load runs in the background";
       }
@@ -580,6 +585,10 @@ class Run {
     call.thread = std::thread([cache, world, gate, &call]() mutable {
       stampede::CallOptions options;
       if (call.has_stop) options.stop = call.stop.get_token();
+      {
+        std::lock_guard l(world->mu);
+        gate->caller = std::this_thread::get_id();
+      }
       Value result;
       std::string error;
       {
@@ -590,6 +599,7 @@ class Run {
           if (gate->outcome == Outcome::empty)
             world->newest_empty[gate->key] = std::max(world->newest_empty[gate->key], gate->seq);
           gate->load_stop = ctx.stop_token();
+          gate->inline_load = std::this_thread::get_id() == gate->caller;
           gate->entered = true;
           world->cv.notify_all();
           world->cv.wait(l, [&] { return gate->released; });
