@@ -137,6 +137,7 @@ struct Call {
   std::stop_source stop;
   std::uint64_t floor = 0;      // the model's floor for A when the call began
   std::uint64_t own_floor = 0;  // its part from A's own puts and invalidations (they detach flights)
+  std::uint64_t start_seq = 0;  // the newest sequence number when it began
   bool stop_requested = false;
   bool must_return = false;  // the model says it returns before the next release
   bool from_flight = false;  // must_return because it joined a load with an old value
@@ -378,6 +379,10 @@ class Run {
     c->has_stop = has_stop;
     c->floor = a_floor_[k];
     c->own_floor = own_floor_[k];
+    {
+      std::lock_guard l(world_.mu);
+      c->start_seq = world_.seq;
+    }
     if (!quiet) {
       // A waiter may join a load of this Cache that began before B's writes and before empty
       // results completed (only A's own put/invalidate detach it): no older than that load's start.
@@ -412,7 +417,8 @@ class Run {
     start(call);
 
     if (quiet && !gated && skip_immediate_) {
-      // not checked
+      // Not checked: waited for as below (shorter), so that the sequence runs as it would.
+      (void)world_.wait([&] { return done(call); }, 1s);
     } else if (quiet && !gated) {
       call.must_return = true;
       call.why = "an immediate loader on a key with nothing else in progress";
@@ -718,8 +724,10 @@ class Run {
       }
       std::lock_guard l(world_.mu);
       if (!call.empty_recorded && done(call) && call.gate->finished && call.gate->outcome == Outcome::empty) {
-        call.empty_recorded = true;  // an empty-result load completed: nothing older may come back
-        raise(a_floor_, call.key, call.gate->seq);
+        // An empty-result load completed: nothing older may come back. Older is what started before
+        // its call did (its loader may start after a put that began later than its lock's fence).
+        call.empty_recorded = true;
+        raise(a_floor_, call.key, call.start_seq + 1);
       }
     }
   }
