@@ -24,9 +24,11 @@
 // - A value a call or get() returns (a load's, a hit, a fail-safe "last good" value, the old value
 //   of a soft timeout) is never older than an invalidate or put that completed before the call
 //   began (B's: once its message reached A's near cache, if A has one), nor than a load that
-//   returned an empty result (std::nullopt) and completed before the call began. An empty result
-//   returned is no older than those either. Errors: only the loaders' own, and cancelled_error
-//   only for a call whose stop was requested.
+//   returned an empty result (std::nullopt) and completed before the call began (older than it:
+//   what started before its call did). An empty result returned is no older than those either.
+//   A waiter that joins a load of A in progress may get that load's value although B wrote since
+//   the load began (only A's own put and invalidate detach A's loads). Errors: only the loaders'
+//   own, and cancelled_error only for a call whose stop was requested.
 // - The shared store (what every process reads) never holds a value older than an invalidate or
 //   put (A's or B's) that completed: a fail-safe re-arm or a late write never brings one back.
 // - Who waits how long, as "the call returns before the step that would unblock the slow loader":
@@ -39,7 +41,9 @@
 //   reports it, and it does not wait for a call the model cannot promise to return.
 // CACHE_COMBO_SKIP=immediate,soft_timeout,value,store (any of them) turns checks off, to look
 // past a known defect for others: `immediate` (the first who-waits rule), `soft_timeout` (the
-// others), `value` (what calls and get() return), `store` (the shared store).
+// others), `value` (what calls and get() return), `store` (the shared store); the calls are still
+// waited for (shorter), so sequences run alike. CACHE_COMBO_GUARD_MS sets the 10 s guard (e.g. to
+// minimise a crash input faster).
 // Deterministic apart from when helper threads get there: the fuzzer waits for the states it
 // needs (a gated loader entered, a call returned, a load's job destroyed), never sleeps on hope.
 //
@@ -85,7 +89,11 @@ constexpr std::size_t kMaxCalls = 12;
 constexpr std::chrono::milliseconds kTtl{1000};
 // How long the fuzzer waits (real time) for a call the model says must return before it reports
 // it: far above anything a healthy call needs, also on a loaded machine.
-constexpr std::chrono::seconds kGuard{10};
+// CACHE_COMBO_GUARD_MS overrides it (e.g. to minimise a crash input faster).
+const std::chrono::milliseconds kGuard{[] {
+  const char* env = std::getenv("CACHE_COMBO_GUARD_MS");
+  return env != nullptr ? std::atoll(env) : 10'000LL;
+}()};
 
 /// @return whether CACHE_COMBO_SKIP names `check`.
 bool skipped(std::string_view check) {
@@ -418,18 +426,18 @@ class Run {
 
     if (quiet && !gated && skip_immediate_) {
       // Not checked: waited for as below (shorter), so that the sequence runs as it would.
-      (void)world_.wait([&] { return done(call); }, 1s);
+      (void)world_.wait([&] { return done(call); }, settle_);
     } else if (quiet && !gated) {
       call.must_return = true;
       call.why = "an immediate loader on a key with nothing else in progress";
       expect_returned("the next step");
-      world_.wait([&] { return done(call); }, kGuard);  // its job is gone (its result, if empty, counts)
+      world_.wait([&] { return done(call); }, settle_);  // its job is gone (its result, if empty, counts)
     } else if (quiet) {
       // It leads: wait until its loader started or it returned (a hit).
       if (!world_.wait([&] { return call.returned || call.gate->entered; }, kGuard)) {
         violation("call #" + std::to_string(call.index) +
                   " (a gated leader on a quiet key) neither returned " + "nor started its loader within " +
-                  std::to_string(kGuard.count()) + " s");
+                  std::to_string(kGuard.count()) + " ms");
       }
       // Where its load runs is observed, not predicted: on its own thread (all background threads
       // busy and as many loads queued) a call returns when its loader does.
@@ -447,7 +455,7 @@ class Run {
             const auto s = a_->stats();
             return call.returned || s.misses != s0.misses || s.hits != s0.hits;
           },
-          kGuard);
+          settle_);
       Flight& f = flights_[k];
       if (f.leader >= 0 && !done(*calls_[f.leader]) && f.has_old && timeouts && !f.detached && !f.stopped &&
           !skip_soft_) {
@@ -480,7 +488,7 @@ class Run {
               if (o->key == k && !o->returned) return false;
             return true;
           },
-          kGuard);
+          settle_);
       return;
     }
   }
@@ -670,7 +678,7 @@ class Run {
       if (!world_.wait([&] { return call.returned; }, kGuard)) {
         violation("call #" + std::to_string(call.index) + " (" + key_name(call.key) + ": " + call.why +
                   ") must return before " + what + " but was still blocked after " +
-                  std::to_string(kGuard.count()) + " s");
+                  std::to_string(kGuard.count()) + " ms");
       }
     }
   }
@@ -758,6 +766,9 @@ class Run {
   const bool skip_soft_ = skipped("soft_timeout");
   const bool skip_value_ = skipped("value");
   const bool skip_store_ = skipped("store");
+  // How long the fuzzer waits for a state only to get a useful interleaving (nothing is concluded
+  // if it does not come): shorter when a known defect may leave calls blocked unchecked.
+  const std::chrono::milliseconds settle_ = skip_immediate_ ? std::chrono::milliseconds(300) : kGuard;
   bool fail_safe_ = false;
   bool near_ = false;
   std::chrono::milliseconds negative_ttl_{0};
