@@ -768,7 +768,7 @@ class Run {
   const bool skip_store_ = skipped("store");
   // How long the fuzzer waits for a state only to get a useful interleaving (nothing is concluded
   // if it does not come): shorter when a known defect may leave calls blocked unchecked.
-  const std::chrono::milliseconds settle_ = skip_immediate_ ? std::chrono::milliseconds(300) : kGuard;
+  const std::chrono::milliseconds settle_ = skip_immediate_ ? std::chrono::milliseconds(50) : kGuard;
   bool fail_safe_ = false;
   bool near_ = false;
   std::chrono::milliseconds negative_ttl_{0};
