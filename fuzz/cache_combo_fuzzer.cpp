@@ -216,6 +216,13 @@ class LaggingNearStore final : public stampede::Store<Value> {
     shared_->invalidate(key, fence);
     forget(key);
   }
+  // As RedisStore: judged by the shared store, never by the local copy.
+  stampede::PutResult put_if_unchanged(std::string_view key, std::uint64_t expected,
+                                       const stampede::Entry<Value>& entry, time_point now) override {
+    const stampede::PutResult r = shared_->put_if_unchanged(key, expected, entry, now);
+    forget(key);
+    return r;
+  }
 
   /// What the near cache would hand a read for the old value (lead()'s read at time_point::min()),
   /// without keeping anything.
