@@ -8,7 +8,9 @@
 #   scripts/fuzz.sh --build-only
 #
 # Fuzzers: parse_url_fuzzer (stampede::redis::parse_url), cache_ops_fuzzer (Cache<std::string> over
-# the memory backend against a reference model), redis_entry_fuzzer (the Redis store's value-hash
+# the memory backend against a reference model), cache_combo_fuzzer (fail-safe, negative caching,
+# loader timeouts, cancellation, another writer and a lagging near cache in one sequence, with
+# helper threads, against a model), redis_entry_fuzzer (the Redis store's value-hash
 # decoder against a reference decoder, then the JSON codec), redis_reply_fuzzer (the conversion of
 # hiredis reply trees); see the comment at the top of each source. They run side by side, so the
 # run takes about --seconds whatever their number.
@@ -26,7 +28,7 @@ cd "$root" || exit 1
 seconds=30
 build_only=0
 fuzzers=()
-all_fuzzers=(parse_url_fuzzer cache_ops_fuzzer redis_entry_fuzzer redis_reply_fuzzer)
+all_fuzzers=(parse_url_fuzzer cache_ops_fuzzer cache_combo_fuzzer redis_entry_fuzzer redis_reply_fuzzer)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds)
@@ -37,7 +39,7 @@ while [[ $# -gt 0 ]]; do
         { echo "fuzz.sh: --fuzzer needs one of: ${all_fuzzers[*]}" >&2; exit 2; }
       fuzzers+=("$2"); shift ;;
     --build-only) build_only=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (--seconds N, --fuzzer NAME, --build-only, --help)" >&2; exit 2 ;;
   esac
   shift
