@@ -30,9 +30,12 @@
 // - Can a slow loader overwrite newer data? No. Its write carries the fence of its lock; if the
 //   lock expired and someone stored since (or invalidate()/put() ran), the write is refused and
 //   counted in stats().stale_writes_rejected. The caller still gets the value it loaded.
-// - After invalidate(k) or put(k, v) returned, can a call get a value loaded before? No. A load
-//   in flight keeps its callers, but a call that starts later never joins it: it starts its own
-//   load (which waits for the old one's lock, as another process would).
+// - After invalidate(k) or put(k, v) returned, can a call get a value loaded before? Not in the
+//   process that called it: a load in flight keeps its callers, but a call that starts later never
+//   joins it: it starts its own load (which waits for the old one's lock, as another process
+//   would). Another process's load of k that started before is never stored (its fence is
+//   refused), but a caller of that process that joins it still gets its value: the other process
+//   learns of the invalidate only through the store.
 // - The loader is slower than wait_timeout, policy compute: how many loads? At most two per flight
 //   in a process: the leader's, and one fallback load that all callers who gave up share (also
 //   when the leader itself gave up waiting for another process's lock). The fallback's value is
@@ -178,7 +181,8 @@ class Cache {
   void put(std::string_view key, T value);
 
   /// Removes `key`. A load that started before this call can never store its value after it, and
-  /// a call that starts after it returned never gets that load's value.
+  /// a call in this process that starts after it returned never gets that load's value (see the
+  /// FAQ for other processes).
   /// @param key non-empty; any bytes.
   /// @throws std::invalid_argument for an empty key; backend_error (in both failure modes).
   void invalidate(std::string_view key);
