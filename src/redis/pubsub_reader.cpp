@@ -23,6 +23,13 @@ PubSubEnd read_pubsub_until_lost(Connection& conn, int wake_fd, const ClientOpti
   steady::time_point last_heard = steady::now();
   bool pinged = false;  // a PING is unanswered
   steady::time_point answer_due{};
+  // What hiredis read together with the subscription's confirmation: poll() would not see it.
+  try {
+    for (const Reply& m : conn.take_buffered()) dispatch(m);
+  } catch (const backend_error& e) {
+    error = e.what();
+    return PubSubEnd::lost;
+  }
   for (;;) {
     int timeout_ms = -1;
     if (interval.count() > 0) {

@@ -23,6 +23,10 @@ enum class PubSubEnd { stopped, lost };
 /// arrives within `o.command_timeout` after that (or keepalive_interval when that is 0), it is
 /// declared lost: a network cut or a stopped server that sent no RST.
 ///
+/// Replies that hiredis read together with the subscription's confirmation (they are in its
+/// buffer, no longer in the socket) are dispatched first, before waiting for the socket; so is
+/// every reply of each later read.
+///
 /// @param wake_fd the read end of a non-blocking pipe: when it becomes readable it is drained and
 ///        `stopped()` is asked whether to return.
 /// @param error on PubSubEnd::lost, why (an I/O error, EOF, the unanswered PING).

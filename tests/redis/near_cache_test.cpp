@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "redis_server.hpp"
+#include "support/fault_proxy.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -33,7 +34,10 @@ using stampede::redis::Client;
 using stampede::redis::NearCache;
 using stampede::redis::NearCacheOptions;
 using stampede::redis::RedisStore;
+using stampede_test::Direction;
 using stampede_test::eventually;
+using stampede_test::FaultProxy;
+using stampede_test::ProxySnapshot;
 using Store = RedisStore<std::string, StringCodec>;
 
 // One Cache + its own Client (its own pool, lock subscriber and near cache): another process, as
@@ -413,6 +417,73 @@ TEST(NearCache, ThousandCallersOverFourNearCachedInstancesMakeOneLoad) {
       return in->get("cold") == "value" && in->cache.stats().near_hits > h;
     }));
   }
+}
+
+// ---- messages read together with the SUBSCRIBE confirmation -----------------------------------
+
+// hiredis reads whatever the socket holds: an invalidation that Redis writes in the same write as
+// the tracker's SUBSCRIBE confirmation is in hiredis's buffer, not in the socket, once the
+// confirmation is returned. It must be dispatched then, not when the next bytes arrive (here never:
+// the keepalive is an hour away). The server is stopped (SIGSTOP) while the SUBSCRIBE and another
+// client's HSET reach it, so that it runs both in one turn of its event loop and writes the
+// confirmation and the invalidation to the tracker at once.
+TEST(NearCache, AnInvalidationReadTogetherWithTheSubscribeConfirmationIsDispatched) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  const std::string prefix = unique_prefix();
+  auto writer = Client::connect(server.url())->open_connection();  // directly, not through the proxy
+  proxy.stall(Direction::upstream);  // every request of the tracker waits in the proxy
+  auto client =
+      Client::create(proxy.url(), stampede::redis::ClientOptions{.connect_timeout = stampede_test::kHangGuard,
+                                                                 .command_timeout = stampede_test::kHangGuard,
+                                                                 .keepalive_interval = 1h});
+  NearCache<std::string> near(client, prefix, {.enabled = true});
+
+  // Let the tracker's requests through one at a time, each with its reply, until the one waiting
+  // is its SUBSCRIBE.
+  const std::uint64_t subscribe_size =
+      std::string_view("*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n").size();
+  auto conn = [&](std::uint64_t id) { return *proxy.snapshot().find(id); };
+  std::uint64_t id = 0;
+  for (;;) {
+    ASSERT_TRUE(proxy.wait_until([&](const ProxySnapshot& s) {
+      for (const auto& c : s.connections) {
+        if (c.open && c.held(Direction::upstream) > 0) {
+          id = c.id;
+          return true;
+        }
+      }
+      return false;
+    })) << "the tracker sent nothing";
+    if (conn(id).held(Direction::upstream) == subscribe_size) break;
+    proxy.stall(id, Direction::downstream);
+    const std::uint64_t replied = conn(id).received[1];
+    proxy.resume(id, Direction::upstream);
+    ASSERT_TRUE(proxy.wait_until([&](const ProxySnapshot& s) {
+      const auto* c = s.find(id);
+      return c->held(Direction::upstream) == 0 && c->received[1] > replied;
+    })) << "no reply to request "
+        << id;
+    proxy.stall(id, Direction::upstream);
+    proxy.resume(id, Direction::downstream);
+  }
+
+  server.pause();
+  {
+    redis_test::ResumeOnExit resume(server);
+    proxy.resume(id, Direction::upstream);
+    ASSERT_TRUE(
+        proxy.wait_until([&](const ProxySnapshot& s) { return s.find(id)->held(Direction::upstream) == 0; }));
+    writer->send({"HSET", value_key(prefix, "k"), "value", "x"});
+  }
+  proxy.resume(Direction::upstream);
+  stampede::BackendCounters counters;
+  EXPECT_TRUE(eventually([&] {
+    counters = {};
+    near.add_counters(counters);
+    return counters.near_invalidations >= 1;
+  })) << "the invalidation read with the SUBSCRIBE confirmation was not dispatched";
+  EXPECT_TRUE(near.wait_for_tracking(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
 }
 
 }  // namespace
