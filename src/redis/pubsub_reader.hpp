@@ -6,6 +6,7 @@
 //       PubSubEnd::lost) { reconnect(); }
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -16,6 +17,14 @@
 namespace stampede::redis::detail {
 
 enum class PubSubEnd { stopped, lost };
+
+/// Work that a reader runs on its thread every `interval` while the connection lives (the near
+/// cache's database check). An interval of 0 or an empty `run` = none.
+struct PubSubTick {
+  std::chrono::milliseconds interval{0};
+  /// @return false, with the reason in `error`, to declare the connection lost.
+  std::function<bool(std::string& error)> run;
+};
 
 /// Dispatches the messages of a subscribed connection until it is lost or the caller stops it.
 /// A connection that has received nothing for `o.keepalive_interval` (0 = never) is PINGed (allowed
@@ -29,11 +38,13 @@ enum class PubSubEnd { stopped, lost };
 ///
 /// @param wake_fd the read end of a non-blocking pipe: when it becomes readable it is drained and
 ///        `stopped()` is asked whether to return.
+/// @param tick run every tick.interval (none by default).
 /// @param error on PubSubEnd::lost, why (an I/O error, EOF, the unanswered PING).
 /// @return PubSubEnd::stopped when `stopped()` said so, PubSubEnd::lost when the connection failed.
 /// Runs on the calling thread (the connection's reader thread); throws nothing of its own.
 PubSubEnd read_pubsub_until_lost(Connection& conn, int wake_fd, const ClientOptions& o,
                                  const std::function<bool()>& stopped,
-                                 const std::function<void(const Reply&)>& dispatch, std::string& error);
+                                 const std::function<void(const Reply&)>& dispatch, std::string& error,
+                                 const PubSubTick& tick = {});
 
 }  // namespace stampede::redis::detail
