@@ -97,7 +97,13 @@ struct NearTracker::Impl {
     if (db_check_interval.count() > 0) {
       // The database this epoch's copies will come from: read before tracking_established(), so
       // every read that fills the near cache is sent after it.
-      checker = client->open_connection();
+      // Its commands are bounded even when the client's command_timeout is 0 (no limit): a check
+      // that hangs would stop the reader's keepalive too.
+      const ClientOptions& o = client->options();
+      const std::chrono::milliseconds limit = o.command_timeout.count() > 0      ? o.command_timeout
+                                              : o.keepalive_interval.count() > 0 ? o.keepalive_interval
+                                                                                 : db_check_interval;
+      checker = Connection::open(client->endpoint(), o.connect_timeout, limit);
       {
         stampede::detail::MutexLock l(mu);
         checker_socket = FdIdentity(checker->fd());
