@@ -134,6 +134,10 @@ std::vector<Reply> Connection::read_available() {
   if (context_->err || redisBufferRead(context_) != REDIS_OK) {
     throw backend_error("redis " + address_ + ": connection lost: " + std::string(context_->errstr));
   }
+  return take_buffered();
+}
+
+std::vector<Reply> Connection::take_buffered() {
   std::vector<Reply> out;
   for (;;) {
     void* raw = nullptr;

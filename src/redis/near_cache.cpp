@@ -12,6 +12,7 @@
 
 #include "fd_identity.hpp"
 #include "pubsub_reader.hpp"
+#include "stampede/detail/random.hpp"
 #include "stampede/detail/thread_annotations.hpp"
 #include "stampede/errors.hpp"
 #include "stampede/redis/connection.hpp"
@@ -26,6 +27,9 @@ void validate(const NearCacheOptions& options) {
   if (options.max_age.count() <= 0) {
     throw std::invalid_argument("stampede::redis::NearCacheOptions.max_age must be > 0");
   }
+  if (options.db_check_interval.count() < 0) {
+    throw std::invalid_argument("stampede::redis::NearCacheOptions.db_check_interval must be >= 0");
+  }
 }
 
 namespace detail {
@@ -38,8 +42,13 @@ constexpr std::chrono::milliseconds kMaxBackoff{1000};
 }  // namespace
 
 struct NearTracker::Impl {
-  Impl(std::shared_ptr<Client> c, const std::string& prefix, NearTrackerSink& s)
-      : client(std::move(c)), key_prefix(value_key(prefix, "")), sink(s) {
+  Impl(std::shared_ptr<Client> c, const std::string& prefix, NearTrackerSink& s,
+       std::chrono::milliseconds check_interval)
+      : client(std::move(c)),
+        key_prefix(value_key(prefix, "")),
+        marker_key(prefix + "db-marker"),
+        db_check_interval(check_interval),
+        sink(s) {
     key_prefix.pop_back();  // "{prefix}{": what every value key of this prefix starts with
     if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
       throw backend_error("stampede::redis: cannot create a pipe for the near cache's tracker");
@@ -85,7 +94,53 @@ struct NearTracker::Impl {
       stampede::detail::MutexLock l(mu);
       socket = FdIdentity(conn->fd());
     }
+    if (db_check_interval.count() > 0) {
+      // The database this epoch's copies will come from: read before tracking_established(), so
+      // every read that fills the near cache is sent after it.
+      // Its commands are bounded even when the client's command_timeout is 0 (no limit): a check
+      // that hangs would stop the reader's keepalive too.
+      const ClientOptions& o = client->options();
+      const std::chrono::milliseconds limit = o.command_timeout.count() > 0      ? o.command_timeout
+                                              : o.keepalive_interval.count() > 0 ? o.keepalive_interval
+                                                                                 : db_check_interval;
+      checker = Connection::open(client->endpoint(), o.connect_timeout, limit);
+      {
+        stampede::detail::MutexLock l(mu);
+        checker_socket = FdIdentity(checker->fd());
+      }
+      marker = read_marker();
+    }
     return conn;
+  }
+
+  // @return the token of the database marker, set first if there is none. @throws backend_error.
+  std::string read_marker() {
+    const std::string token = stampede::detail::random_token();
+    Reply set = checker->command({"SET", marker_key, token, "NX"});
+    if (set.type == Reply::Type::error) throw backend_error("SET " + marker_key + " failed: " + set.str);
+    Reply get = checker->command({"GET", marker_key});
+    if (get.type != Reply::Type::string) {
+      throw backend_error("GET " + marker_key + " did not return the marker: " + get.str);
+    }
+    return get.str;
+  }
+
+  // The database check (every db_check_interval). @return false, with `error`, when it failed.
+  bool check_database(std::string& error) {
+    try {
+      Reply r = checker->command({"GET", marker_key});
+      if (r.type == Reply::Type::string && r.str == marker) return true;
+      if (r.type == Reply::Type::error) throw backend_error("GET " + marker_key + " failed: " + r.str);
+      // Another database (SWAPDB), or the marker was deleted: take the current token first, then
+      // drop every copy, so that each copy inserted from now on was read after the token.
+      marker = read_marker();
+    } catch (const backend_error& e) {
+      error = std::string("database check: ") + e.what();
+      return false;
+    }
+    sink.invalidated_all("redis " + client->address() + ": the database changed under the near cache (" +
+                         marker_key + " holds another token: SWAPDB?)");
+    return true;
   }
 
   void run() {
@@ -97,7 +152,11 @@ struct NearTracker::Impl {
         conn = connect();
       } catch (const std::exception& e) {
         error = e.what();
+        stampede::detail::MutexLock l(mu);
+        socket = FdIdentity();  // closed with the connection connect() was setting up
+        checker_socket = FdIdentity();
       }
+      if (!conn) checker.reset();
       if (conn) {
         backoff = kFirstBackoff;
         sink.tracking_established();
@@ -105,8 +164,10 @@ struct NearTracker::Impl {
         {
           stampede::detail::MutexLock l(mu);
           socket = FdIdentity();
+          checker_socket = FdIdentity();
         }
         conn.reset();
+        checker.reset();
         if (asked_to_stop) return;
       }
       sink.tracking_lost("redis " + client->address() + ": near cache tracking connection: " +
@@ -121,9 +182,14 @@ struct NearTracker::Impl {
   // Forwards invalidations until the connection is lost (EOF, I/O error, a keepalive PING not
   // answered in time: pubsub_reader.hpp) or the tracker stops. @return true when asked to stop.
   bool read_until_lost(Connection& conn, std::string& error) {
+    PubSubTick tick;
+    if (checker) {
+      tick.interval = db_check_interval;
+      tick.run = [this](std::string& e) { return check_database(e); };
+    }
     return read_pubsub_until_lost(
                conn, wake[0], client->options(), [this] { return is_stopped(); },
-               [this](const Reply& m) { dispatch(m); }, error) == PubSubEnd::stopped;
+               [this](const Reply& m) { dispatch(m); }, error, tick) == PubSubEnd::stopped;
   }
 
   // ["message", "__redis__:invalidate", [key...]] or, for FLUSHALL/FLUSHDB, a nil payload.
@@ -134,7 +200,7 @@ struct NearTracker::Impl {
     }
     const Reply& payload = m.elements[2];
     if (payload.is_nil()) {
-      sink.invalidated_all();
+      sink.invalidated_all("the server flushed its keys (FLUSHALL or FLUSHDB)");
       return;
     }
     auto one = [this](const std::string& k) {
@@ -151,18 +217,25 @@ struct NearTracker::Impl {
 
   std::shared_ptr<Client> client;
   std::string key_prefix;
+  std::string marker_key;  // "{prefix}db-marker"
+  std::chrono::milliseconds db_check_interval;
   NearTrackerSink& sink;
+  // The database check's connection and the marker's token: used by the thread only.
+  std::unique_ptr<Connection> checker;
+  std::string marker;
   stampede::detail::Mutex mu;
   std::condition_variable_any cv;
   bool stopped STAMPEDE_GUARDED_BY(mu) = false;
   FdIdentity socket STAMPEDE_GUARDED_BY(mu);
+  FdIdentity checker_socket STAMPEDE_GUARDED_BY(mu);
   int wake[2] = {-1, -1};
   FdIdentity wake_ids[2];
   std::thread thread;
 };
 
-NearTracker::NearTracker(std::shared_ptr<Client> client, const std::string& prefix, NearTrackerSink& sink)
-    : impl_(new Impl(std::move(client), prefix, sink)) {}
+NearTracker::NearTracker(std::shared_ptr<Client> client, const std::string& prefix, NearTrackerSink& sink,
+                         std::chrono::milliseconds db_check_interval)
+    : impl_(new Impl(std::move(client), prefix, sink, db_check_interval)) {}
 
 NearTracker::~NearTracker() {
   if (impl_ == nullptr) return;
@@ -175,6 +248,7 @@ void NearTracker::abandon_after_fork() noexcept STAMPEDE_NO_THREAD_SAFETY_ANALYS
   if (impl_ == nullptr) return;
   if (impl_->mu.try_lock()) {
     impl_->socket.close_if_unchanged();
+    impl_->checker_socket.close_if_unchanged();
   }
   impl_->wake_ids[0].close_if_unchanged();
   impl_->wake_ids[1].close_if_unchanged();

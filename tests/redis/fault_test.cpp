@@ -551,4 +551,74 @@ TEST(RedisFault, ALoadInFlightAcrossARestartNeverStoresOverAnInvalidateThatRetur
   EXPECT_EQ(b.stats().stale_writes_rejected, 0u) << "the load after the restart was not stored";
 }
 
+// ---- (e) a write that reached Redis but whose reply did not come back -------------------------
+
+// The near cache holds "v1"; a put of "v2" (or an invalidate) reaches Redis, which applies it, but
+// the reply is cut on its way back, and the tracking connection with it (its invalidation is cut
+// too). The call throws backend_error, yet Redis holds the write: this process's near copy must be
+// dropped whatever the outcome, or a read that finds Redis unreachable is answered from the copy
+// (serve_when_redis_down) with the value the write replaced.
+class RedisFaultNearWrite : public ::testing::TestWithParam<bool> {};  // true: invalidate, false: put
+
+TEST_P(RedisFaultNearWrite, AWriteWhoseReplyWasCutStillDropsTheNearCopy) {
+  const bool invalidate = GetParam();
+  FaultProxy proxy(shared_server().port());
+  auto client = Client::create(proxy.url(), fast_options());
+  const std::string prefix = unique_prefix();
+  using Store = RedisStore<std::string, stampede::StringCodec>;
+  Store store(client, prefix, 60s, stampede::redis::NearCacheOptions{.enabled = true, .max_age = 1h});
+  auto& near = *store.near_cache();
+  ASSERT_TRUE(near.wait_for_tracking(std::chrono::steady_clock::now() + kHangGuard));
+  const auto now = std::chrono::system_clock::now();
+  const std::uint64_t fence =
+      store.put_with_new_fence("k", stampede::Entry<std::string>{"v1", now + 1h, now + 1h, 0, 0ms}, now);
+  auto near_hits = [&] {
+    stampede::BackendCounters c;
+    store.add_counters(c);
+    return c.near_hits;
+  };
+  // Once the put's own invalidation has arrived, a read keeps "v1" and the next one is a near hit.
+  ASSERT_TRUE(eventually([&] {
+    const std::uint64_t before = near_hits();
+    const auto e = store.get("k", now);
+    return e && e->value == "v1" && near_hits() > before;
+  }));
+
+  // The scripts' digests are known, so that the write below is one EVALSHA (no SCRIPT LOAD first).
+  (void)store.put("other", stampede::Entry<std::string>{"x", now + 1h, now + 1h, 1, 0ms}, now);
+  store.invalidate("other", 1);
+
+  proxy.cut_on_data(Direction::downstream);  // the reply and the invalidation never arrive
+  if (invalidate) {
+    EXPECT_THROW(store.invalidate("k", fence + 1), backend_error);
+  } else {
+    EXPECT_THROW(
+        (void)store.put("k", stampede::Entry<std::string>{"v2", now + 1h, now + 1h, fence + 1, 0ms}, now),
+        backend_error);
+  }
+  // Redis applied it.
+  const stampede::redis::Reply held = shared_client()->command({"HGET", prefix + "{k}", "value"});
+  if (invalidate) {
+    EXPECT_TRUE(held.is_nil()) << held.str;
+  } else {
+    EXPECT_EQ(held.str, "v2");
+  }
+  proxy.refuse(true);  // Redis unreachable from now on, tracking down
+  proxy.cut_all();
+  ASSERT_TRUE(eventually([&] { return !near.tracking(); }));
+
+  std::string served = "<backend_error>";
+  try {
+    const auto e = store.get("k", now);
+    served = e ? e->value : "<none>";
+  } catch (const backend_error&) {
+  }
+  EXPECT_NE(served, "v1") << "the near copy of the value the write replaced was served";
+}
+
+INSTANTIATE_TEST_SUITE_P(Writes, RedisFaultNearWrite, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return std::string(p.param ? "Invalidate" : "Put");
+                         });
+
 }  // namespace

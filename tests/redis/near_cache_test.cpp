@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "redis_server.hpp"
+#include "support/fault_proxy.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -34,7 +36,10 @@ using stampede::redis::Client;
 using stampede::redis::NearCache;
 using stampede::redis::NearCacheOptions;
 using stampede::redis::RedisStore;
+using stampede_test::Direction;
 using stampede_test::eventually;
+using stampede_test::FaultProxy;
+using stampede_test::ProxySnapshot;
 using Store = RedisStore<std::string, StringCodec>;
 
 // One Cache + its own Client (its own pool, lock subscriber and near cache): another process, as
@@ -99,6 +104,12 @@ TEST(NearCacheOptions, OffByDefaultAndValidatedWithTheFieldsName) {
     FAIL() << "max_age = 0 was accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_TRUE(stampede_test::mentions_word(e.what(), "max_age")) << e.what();
+  }
+  try {
+    make({.enabled = true, .db_check_interval = -1ms});
+    FAIL() << "db_check_interval < 0 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(stampede_test::mentions_word(e.what(), "db_check_interval")) << e.what();
   }
   EXPECT_THROW(make({.enabled = false, .max_age = -1ms}), std::invalid_argument);
   auto off = stampede::redis::backend<std::string, StringCodec>(shared_client(), BackendOptions{});
@@ -448,5 +459,208 @@ TEST(NearCache, ThousandCallersOverFourNearCachedInstancesMakeOneLoad) {
     }));
   }
 }
+
+// ---- messages read together with the SUBSCRIBE confirmation -----------------------------------
+
+// hiredis reads whatever the socket holds: an invalidation that Redis writes in the same write as
+// the tracker's SUBSCRIBE confirmation is in hiredis's buffer, not in the socket, once the
+// confirmation is returned. It must be dispatched then, not when the next bytes arrive (here never:
+// the keepalive is an hour away). The server is stopped (SIGSTOP) while the SUBSCRIBE and another
+// client's HSET reach it, so that it runs both in one turn of its event loop and writes the
+// confirmation and the invalidation to the tracker at once.
+TEST(NearCache, AnInvalidationReadTogetherWithTheSubscribeConfirmationIsDispatched) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  const std::string prefix = unique_prefix();
+  auto writer = Client::connect(server.url())->open_connection();  // directly, not through the proxy
+  proxy.stall(Direction::upstream);  // every request of the tracker waits in the proxy
+  auto client =
+      Client::create(proxy.url(), stampede::redis::ClientOptions{.connect_timeout = stampede_test::kHangGuard,
+                                                                 .command_timeout = stampede_test::kHangGuard,
+                                                                 .keepalive_interval = 1h});
+  NearCache<std::string> near(client, prefix, {.enabled = true});
+
+  // Let the tracker's requests through one at a time, each with its reply, until the one waiting
+  // is its SUBSCRIBE.
+  const std::uint64_t subscribe_size =
+      std::string_view("*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n").size();
+  auto conn = [&](std::uint64_t id) { return *proxy.snapshot().find(id); };
+  std::uint64_t id = 0;
+  for (;;) {
+    ASSERT_TRUE(proxy.wait_until([&](const ProxySnapshot& s) {
+      for (const auto& c : s.connections) {
+        if (c.open && c.held(Direction::upstream) > 0) {
+          id = c.id;
+          return true;
+        }
+      }
+      return false;
+    })) << "the tracker sent nothing";
+    if (conn(id).held(Direction::upstream) == subscribe_size) break;
+    proxy.stall(id, Direction::downstream);
+    const std::uint64_t replied = conn(id).received[1];
+    proxy.resume(id, Direction::upstream);
+    ASSERT_TRUE(proxy.wait_until([&](const ProxySnapshot& s) {
+      const auto* c = s.find(id);
+      return c->held(Direction::upstream) == 0 && c->received[1] > replied;
+    })) << "no reply to request "
+        << id;
+    proxy.stall(id, Direction::upstream);
+    proxy.resume(id, Direction::downstream);
+  }
+
+  server.pause();
+  {
+    redis_test::ResumeOnExit resume(server);
+    proxy.resume(id, Direction::upstream);
+    ASSERT_TRUE(
+        proxy.wait_until([&](const ProxySnapshot& s) { return s.find(id)->held(Direction::upstream) == 0; }));
+    writer->send({"HSET", value_key(prefix, "k"), "value", "x"});
+  }
+  proxy.resume(Direction::upstream);
+  stampede::BackendCounters counters;
+  EXPECT_TRUE(eventually([&] {
+    counters = {};
+    near.add_counters(counters);
+    return counters.near_invalidations >= 1;
+  })) << "the invalidation read with the SUBSCRIBE confirmation was not dispatched";
+  EXPECT_TRUE(near.wait_for_tracking(std::chrono::steady_clock::now() + stampede_test::kHangGuard));
+}
+
+// ---- database changes without per-key invalidations -------------------------------------------
+
+// Client-side caching tracks key names, not databases: Redis announces a write to `{prefix}{k}`
+// in any database to every tracker of the prefix (a false invalidation for the other databases,
+// harmless), and FLUSHDB of any database as "everything". SWAPDB announces nothing (Redis 7.0:
+// no invalidation, no keyspace event). The fixture: A reads database 0 with a near cache whose
+// copies never age (max_age an hour on a clock that does not move), B writes database 1 under
+// the same prefix, C reads database 0 without a near cache.
+struct Databases {
+  explicit Databases(NearCacheOptions near = {.enabled = true})
+      : prefix(unique_prefix()),
+        a(server.url(), prefix, with_manual_clock(std::move(near), clock)),
+        b(server.url() + "/1", prefix, {}),
+        c(server.url(), prefix, {}),
+        raw(Client::connect(server.url())) {}
+
+  static NearCacheOptions with_manual_clock(NearCacheOptions o,
+                                            const std::shared_ptr<stampede::ManualClock>& c) {
+    o.max_age = 1h;
+    o.clock = c;
+    return o;
+  }
+  // Waits until A serves `value` for "k" from its near cache.
+  bool a_holds(const std::string& value) {
+    return eventually([&] {
+      const auto hits = a.cache.stats().near_hits;
+      return a.get("k") == value && a.cache.stats().near_hits > hits;
+    });
+  }
+
+  RedisServer server;  // its own: SWAPDB and FLUSHDB are server-wide
+  std::shared_ptr<stampede::ManualClock> clock = std::make_shared<stampede::ManualClock>();
+  std::string prefix;
+  Instance a, b, c;
+  std::shared_ptr<Client> raw;  // database 0
+};
+
+TEST(NearCacheDatabases, SwapdbIsNoticedAndTheOldDatabasesCopiesAreDropped) {
+  Databases d;
+  ASSERT_TRUE(d.a.tracking_within_hang_guard());
+  d.a.cache.put("k", "db0");
+  d.b.cache.put("k", "db1");  // announced to A too (same key name): A reads database 0 again
+  ASSERT_TRUE(d.a_holds("db0"));
+
+  d.raw->command({"SWAPDB", "0", "1"});
+  EXPECT_EQ(d.c.get("k"), "db1");
+  EXPECT_TRUE(eventually([&] { return d.a.get("k") == "db1"; }))
+      << "A kept serving the old database 0's value after SWAPDB";
+  EXPECT_GE(d.a.cache.stats().near_flushes, 1u);
+}
+
+// FLUSHDB of database 1 (announced as "everything"), then SWAPDB: database 0 is now empty.
+TEST(NearCacheDatabases, FlushdbOfAnotherDatabaseThenSwapdbIsNoticed) {
+  Databases d;
+  ASSERT_TRUE(d.a.tracking_within_hang_guard());
+  d.a.cache.put("k", "db0");
+  ASSERT_TRUE(d.a_holds("db0"));
+  const auto flushes = d.a.cache.stats().near_flushes;
+  d.b.client->command({"FLUSHDB"});
+  ASSERT_TRUE(eventually([&] { return d.a.cache.stats().near_flushes > flushes; }))
+      << "FLUSHDB of database 1 was not announced to a tracker of database 0";
+  ASSERT_TRUE(d.a_holds("db0"));
+
+  d.raw->command({"SWAPDB", "0", "1"});
+  EXPECT_EQ(d.c.get("k"), "<none>");
+  EXPECT_TRUE(eventually([&] { return d.a.get("k") == "<none>"; }))
+      << "A kept serving the old database 0's value after SWAPDB";
+}
+
+// Without the database check (db_check_interval = 0), nothing tells A about a SWAPDB: its copy is
+// served until max_age. This is the staleness the check bounds.
+TEST(NearCacheDatabases, WithoutTheDatabaseCheckASwapdbIsServedUntilMaxAge) {
+  Databases d({.enabled = true, .db_check_interval = 0ms});
+  ASSERT_TRUE(d.a.tracking_within_hang_guard());
+  d.a.cache.put("k", "db0");
+  d.b.cache.put("k", "db1");
+  ASSERT_TRUE(d.a_holds("db0"));
+  d.raw->command({"SWAPDB", "0", "1"});
+  EXPECT_EQ(d.c.get("k"), "db1");
+  EXPECT_EQ(d.a.get("k"), "db0");  // not noticed
+  d.clock->advance(1h);
+  EXPECT_EQ(d.a.get("k"), "db1");
+}
+
+// Commands that move values between databases or replace them wholesale are announced per key:
+// after each, A serves what C reads.
+struct Replacement {
+  const char* name;
+  std::function<void(Databases&)> run;
+  const char* expected;
+};
+
+class NearCacheReplacements : public ::testing::TestWithParam<Replacement> {};
+
+TEST_P(NearCacheReplacements, AreAnnouncedPerKey) {
+  Databases d;
+  ASSERT_TRUE(d.a.tracking_within_hang_guard());
+  d.b.cache.put("k", "db1");
+  d.b.cache.put("k2", "db1-k2");
+  d.a.cache.put("k", "db0");
+  d.a.cache.put("k2", "db0-k2");
+  ASSERT_TRUE(d.a_holds("db0"));
+  GetParam().run(d);
+  EXPECT_EQ(d.c.get("k"), GetParam().expected);
+  EXPECT_TRUE(eventually([&] { return d.a.get("k") == GetParam().expected; }))
+      << "A kept serving " << d.a.get("k") << " after " << GetParam().name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Commands, NearCacheReplacements,
+    ::testing::Values(
+        Replacement{"Move",
+                    [](Databases& d) {
+                      d.b.client->command({"DEL", value_key(d.prefix, "k")});
+                      d.raw->command({"MOVE", value_key(d.prefix, "k"), "1"});
+                    },
+                    "<none>"},
+        Replacement{"CopyReplace",
+                    [](Databases& d) {
+                      d.b.client->command(
+                          {"COPY", value_key(d.prefix, "k"), value_key(d.prefix, "k"), "DB", "0", "REPLACE"});
+                    },
+                    "db1"},
+        Replacement{"RestoreReplace",
+                    [](Databases& d) {
+                      const std::string dump = d.b.client->command({"DUMP", value_key(d.prefix, "k")}).str;
+                      d.raw->command({"RESTORE", value_key(d.prefix, "k"), "0", dump, "REPLACE"});
+                    },
+                    "db1"},
+        Replacement{"Rename",
+                    [](Databases& d) {
+                      d.raw->command({"RENAME", value_key(d.prefix, "k2"), value_key(d.prefix, "k")});
+                    },
+                    "db0-k2"}),
+    [](const ::testing::TestParamInfo<Replacement>& p) { return std::string(p.param.name); });
 
 }  // namespace

@@ -15,23 +15,30 @@
 //   reader: count = 1; light_fence(); if (!writer) read();     writer: writer = true; heavy_fence();
 //                                                                      wait for count == 0
 //
-// Whether the pair is asymmetric is decided once per process, on first use, and never changes:
-// when the kernel lacks membarrier's private expedited command (before Linux 4.14, or a seccomp
-// filter that forbids the call), or registering for it fails, both functions are a seq_cst fence.
-// A fork()ed child keeps the decision; its membarrier registration is the parent's (the kernel
-// copies it with the address space). Under ThreadSanitizer, which does not model fences, callers
-// use read-modify-writes instead (see read_mostly_mutex.hpp).
+// Whether the pair is asymmetric is decided per process, on first use: when the kernel lacks
+// membarrier's private expedited command (before Linux 4.14, or a seccomp filter that forbids the
+// call), or registering for it fails, both functions are a seq_cst fence. If membarrier starts
+// failing later (a seccomp filter installed after start-up), the heavy fence that finds it failing
+// switches the pair to seq_cst fences for good (light_fence() reads the mode on every call) and,
+// from then on, every heavy_fence() also makes another process-wide barrier (an mprotect() that
+// forces a TLB shootdown, on x86), for a reader that read the mode just before the switch: the
+// writer side never silently loses its barrier. A fork()ed child keeps the decision; its membarrier
+// registration is the parent's (the kernel copies it with the address space). Under
+// ThreadSanitizer, which does not model fences, callers use read-modify-writes instead (see
+// read_mostly_mutex.hpp).
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 
 #include "stampede/detail/sanitizers.hpp"
 #include "stampede/export.hpp"
 
 namespace stampede::detail {
 
-/// 0 until decided, then 1 (both fences are seq_cst fences) or 2 (asymmetric). Written once, by
-/// decide_fence_mode(); read it through asymmetric_fences().
+/// 0 until decided, then 1 (both fences are seq_cst fences) or 2 (asymmetric). Written by
+/// decide_fence_mode(), and set from 2 to 1 by heavy_fence() if membarrier fails later; read it
+/// through asymmetric_fences().
 STAMPEDE_EXPORT extern std::atomic<int> fence_mode;
 
 /// Decides the mode on the first call (thread-safe; later calls return the decision).
@@ -39,12 +46,20 @@ STAMPEDE_EXPORT extern std::atomic<int> fence_mode;
 STAMPEDE_EXPORT int decide_fence_mode() noexcept;
 
 /// @return whether light_fence() is a compiler barrier paired with a membarrier heavy_fence().
-///         The same answer for every thread for the life of the process. Thread-safe.
+///         The same answer for every thread, until membarrier fails (then false for good).
+///         Thread-safe.
 inline bool asymmetric_fences() noexcept {
   int mode = fence_mode.load(std::memory_order_acquire);
   if (mode == 0) mode = decide_fence_mode();
   return mode == 2;
 }
+
+/// A seam for tests: heavy_fence() calls `call(command)` instead of the membarrier(2) system call
+/// (null = the system call again). Set it while no heavy_fence() runs.
+STAMPEDE_EXPORT void set_membarrier_for_testing(long (*call)(int command)) noexcept;
+
+/// @return how many heavy_fence() calls used the fallback barrier because membarrier failed.
+STAMPEDE_EXPORT std::uint64_t heavy_fence_fallbacks() noexcept;
 
 #ifndef STAMPEDE_TSAN  // ThreadSanitizer rejects fences; its builds use read-modify-writes instead
 
@@ -58,7 +73,8 @@ inline void light_fence() noexcept {
 }
 
 /// The rare side's fence: with asymmetric fences, a barrier on every running thread of the
-/// process (a system call, some microseconds); otherwise a seq_cst fence. Thread-safe.
+/// process (a system call, some microseconds); otherwise a seq_cst fence, plus the fallback
+/// barrier once membarrier has failed (see the top of this file). Thread-safe.
 STAMPEDE_EXPORT void heavy_fence() noexcept;
 
 #endif

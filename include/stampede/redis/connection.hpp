@@ -63,9 +63,15 @@ class STAMPEDE_REDIS_EXPORT Connection {
   /// @return the socket, to poll() for readability before read_available().
   [[nodiscard]] int fd() const noexcept;
   /// Reads what the socket has (call when poll() says it is readable), then returns every
-  /// complete reply buffered so far (pub/sub messages).
+  /// complete reply buffered so far (pub/sub messages), as take_buffered() does.
   /// @throws backend_error on EOF or I/O error.
   std::vector<Reply> read_available();
+  /// @return every complete reply that hiredis has already read from the socket, without reading
+  ///         it again: what came in the same read as the last command()'s reply (on a subscribed
+  ///         connection, messages sent right behind a SUBSCRIBE's confirmation). poll() does not
+  ///         see these bytes; they are no longer in the socket.
+  /// @throws backend_error on a protocol error.
+  std::vector<Reply> take_buffered();
   /// @return true once an I/O error or a timeout broke the connection.
   [[nodiscard]] bool broken() const noexcept;
   /// @return "host:port" or the socket path, for messages.

@@ -57,6 +57,13 @@ struct NearCacheOptions {
   /// and max_age, even one kept from before the invalidation connection was lost, instead of
   /// throwing. Set it to false with BackendFailure::fail_closed to get backend_error instead.
   bool serve_when_redis_down = true;
+  /// How often the tracking thread checks that Redis still serves the database its copies came
+  /// from: it reads the marker key `{prefix}db-marker` (a random token, written once if absent) and
+  /// drops every copy when the token changed. A SWAPDB announces no invalidation; this bounds how
+  /// long a copy from the swapped-out database is served (docs/operations.md). One GET per
+  /// interval, on a connection of the tracker's own. Must be >= 0; 0 = never check (a SWAPDB is
+  /// then noticed only through max_age).
+  std::chrono::milliseconds db_check_interval{std::chrono::seconds{1}};
   /// Receives EventType::near_cache_flushed (on the tracking thread); empty = none. Must not throw
   /// (an exception is swallowed) and must not block.
   EventHook on_event;
@@ -65,7 +72,7 @@ struct NearCacheOptions {
 };
 
 /// Throws std::invalid_argument naming the first field of `options` that makes no sense
-/// (max_entries == 0, max_age <= 0), also when the near cache is off.
+/// (max_entries == 0, max_age <= 0, db_check_interval < 0), also when the near cache is off.
 /// @param options the options.
 /// @throws std::invalid_argument.
 STAMPEDE_REDIS_EXPORT void validate(const NearCacheOptions& options);
@@ -83,8 +90,10 @@ class NearTrackerSink {
   virtual void tracking_lost(std::string_view why) noexcept = 0;
   /// Redis invalidated `key` (the cache key, without prefix and hash tag).
   virtual void invalidated(std::string_view key) noexcept = 0;
-  /// Redis invalidated every key (FLUSHALL, FLUSHDB).
-  virtual void invalidated_all() noexcept = 0;
+  /// Every key may have changed: Redis announced a FLUSHALL or FLUSHDB, or the database marker
+  /// changed (a SWAPDB). Tracking goes on.
+  /// @param why a message for the event hook.
+  virtual void invalidated_all(std::string_view why) noexcept = 0;
 };
 
 /// The tracking connection of a near cache and its reader thread: connects, runs
@@ -94,14 +103,22 @@ class NearTrackerSink {
 /// keepalive PING unanswered as ClientOptions says) is reported and reconnected with backoff
 /// (50 ms doubling to 1 s).
 ///
+/// The database check (db_check_interval > 0): before tracking is reported established, a second
+/// connection of its own reads the token of `{prefix}db-marker` (setting it first if absent);
+/// every db_check_interval it reads it again, and if it changed (a SWAPDB: Redis announces none)
+/// it takes the new token and reports invalidated_all(). A check that fails (I/O error, timeout)
+/// counts as a lost connection.
+///
 /// Thread-safe. Lifetime: the destructor stops and joins the thread (up to the client's
 /// connect_timeout + command_timeout while it connects); the sink must outlive it.
 /// fork(): a child calls abandon_after_fork() instead of the destructor.
 class STAMPEDE_REDIS_EXPORT NearTracker {
  public:
   /// Starts the thread, which connects at once.
+  /// @param db_check_interval see NearCacheOptions::db_check_interval (0 = no check).
   /// @throws backend_error if the wake-up pipe cannot be made.
-  NearTracker(std::shared_ptr<Client> client, const std::string& prefix, NearTrackerSink& sink);
+  NearTracker(std::shared_ptr<Client> client, const std::string& prefix, NearTrackerSink& sink,
+              std::chrono::milliseconds db_check_interval = {});
   ~NearTracker();
   NearTracker(const NearTracker&) = delete;
   NearTracker& operator=(const NearTracker&) = delete;
@@ -132,6 +149,10 @@ class STAMPEDE_REDIS_EXPORT NearTracker {
 /// stores the reply only if, under the shard's exclusive lock, both are unchanged: an
 /// invalidation that arrived while the read was in flight keeps the read's result out (docs/
 /// design.md, "the in-flight read race"). An entry is never replaced by one with a lower fence.
+///
+/// A change of database that Redis does not announce (SWAPDB) is noticed by the tracker's
+/// database check (NearCacheOptions::db_check_interval), which drops every entry and starts a new
+/// epoch, as a FLUSHALL does.
 ///
 /// Losing the tracking connection ends the epoch: every entry stops being served at once (one
 /// atomic store, the "flush"), nothing is inserted until tracking is back, and when it is the
@@ -307,7 +328,8 @@ class NearCache {
 
   struct State final : detail::NearTrackerSink {
     explicit State(NearCache& cache) : owner(cache), generation(stampede::detail::fork_generation()) {
-      tracker = std::make_unique<detail::NearTracker>(cache.client_, cache.prefix_, *this);
+      tracker = std::make_unique<detail::NearTracker>(cache.client_, cache.prefix_, *this,
+                                                      cache.options_.db_check_interval);
     }
     ~State() override { tracker.reset(); }  // joins the thread before the shards go
 
@@ -328,14 +350,14 @@ class NearCache {
       owner.invalidations_.fetch_add(1, std::memory_order_relaxed);
       drop(key);
     }
-    void invalidated_all() noexcept override {
+    void invalidated_all(std::string_view why) noexcept override {
       std::uint64_t e = epoch.load(std::memory_order_acquire);
       if (established(e)) {
         // A new epoch at once: reads in flight cannot store, entries are not served.
         epoch.store(e + 2, std::memory_order_release);
       }
       clear();
-      owner.flushed("the server flushed its keys (FLUSHALL or FLUSHDB)");
+      owner.flushed(why);
     }
 
     void drop(std::string_view key) noexcept {

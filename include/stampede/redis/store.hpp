@@ -35,7 +35,8 @@ namespace stampede::redis {
 /// With a near cache (NearCacheOptions::enabled), get() first looks in this process's NearCache
 /// (decoded values: a hit costs no round trip and no decode); a miss reads Redis and keeps the
 /// answer unless an invalidation of the key arrived meanwhile. put() and invalidate() drop the key
-/// from the near cache after Redis has it. When Redis cannot be read, get() answers from the near
+/// from the near cache after Redis has it, and also when they throw (Redis may have applied a write
+/// whose reply was lost). When Redis cannot be read, get() answers from the near
 /// cache if it can (NearCacheOptions::serve_when_redis_down), else throws.
 /// Lifetime and fork(): as RedisBytesStore and NearCache.
 template <class T, Codec<T> C = JsonCodec<T>>
@@ -86,12 +87,20 @@ class RedisStore final : public Store<T> {
 
   /// Stores `entry` for (hard_expiry - now) + grace if the key's fence hash vouches for
   /// entry.fence (RedisBytesStore::put).
+  /// Drops the key from the near cache afterwards whatever the outcome: a write that throws
+  /// backend_error (e.g. its reply timed out) may have reached Redis all the same.
   /// @return PutResult::stale_fence if refused: entry.fence is below the hash's floor or born, or
   ///         there is no fence hash (this call then creates it).
   /// @throws codec_error (encode); backend_error.
   PutResult put(std::string_view key, const Entry<T>& entry, time_point now) override {
-    const PutResult r = bytes_.put(key, encoded(entry), now);
-    if (near_) near_->forget(key);
+    PutResult r{};
+    try {
+      r = bytes_.put(key, encoded(entry), now);
+    } catch (...) {
+      forget_near_copy(key);  // a write whose reply was lost may have reached Redis all the same
+      throw;
+    }
+    forget_near_copy(key);
     return r;
   }
 
@@ -109,16 +118,28 @@ class RedisStore final : public Store<T> {
   /// (RedisBytesStore::put_with_new_fence); entry.fence is ignored.
   /// @return the fence the entry was stored with. @throws codec_error (encode); backend_error.
   std::uint64_t put_with_new_fence(std::string_view key, const Entry<T>& entry, time_point now) {
-    const std::uint64_t fence = bytes_.put_with_new_fence(key, encoded(entry), now);
-    if (near_) near_->forget(key);
+    std::uint64_t fence = 0;
+    try {
+      fence = bytes_.put_with_new_fence(key, encoded(entry), now);
+    } catch (...) {
+      forget_near_copy(key);  // as in put()
+      throw;
+    }
+    forget_near_copy(key);
     return fence;
   }
 
   /// Deletes the value and raises the key's fence floor to `fence` (creating the fence hash if
-  /// there is none). @throws backend_error.
+  /// there is none). Drops the key from the near cache whatever the outcome, as put() does.
+  /// @throws backend_error.
   void invalidate(std::string_view key, std::uint64_t fence) override {
-    bytes_.invalidate(key, fence);
-    if (near_) near_->forget(key);
+    try {
+      bytes_.invalidate(key, fence);
+    } catch (...) {
+      forget_near_copy(key);  // as in put()
+      throw;
+    }
+    forget_near_copy(key);
   }
 
   /// Adds the counters of the byte store and of the near cache.
@@ -137,6 +158,11 @@ class RedisStore final : public Store<T> {
   static Entry<std::string> encoded(const Entry<T>& entry) {
     return Entry<std::string>{C::encode(entry.value), entry.soft_expiry, entry.hard_expiry, entry.fence,
                               entry.load_time};
+  }
+
+  // Drops `key` from the near cache after this process wrote it (or tried to).
+  void forget_near_copy(std::string_view key) {
+    if (near_) near_->forget(key);
   }
 
   std::optional<Entry<T>> read(std::string_view key, time_point now) {
