@@ -216,6 +216,10 @@ class LaggingNearStore final : public stampede::Store<Value> {
     shared_->invalidate(key, fence);
     forget(key);
   }
+  // As RedisStore: the shared store, never the local copy, and nothing kept.
+  std::optional<stampede::Entry<Value>> get_authoritative(std::string_view key, time_point now) override {
+    return shared_->get(key, now);
+  }
   // As RedisStore: judged by the shared store, never by the local copy.
   stampede::PutResult put_if_unchanged(std::string_view key, std::uint64_t expected,
                                        const stampede::Entry<Value>& entry, time_point now) override {

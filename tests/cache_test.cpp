@@ -1008,6 +1008,10 @@ class LaggingStore final : public stampede::Store<T> {
                                        std::chrono::system_clock::time_point now) override {
     return inner_->put_if_unchanged(key, expected, entry, now);  // judged by the inner store
   }
+  std::optional<stampede::Entry<T>> get_authoritative(std::string_view key,
+                                                      std::chrono::system_clock::time_point now) override {
+    return inner_->get(key, now);
+  }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
 
  private:

@@ -258,8 +258,10 @@ class Cache {
   bool servable(const Entry<T>& e, time_point now) const noexcept {
     return now < (options_.mode == Mode::blocking ? e.soft_expiry : e.soft_expiry + options_.swr_window);
   }
-  std::optional<Entry<T>> read_servable(std::string_view key, time_point now) {
-    std::optional<Entry<T>> e = read(key, now);
+  // Where a read goes: the store's get(), or get_authoritative() (for lock holders).
+  enum class Read { any_copy, authoritative };
+  std::optional<Entry<T>> read_servable(std::string_view key, time_point now, Read from = Read::any_copy) {
+    std::optional<Entry<T>> e = read(key, now, from);
     if (e && !servable(*e, now)) e.reset();  // only a fail-safe "last good" value
     return e;  // one return of one variable: constructed in the caller's (no move)
   }
@@ -287,7 +289,7 @@ class Cache {
   template <class Loader>
   T run_loader(std::string_view key, Loader& loader, LoadContext& context, std::chrono::nanoseconds& took);
 
-  std::optional<Entry<T>> read(std::string_view key, time_point now);
+  std::optional<Entry<T>> read(std::string_view key, time_point now, Read from = Read::any_copy);
   PutResult write(std::string_view key, const T& value, std::uint64_t fence,
                   std::chrono::nanoseconds load_time,
                   std::optional<std::chrono::milliseconds> ttl = std::nullopt);

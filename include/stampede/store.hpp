@@ -52,6 +52,15 @@ class Store {
   /// @throws codec_error if the stored bytes cannot be decoded (callers treat it as a miss).
   virtual std::optional<Entry<T>> get(std::string_view key, std::chrono::system_clock::time_point now) = 0;
 
+  /// get() from the authoritative copy: a store that keeps a local copy of another (a near cache
+  /// over Redis, which may lag another process's write) reads the other. The Cache calls it where it
+  /// holds the key's lock and decides from what it reads whether to load or to write (the leader's
+  /// double check, a refresh's check of the entry it saw). The default calls get().
+  /// @throws as get().
+  virtual std::optional<Entry<T>> get_authoritative(std::string_view key, std::chrono::system_clock::time_point now) {
+    return get(key, now);
+  }
+
   /// Calls `fn` with the entry that get() would return, if there is one. A store that can passes
   /// its own entry in place, without copying it, and keeps it from changing while `fn` runs (`fn`
   /// must then not call into this store); the default calls get() and passes its copy.

@@ -405,6 +405,64 @@ TEST(NearCache, FailSafeNeverServesNorReArmsAValueAnotherProcessInvalidated) {
   EXPECT_EQ(a.cache.stats().fail_safe_served, 0u);
 }
 
+/// A TokenLock that forwards to another and runs `after_acquire` once a try_acquire took the lock.
+class AcquireHookLock final : public stampede::TokenLock {
+ public:
+  AcquireHookLock(std::shared_ptr<stampede::TokenLock> inner, std::function<void()> after_acquire)
+      : inner_(std::move(inner)), after_acquire_(std::move(after_acquire)) {}
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
+    std::optional<stampede::LockToken> token = inner_->try_acquire(key, ttl);
+    if (token) after_acquire_();
+    return token;
+  }
+  bool do_release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    return inner_->renew(key, token, ttl);
+  }
+  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
+  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
+    return inner_->subscribe(key);
+  }
+  void do_notify(std::string_view key) override { inner_->notify(key); }
+
+  std::shared_ptr<stampede::TokenLock> inner_;
+  std::function<void()> after_acquire_;
+};
+
+// Near cache x the leader's double check: between a leader's first read (a miss: B had invalidated
+// the key) and its double check under the lock, another read of A's process put back a copy it had
+// read from Redis before B's invalidate (its message still on its way). The double check read that
+// lagging copy and handed every caller of the flight a value invalidated before their call.
+TEST(NearCache, TheLeadersDoubleCheckUnderTheLockNeverReadsALaggingNearCopy) {
+  const std::string prefix = unique_prefix();
+  Instance a(url(), prefix);
+  Instance b(url(), prefix, {.enabled = false});
+  ASSERT_TRUE(a.tracking_within_hang_guard());
+  const std::uint64_t before_put = a.cache.stats().near_invalidations;
+  a.cache.put("k", "v0");
+  ASSERT_TRUE(invalidations_arrived(a, before_put));
+  const std::optional<Entry<std::string>> old = a.store->get("k", std::chrono::system_clock::now());
+  ASSERT_TRUE(old.has_value());
+  const std::uint64_t before_invalidate = a.cache.stats().near_invalidations;
+  b.cache.invalidate("k");
+  ASSERT_TRUE(invalidations_arrived(a, before_invalidate));
+
+  // A Cache of A's process whose lock, once taken, lets the lagging copy into A's near cache.
+  std::atomic<bool> lagged{false};
+  auto lock = std::make_shared<AcquireHookLock>(a.backend.lock, [&] {
+    NearCache<std::string>::Ticket ticket;
+    if (!a.near().lookup("k", std::chrono::system_clock::now(), ticket)) {
+      lagged = a.near().insert("k", *old, ticket);
+    }
+  });
+  Cache<std::string> leader({.ttl = 60s}, {a.backend.store, lock, "redis"});
+  EXPECT_EQ(leader.get_or_compute("k", [] { return std::string("v1"); }), "v1")
+      << "the double check served a value another process had invalidated";
+  EXPECT_TRUE(lagged.load()) << "the lagging copy was not put back: the test did not test";
+}
+
 TEST(NearCache, MaxEntriesBoundsTheNearCache) {
   const std::string prefix = unique_prefix();
   Instance a(url(), prefix, {.enabled = true, .max_entries = 8});

@@ -35,6 +35,10 @@ class PutHookStore final : public stampede::Store<T> {
     before_put_();
     return inner_->put_if_unchanged(key, expected, entry, now);
   }
+  std::optional<stampede::Entry<T>> get_authoritative(std::string_view key,
+                                                      std::chrono::system_clock::time_point now) override {
+    return inner_->get_authoritative(key, now);
+  }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
   void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 

@@ -186,6 +186,12 @@ class HookedStore final : public stampede::Store<T> {
     puts_.fetch_add(1, std::memory_order_acq_rel);
     return inner_->put_if_unchanged(key, expected, entry, now);
   }
+  /// Counted as a get (and hooked), like get().
+  std::optional<stampede::Entry<T>> get_authoritative(std::string_view key, time_point now) override {
+    const int n = gets_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if (before_get) before_get(key, n);
+    return inner_->get_authoritative(key, now);
+  }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
   void add_counters(stampede::BackendCounters& counters) const override { inner_->add_counters(counters); }
 

@@ -226,8 +226,9 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
       };
       WatchdogOptions watchdog{.enabled = true, .interval = {}, .on_lost = std::move(report_lost)};
       LockLease lease(backend_.lock, std::string(key), *token, options_.lock_ttl, std::move(watchdog));
-      // Double check: another process may have stored while we were taking the lock.
-      if (std::optional<Entry<T>> e = read_servable(key, clock_->now())) {
+      // Double check: another process may have stored while we were taking the lock. Read past any
+      // local copy of the store: one that lags could hand out a value another process invalidated.
+      if (std::optional<Entry<T>> e = read_servable(key, clock_->now(), Read::authoritative)) {
         count(Counter::coalesced);
         return Led::done(std::move(e->value));
       }
@@ -516,7 +517,8 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
     LockLease lease(backend_.lock, key, *token, options_.lock_ttl,
                     WatchdogOptions{.enabled = true, .interval = {}, .on_lost = {}});
     // Double check: refresh only the entry we saw; a newer write (or invalidation) means done.
-    std::optional<Entry<T>> e = read(key, clock_->now());
+    // Past any local copy that may lag (it would hide another process's write).
+    std::optional<Entry<T>> e = read(key, clock_->now(), Read::authoritative);
     if (!e || e->fence != observed_fence) return;
     std::chrono::nanoseconds took{};
     LoadContext context(shutdown_.get_token());  // nobody waits for a refresh: requested by ~Cache
@@ -551,8 +553,9 @@ void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loa
 }
 
 template <class T>
-std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now) {
+std::optional<Entry<T>> Cache<T>::read(std::string_view key, time_point now, Read from) {
   try {
+    if (from == Read::authoritative) return backend_.store->get_authoritative(key, now);
     return backend_.store->get(key, now);
   } catch (const codec_error& e) {
     count(Counter::decode_errors);

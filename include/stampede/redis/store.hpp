@@ -85,6 +85,14 @@ class RedisStore final : public Store<T> {
     return e;
   }
 
+  /// Reads Redis itself, never the near cache (whose copy may lag another process's write); keeps
+  /// nothing in the near cache. For the Cache's lock holders (the leader's double check, a
+  /// refresh's check of the entry it saw).
+  /// @throws codec_error for a value it cannot read; backend_error.
+  std::optional<Entry<T>> get_authoritative(std::string_view key, time_point now) override {
+    return read(key, now);
+  }
+
   /// Stores `entry` for (hard_expiry - now) + grace if the key's fence hash vouches for
   /// entry.fence (RedisBytesStore::put).
   /// Drops the key from the near cache afterwards whatever the outcome: a write that throws
@@ -109,8 +117,14 @@ class RedisStore final : public Store<T> {
   /// @throws codec_error (encode); backend_error.
   PutResult put_if_unchanged(std::string_view key, std::uint64_t expected, const Entry<T>& entry,
                              time_point now) override {
-    const PutResult r = bytes_.put_if_unchanged(key, expected, encoded(entry), now);
-    if (near_) near_->forget(key);
+    PutResult r{};
+    try {
+      r = bytes_.put_if_unchanged(key, expected, encoded(entry), now);
+    } catch (...) {
+      forget_near_copy(key);  // as in put()
+      throw;
+    }
+    forget_near_copy(key);
     return r;
   }
 
