@@ -289,10 +289,13 @@ changed_run() {
   stage "quick: configure" cmake --preset quick || return 1
   [[ -f "$stamp" ]] || touch -d '@0' "$stamp"
   stage "quick: build" cmake --build --preset quick -j2 || return 1
-  # Test programs newer than the last --changed run that passed, as ctest labels (one per program).
-  local labels=() exe
+  # Test programs newer than the last --changed run that passed, as ctest labels: each program's
+  # name (tests/CMakeLists.txt), but "redis" for redis_test (tests/redis/CMakeLists.txt).
+  local labels=() exe name
   while IFS= read -r exe; do
-    labels+=("$(basename "$exe")")
+    name="$(basename "$exe")"
+    [[ "$name" == redis_test ]] && name=redis
+    labels+=("$name")
   done < <(find "$build/tests" -type f -executable -newer "$stamp" \( -name '*_test' \))
   if ((${#labels[@]} == 0)); then
     note "no test program changed since the last passing --changed run"
