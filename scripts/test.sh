@@ -106,8 +106,20 @@ mkdir -p "$results"
 
 # stage NAME COMMAND...: runs COMMAND with its output in build/test-logs/<NAME>.log, records PASS or
 # FAIL with its duration (one result file per stage, named by its start time, so that stages in
-# background jobs count too) and prints the log of a failed stage. Returns COMMAND's status.
+# background jobs count too) with its wall time and the CPU time of its processes, and prints the
+# log of a failed stage. Returns COMMAND's status.
 last_result=""
+# children_cpu: sets cpu_now to the user + system CPU seconds of this shell's finished children
+# (bash's `times`, run in this shell: a subshell, as in $(...) or a pipe, has no children of its own).
+cpu_now=0
+children_cpu() {
+  local f="$logs/.times.$BASHPID"
+  times >"$f"
+  cpu_now="$(awk 'NR == 2 { total = 0
+                            for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); total += p[1] * 60 + p[2] }
+                            printf "%d\n", total + 0.5 }' "$f")"
+  rm -f "$f"
+}
 stage() {
   local name="$1"; shift
   local t0=$SECONDS rc=0 file log
@@ -115,13 +127,17 @@ stage() {
   log="$logs/$file.log"
   last_result="$results/$(date +%s%N)"
   echo "==== [$name] started $(date -u +%H:%M:%S)"
+  local cpu0 cpu
+  children_cpu; cpu0=$cpu_now
   "$@" >"$log" 2>&1 </dev/null || rc=$?
   local took=$((SECONDS - t0))
+  children_cpu; cpu=$((cpu_now - cpu0))
   if ((rc == 0)); then
-    printf 'PASS  %4ss  %s\n' "$took" "$name" >"$last_result"
+    printf 'PASS  %4ss  %5s CPU s  %s\n' "$took" "$cpu" "$name" >"$last_result"
     echo "==== [$name] PASS in ${took}s"
   else
-    printf 'FAIL  %4ss  %s (exit %s; log: build/test-logs/%s.log)\n' "$took" "$name" "$rc" "$file" >"$last_result"
+    printf 'FAIL  %4ss  %5s CPU s  %s (exit %s; log: build/test-logs/%s.log)\n' "$took" "$cpu" "$name" "$rc" \
+      "$file" >"$last_result"
     # One write, so that the log does not interleave with other stages' lines.
     printf '==== [%s] FAIL in %ss (exit %s): build/test-logs/%s.log\n%s\n==== [%s] end of log\n' \
       "$name" "$took" "$rc" "$file" "$(cat "$log")" "$name"
@@ -130,7 +146,7 @@ stage() {
 }
 skip() {
   last_result="$results/$(date +%s%N)"
-  printf 'SKIP         %s (%s)\n' "$1" "$2" >"$last_result"
+  printf 'SKIP                       %s (%s)\n' "$1" "$2" >"$last_result"
 }
 # note TEXT: a line under the last stage of this job in the summary.
 note() {
