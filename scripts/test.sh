@@ -46,7 +46,7 @@
 #     file of the tree after the Cache suites.
 # The demos, their smoke runs and their command-line checks run in every build.
 #
-# How the stages run: the stages of one kind run in order (lint; the builds dev -> tsan -> asan;
+# How the stages run: the stages of one kind run in order (lint; the builds dev -> asan -> tsan;
 # fuzz), but the kinds run side by side: each preset's tests start as soon as its build is done,
 # while the next preset builds; the dev build's package, demo and bench stages follow its tests;
 # lint and fuzz run beside the builds. Compilers run at a lower priority (nice) than the tests, so
@@ -91,7 +91,9 @@ if ((changed && (${#presets[@]} || run_fuzz || run_lint))); then
   echo "test.sh: --changed runs alone (the quick preset)" >&2; exit 2
 fi
 if ((${#presets[@]} == 0 && run_fuzz == 0 && run_lint == 0 && changed == 0)); then
-  presets=(dev tsan asan)
+  # asan before tsan: the last build's tests are the only ones nothing runs beside, and tsan's
+  # build and tests are the shorter.
+  presets=(dev asan tsan)
   run_lint=1
   run_fuzz=1
 fi
