@@ -11,6 +11,7 @@
 
 STAMPEDE_DEBIAN_PACKAGES=(
   cmake g++ make pkg-config          # toolchain
+  ccache mold                        # build speed: compiler cache, fast linker (cmake/StampedeBuildSpeed.cmake)
   nlohmann-json3-dev                 # core dependency
   libgtest-dev libbenchmark-dev      # tests and benchmarks
   libhiredis-dev redis-server        # Redis backend and its integration tests
