@@ -12,8 +12,8 @@
 //   cache_negative_caching.hpp  Cache<std::optional<U>>: empty results live negative_ttl
 //   cache_loader_timeouts.hpp  loader soft/hard timeouts, the load finishing in the background
 //   cache_fail_safe.hpp   the last good value on a failed load, re-armed for the throttle
-// stampede_conformance_sources (tests/CMakeLists.txt) instantiates each of them for a backend in a
-// generated translation unit of its own, so the topics compile in parallel.
+// stampede_conformance_sources (tests/CMakeLists.txt) instantiates them for a backend in
+// STAMPEDE_CONFORMANCE_UNITS generated translation units (3 by default), which compile in parallel.
 //
 // How to add a backend: write a factory type in a header, and add the sources that instantiate every
 // topic with it to your test binary.
