@@ -57,7 +57,8 @@ class Store {
   /// holds the key's lock and decides from what it reads whether to load or to write (the leader's
   /// double check, a refresh's check of the entry it saw). The default calls get().
   /// @throws as get().
-  virtual std::optional<Entry<T>> get_authoritative(std::string_view key, std::chrono::system_clock::time_point now) {
+  virtual std::optional<Entry<T>> get_authoritative(std::string_view key,
+                                                    std::chrono::system_clock::time_point now) {
     return get(key, now);
   }
 

@@ -412,12 +412,15 @@ class AcquireHookLock final : public stampede::TokenLock {
       : inner_(std::move(inner)), after_acquire_(std::move(after_acquire)) {}
 
  private:
-  std::optional<stampede::LockToken> do_try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
     std::optional<stampede::LockToken> token = inner_->try_acquire(key, ttl);
     if (token) after_acquire_();
     return token;
   }
-  bool do_release(std::string_view key, std::string_view token) override { return inner_->release(key, token); }
+  bool do_release(std::string_view key, std::string_view token) override {
+    return inner_->release(key, token);
+  }
   bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
     return inner_->renew(key, token, ttl);
   }

@@ -175,8 +175,8 @@ class StaleReadCheckingStore final : public stampede::Store<std::string> {
                                        std::chrono::system_clock::time_point now) override {
     return inner_->put_if_unchanged(key, expected, entry, now);
   }
-  std::optional<stampede::Entry<std::string>> get_authoritative(std::string_view key,
-                                                                std::chrono::system_clock::time_point now) override {
+  std::optional<stampede::Entry<std::string>> get_authoritative(
+      std::string_view key, std::chrono::system_clock::time_point now) override {
     return inner_->get_authoritative(key, now);
   }
   void invalidate(std::string_view key, std::uint64_t fence) override { inner_->invalidate(key, fence); }
