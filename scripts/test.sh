@@ -2,7 +2,7 @@
 # scripts/test.sh: lints stampede, builds and tests it in the dev, tsan and asan presets, then checks
 # the installed package, a demo, the benchmarks and the fuzzers. Exits non-zero on any failure.
 #
-#   scripts/test.sh                  # everything (what CI runs: .ci/run); ~20 min on 2 idle cores
+#   scripts/test.sh                  # everything (what CI runs: .ci/run); ~23 min on 2 idle cores (cold ccache)
 #   scripts/test.sh --changed        # the fast loop: an incremental build of the `quick` preset and
 #                                    # the tests of every test program that the build changed
 #   scripts/test.sh --preset tsan    # one preset only (repeatable); package + demo stages need dev
