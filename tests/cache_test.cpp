@@ -858,11 +858,11 @@ ChildResult run_in_child(const std::function<std::string()>& child) {
 
 /// A TokenLock that forwards to another; in the process that built it (not in a fork()ed child),
 /// try_acquire first opens `entered` and waits for `release`.
-class ParentGatedLock final : public stampede::TokenLock {
+class ParentGatedLock final : public stampede_test::ForwardingLock {
  public:
   ParentGatedLock(std::shared_ptr<stampede::TokenLock> inner, stampede_test::Gate& entered,
                   stampede_test::Gate& release)
-      : inner_(std::move(inner)), parent_(::getpid()), entered_(entered), release_(release) {}
+      : ForwardingLock(std::move(inner)), parent_(::getpid()), entered_(entered), release_(release) {}
 
  private:
   std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
@@ -871,21 +871,9 @@ class ParentGatedLock final : public stampede::TokenLock {
       entered_.open();
       release_.wait();
     }
-    return inner_->try_acquire(key, ttl);
+    return ForwardingLock::do_try_acquire(key, ttl);
   }
-  bool do_release(std::string_view key, std::string_view token) override {
-    return inner_->release(key, token);
-  }
-  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
-    return inner_->renew(key, token, ttl);
-  }
-  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
-    return inner_->subscribe(key);
-  }
-  void do_notify(std::string_view key) override { inner_->notify(key); }
 
-  std::shared_ptr<stampede::TokenLock> inner_;
   const pid_t parent_;
   stampede_test::Gate& entered_;
   stampede_test::Gate& release_;

@@ -406,31 +406,19 @@ TEST(NearCache, FailSafeNeverServesNorReArmsAValueAnotherProcessInvalidated) {
 }
 
 /// A TokenLock that forwards to another and runs `after_acquire` once a try_acquire took the lock.
-class AcquireHookLock final : public stampede::TokenLock {
+class AcquireHookLock final : public stampede_test::ForwardingLock {
  public:
   AcquireHookLock(std::shared_ptr<stampede::TokenLock> inner, std::function<void()> after_acquire)
-      : inner_(std::move(inner)), after_acquire_(std::move(after_acquire)) {}
+      : ForwardingLock(std::move(inner)), after_acquire_(std::move(after_acquire)) {}
 
  private:
   std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
                                                     std::chrono::milliseconds ttl) override {
-    std::optional<stampede::LockToken> token = inner_->try_acquire(key, ttl);
+    std::optional<stampede::LockToken> token = ForwardingLock::do_try_acquire(key, ttl);
     if (token) after_acquire_();
     return token;
   }
-  bool do_release(std::string_view key, std::string_view token) override {
-    return inner_->release(key, token);
-  }
-  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
-    return inner_->renew(key, token, ttl);
-  }
-  std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
-  std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
-    return inner_->subscribe(key);
-  }
-  void do_notify(std::string_view key) override { inner_->notify(key); }
 
-  std::shared_ptr<stampede::TokenLock> inner_;
   std::function<void()> after_acquire_;
 };
 

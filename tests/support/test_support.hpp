@@ -122,31 +122,50 @@ inline bool is_token_format(std::string_view token) {
   return true;
 }
 
-/// A TokenLock that forwards to another and counts try_acquire outcomes. Thread-safe.
-class CountingLock final : public stampede::TokenLock {
+/// A TokenLock that forwards every call to another: the base of the test locks that change one
+/// step (override that do_* and call ForwardingLock's for the real one). Thread-safe if `inner` is.
+class ForwardingLock : public stampede::TokenLock {
  public:
-  explicit CountingLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
+  explicit ForwardingLock(std::shared_ptr<stampede::TokenLock> inner) : inner_(std::move(inner)) {}
 
- private:
+ protected:
   std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
                                                     std::chrono::milliseconds ttl) override {
-    std::optional<stampede::LockToken> token = inner_->try_acquire(key, ttl);
-    (token ? acquired_ : failed_).fetch_add(1, std::memory_order_acq_rel);
-    return token;
+    return inner_->try_acquire(key, ttl);
   }
   bool do_release(std::string_view key, std::string_view token) override {
     return inner_->release(key, token);
   }
   bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
-    const bool renewed = inner_->renew(key, token, ttl);
-    renews_.fetch_add(1, std::memory_order_acq_rel);
-    return renewed;
+    return inner_->renew(key, token, ttl);
   }
   std::uint64_t do_bump_fence(std::string_view key) override { return inner_->bump_fence(key); }
   std::unique_ptr<stampede::Subscription> do_subscribe(std::string_view key) override {
     return inner_->subscribe(key);
   }
   void do_notify(std::string_view key) override { inner_->notify(key); }
+
+ private:
+  std::shared_ptr<stampede::TokenLock> inner_;
+};
+
+/// A TokenLock that forwards to another and counts try_acquire outcomes. Thread-safe.
+class CountingLock final : public ForwardingLock {
+ public:
+  using ForwardingLock::ForwardingLock;
+
+ private:
+  std::optional<stampede::LockToken> do_try_acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl) override {
+    std::optional<stampede::LockToken> token = ForwardingLock::do_try_acquire(key, ttl);
+    (token ? acquired_ : failed_).fetch_add(1, std::memory_order_acq_rel);
+    return token;
+  }
+  bool do_renew(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override {
+    const bool renewed = ForwardingLock::do_renew(key, token, ttl);
+    renews_.fetch_add(1, std::memory_order_acq_rel);
+    return renewed;
+  }
 
  public:
   /// @return try_acquire calls that found the lock held.
@@ -157,7 +176,6 @@ class CountingLock final : public stampede::TokenLock {
   int renews() const noexcept { return renews_.load(std::memory_order_acquire); }
 
  private:
-  std::shared_ptr<stampede::TokenLock> inner_;
   std::atomic<int> acquired_{0};
   std::atomic<int> failed_{0};
   std::atomic<int> renews_{0};
