@@ -29,6 +29,7 @@
 #include "stampede/detail/sanitizers.hpp"  // STAMPEDE_TSAN
 #include "stampede/json.hpp"
 #include "stampede/stampede.hpp"
+#include "support/instances.hpp"  // Cache<int>, Cache<std::string>, ...: compiled once
 #include "support/put_hook_store.hpp"
 #include "support/test_support.hpp"
 

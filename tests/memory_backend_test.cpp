@@ -19,6 +19,7 @@
 #include "stampede/clock.hpp"
 #include "stampede/detail/sanitizers.hpp"
 #include "stampede/memory/backend.hpp"
+#include "support/instances.hpp"  // Cache<int>, Cache<std::string>, ...: compiled once
 #include "support/test_support.hpp"
 
 namespace {

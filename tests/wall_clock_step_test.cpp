@@ -23,6 +23,7 @@
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
 #include "stampede/memory/backend.hpp"
+#include "support/instances.hpp"  // Cache<int>, Cache<std::string>, ...: compiled once
 
 namespace {
 

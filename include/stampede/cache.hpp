@@ -77,6 +77,7 @@
 #include "stampede/call.hpp"
 #include "stampede/detail/flight.hpp"
 #include "stampede/detail/function_ref.hpp"
+#include "stampede/detail/loader_ref.hpp"
 #include "stampede/detail/refresher.hpp"
 #include "stampede/detail/striped_counters.hpp"
 #include "stampede/lease.hpp"
@@ -218,16 +219,13 @@ class Cache {
   template <class Loader>
   void after_hit(std::string_view key, const Hit& hit, Loader&& loader);
   // The miss path of get_or_compute: join the key's flight, lead it or wait for it.
-  template <class Loader>
-  T load_missing(std::string_view key, Loader& loader, const CallOptions& call);
+  T load_missing(std::string_view key, detail::LoaderRef<T> loader, const CallOptions& call);
   // Calls `fn` with the key's entry if it is servable, in place where the store can (read()'s
   // error handling: a decode error or a fail_open backend error is a miss).
   void visit_servable(std::string_view key, time_point now, detail::FunctionRef<void(const Entry<T>&)> fn);
-  template <class Loader>
-  std::optional<T> await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+  std::optional<T> await_flight(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
                                 const CallOptions& call);
-  template <class Loader>
-  T lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
+  T lead_flight(std::string_view key, detail::LoaderRef<T> loader, std::shared_ptr<detail::Flight<T>> flight,
                 const CallOptions& call);
   /// What lead() ends with: the value, nothing (stopped before loading), or a load handed to a
   /// background thread (its flight carries the loader timeout and the old value, if any).
@@ -237,12 +235,11 @@ class Cache {
     /// The leader has its value: from its own load, the store or a fallback.
     static Led done(T v) { return Led{std::move(v), false}; }
   };
-  template <class Loader>
-  Led lead(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
-           const CallOptions& call);
-  template <class Loader>
-  bool hand_off(std::string_view key, Loader& loader, const std::shared_ptr<detail::Flight<T>>& flight,
-                LockLease& lease, std::uint64_t fence, const LoadContext& context);
+  Led lead(std::string_view key, detail::LoaderRef<T> loader,
+           const std::shared_ptr<detail::Flight<T>>& flight, const CallOptions& call);
+  bool hand_off(std::string_view key, detail::LoaderRef<T> loader,
+                const std::shared_ptr<detail::Flight<T>>& flight, LockLease& lease, std::uint64_t fence,
+                const LoadContext& context);
   T await_background(std::string_view key, detail::Flight<T>& flight, const CallOptions& call);
   // Applies the flight's loader timeout (its load limit passed): the old value to every caller,
   // or timeout_error. Any caller of the flight may call it; one applies it.
@@ -251,9 +248,8 @@ class Cache {
   /// loader and returns only after the write) or after it (a background load: its callers are all
   /// waiters, and each must find the value in the store once it returns).
   enum class Wake { before_store, after_store };
-  template <class Loader>
-  T load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
-                   detail::Flight<T>& flight, Wake wake);
+  T load_and_store(std::string_view key, detail::LoaderRef<T> loader, LoadContext& context,
+                   std::uint64_t fence, detail::Flight<T>& flight, Wake wake);
   std::optional<T> fail_safe(std::string_view key, std::uint64_t fence, std::string_view error);
   bool servable(const Entry<T>& e, time_point now) const noexcept {
     return now < (options_.mode == Mode::blocking ? e.soft_expiry : e.soft_expiry + options_.swr_window);
@@ -268,10 +264,9 @@ class Cache {
   bool loader_timeouts() const noexcept {
     return options_.loader_soft_timeout.count() > 0 || options_.loader_hard_timeout.count() > 0;
   }
-  template <class Loader>
-  T on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight, const CallOptions& call);
-  template <class Loader>
-  T compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+  T on_wait_timeout(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
+                    const CallOptions& call);
+  T compute_fallback(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
                      const CallOptions& call);
   // How often put() draws a fence and writes before it reports that the store refused it.
   static constexpr int kPutAttempts = 2;
@@ -284,10 +279,9 @@ class Cache {
                        bool& can_subscribe);
   template <class Loader>
   void schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader);
-  template <class Loader>
-  void refresh(const std::string& key, std::uint64_t observed_fence, Loader& loader);
-  template <class Loader>
-  T run_loader(std::string_view key, Loader& loader, LoadContext& context, std::chrono::nanoseconds& took);
+  void refresh(const std::string& key, std::uint64_t observed_fence, detail::LoaderRef<T> loader);
+  T run_loader(std::string_view key, detail::LoaderRef<T> loader, LoadContext& context,
+               std::chrono::nanoseconds& took);
 
   std::optional<Entry<T>> read(std::string_view key, time_point now, Read from = Read::any_copy);
   PutResult write(std::string_view key, const T& value, std::uint64_t fence,

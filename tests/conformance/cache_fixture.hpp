@@ -49,6 +49,7 @@
 #include "stampede/cache.hpp"
 #include "stampede/clock.hpp"
 #include "stampede/options.hpp"
+#include "support/instances.hpp"  // Cache<int>, Cache<std::string>, ...: compiled once
 
 /// What the loaders of the suites throw; carries which load it was.
 struct ConformanceLoadError : std::runtime_error {

@@ -35,6 +35,12 @@ launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")"
 build_type="${build_type:-RelWithDebInfo}"
+# What is checked here is the packaging (install, find_package, pkg-config, sonames), not the code:
+# the builds this script makes compile without optimisation or debug information, for speed. NDEBUG
+# stays as in BUILD_DIR's build type.
+ndebug=-DNDEBUG
+[[ "$build_type" == Debug ]] && ndebug=
+fast=("-DCMAKE_CXX_FLAGS_${build_type^^}=-O0 $ndebug")
 
 step() { echo; echo "---- $*"; }
 fail() { echo "check_package: $*" >&2; exit 1; }
@@ -42,7 +48,7 @@ fail() { echo "check_package: $*" >&2; exit 1; }
 # consumer NAME CMAKE_ARGS...: configures, builds and runs tests/consumer in WORK_DIR/NAME.
 consumer() {
   local name="$1"; shift
-  cmake -S "$here" -B "$work/$name" -DCMAKE_BUILD_TYPE="$build_type" "${launcher[@]}" "$@"
+  cmake -S "$here" -B "$work/$name" -DCMAKE_BUILD_TYPE="$build_type" "${fast[@]}" "${launcher[@]}" "$@"
   cmake --build "$work/$name" -j2
   "$work/$name/consumer"
   if [[ -x "$work/$name/consumer_redis" ]]; then "$work/$name/consumer_redis"; fi
@@ -58,13 +64,13 @@ pkgconfig_consumer() {
   echo "pkg-config --cflags --libs stampede: $(pkg-config --cflags --libs stampede)"
   version="$(pkg-config --modversion stampede)"
   # shellcheck disable=SC2046  # pkg-config's output is a list of flags
-  "$cxx" -std=c++20 -O1 -DCONSUMER_PACKAGE_VERSION="\"$version\"" "$here/main.cpp" -o "$work/$name" \
+  "$cxx" -std=c++20 -O0 -DCONSUMER_PACKAGE_VERSION="\"$version\"" "$here/main.cpp" -o "$work/$name" \
     $(pkg-config --cflags --libs stampede)
   "$work/$name"
   if [[ -f "$pcdir/stampede-redis.pc" ]]; then
     echo "pkg-config --cflags --libs stampede-redis: $(pkg-config --cflags --libs stampede-redis)"
     # shellcheck disable=SC2046
-    "$cxx" -std=c++20 -O1 "$here/redis_main.cpp" -o "$work/$name-redis" $(pkg-config --cflags --libs stampede-redis)
+    "$cxx" -std=c++20 -O0 "$here/redis_main.cpp" -o "$work/$name-redis" $(pkg-config --cflags --libs stampede-redis)
     "$work/$name-redis"
   fi
   unset PKG_CONFIG_PATH
@@ -97,7 +103,7 @@ step "build tree ($build)"
 consumer build-tree-consumer -Dstampede_DIR="$build" -DCONSUMER_WITH_REDIS=ON
 
 step "shared (BUILD_SHARED_LIBS=ON, libraries only)"
-cmake -S "$root" -B "$work/shared-build" -DCMAKE_BUILD_TYPE="$build_type" "${launcher[@]}" \
+cmake -S "$root" -B "$work/shared-build" -DCMAKE_BUILD_TYPE="$build_type" "${fast[@]}" "${launcher[@]}" \
   -DBUILD_SHARED_LIBS=ON -DSTAMPEDE_WERROR=ON -DSTAMPEDE_BUILD_TESTS=OFF -DSTAMPEDE_BUILD_DEMOS=OFF \
   -DSTAMPEDE_BUILD_BENCHMARKS=OFF
 cmake --build "$work/shared-build" -j2

@@ -11,6 +11,7 @@
 #include <stampede/stampede.hpp>
 #include <string>
 
+#include "instances.hpp"  // RedisStore<int>, Cache<int>, ...: compiled once
 #include "redis_server.hpp"
 #include "support/test_support.hpp"
 

@@ -4,6 +4,7 @@
 #include <memory>
 #include <stampede/redis/redis.hpp>
 
+#include "instances.hpp"  // RedisStore<int>, Cache<int>, ...: compiled once
 #include "redis_server.hpp"
 
 namespace redis_test {

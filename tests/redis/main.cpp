@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "instances.hpp"  // RedisStore<int>, Cache<int>, ...: compiled once
 #include "redis_server.hpp"
 
 namespace {

@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "instances.hpp"  // RedisStore<int>, Cache<int>, ...: compiled once
 #include "redis_server.hpp"
 #include "support/test_support.hpp"
 

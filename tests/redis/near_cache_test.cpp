@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "instances.hpp"  // RedisStore<int>, Cache<int>, ...: compiled once
 #include "redis_server.hpp"
 #include "support/fault_proxy.hpp"
 #include "support/test_support.hpp"

@@ -67,7 +67,7 @@ T Cache<T>::get_or_compute(std::string_view key, Loader&& loader, const CallOpti
     after_hit(key, hit_of(*e, now), std::forward<Loader>(loader));
     return std::move(e->value);
   }
-  return load_missing(key, loader, call);
+  return load_missing(key, detail::LoaderRef<T>(loader), call);
 }
 
 template <class T>
@@ -107,7 +107,7 @@ std::invoke_result_t<Reader&, const T&> Cache<T>::visit(std::string_view key, Lo
       return std::move(*result);
     }
   }
-  const T value = load_missing(key, loader, call);
+  const T value = load_missing(key, detail::LoaderRef<T>(loader), call);
   return std::invoke(reader, value);
 }
 
@@ -126,8 +126,7 @@ void Cache<T>::after_hit(std::string_view key, const Hit& hit, Loader&& loader) 
 }
 
 template <class T>
-template <class Loader>
-T Cache<T>::load_missing(std::string_view key, Loader& loader, const CallOptions& call) {
+T Cache<T>::load_missing(std::string_view key, detail::LoaderRef<T> loader, const CallOptions& call) {
   for (bool counted = false;; counted = true) {
     auto [flight, leader] = flights_.join(key);
     // Counted once the flight knows of this caller: a miss in stats() is a caller that has joined.
@@ -139,9 +138,8 @@ T Cache<T>::load_missing(std::string_view key, Loader& loader, const CallOptions
 }
 
 template <class T>
-template <class Loader>
-std::optional<T> Cache<T>::await_flight(std::string_view key, Loader& loader, detail::Flight<T>& flight,
-                                        const CallOptions& call) {
+std::optional<T> Cache<T>::await_flight(std::string_view key, detail::LoaderRef<T> loader,
+                                        detail::Flight<T>& flight, const CallOptions& call) {
   detail::FlightInterest<T> interest(flight);  // join() counted this caller; dropped on every exit
   const auto deadline = detail::deadline_after(wait_timeout(call));
   std::optional<T> value;
@@ -168,9 +166,8 @@ std::optional<T> Cache<T>::await_flight(std::string_view key, Loader& loader, de
 }
 
 template <class T>
-template <class Loader>
-T Cache<T>::lead_flight(std::string_view key, Loader& loader, std::shared_ptr<detail::Flight<T>> flight,
-                        const CallOptions& call) {
+T Cache<T>::lead_flight(std::string_view key, detail::LoaderRef<T> loader,
+                        std::shared_ptr<detail::Flight<T>> flight, const CallOptions& call) {
   // The leader's interest goes when its stop is requested, even while its own thread is in the
   // loader: with every waiter gone too, the loader's stop token fires.
   detail::FlightInterest<T> interest(*flight);
@@ -201,8 +198,7 @@ void Cache<T>::throw_cancelled(std::string_view key) {
 }
 
 template <class T>
-template <class Loader>
-typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
+typename Cache<T>::Led Cache<T>::lead(std::string_view key, detail::LoaderRef<T> loader,
                                       const std::shared_ptr<detail::Flight<T>>& flight,
                                       const CallOptions& call) {
   TokenLock& lock = *backend_.lock;
@@ -283,53 +279,50 @@ typename Cache<T>::Led Cache<T>::lead(std::string_view key, Loader& loader,
 }
 
 template <class T>
-template <class Loader>
-bool Cache<T>::hand_off(std::string_view key, Loader& loader,
+bool Cache<T>::hand_off(std::string_view key, detail::LoaderRef<T> loader,
                         const std::shared_ptr<detail::Flight<T>>& flight, LockLease& lease,
                         std::uint64_t fence, const LoadContext& context) {
-  using Owned = std::decay_t<Loader>;
-  if constexpr (!std::is_copy_constructible_v<Owned>) {
-    return false;  // the load must outlive this call: a loader that cannot be copied runs here
-  } else {
-    // The job owns what the load needs after the caller left: a copy of the loader, the lease
-    // (renewed by its watchdog until the load is done) and the flight.
-    struct Job {
-      std::string key;
-      Owned loader;
-      LockLease lease;
-      std::uint64_t fence;
-      LoadContext context;
-      std::shared_ptr<detail::Flight<T>> flight;
-    };
-    auto job = std::make_shared<Job>(Job{std::string(key), loader, std::move(lease), fence, context, flight});
-    auto run = [this, job] {
-      // ~Cache requests the loader's stop token (it waits for this job to finish).
-      std::stop_callback on_shutdown(shutdown_.get_token(),
-                                     [&job]() noexcept { job->flight->request_load_stop(); });
-      try {
-        // Publishing is a no-op if a timeout already handed out an old value; the store is fenced.
-        (void)load_and_store(job->key, job->loader, job->context, job->fence, *job->flight,
-                             Wake::after_store);
-        job->lease.release();
-      } catch (...) {
-        // An error is published after the flight left the table: a caller that arrives later
-        // starts a new load instead of getting this one's error. Counted by run_loader.
-        flights_.leave(job->key, job->flight.get());
-        job->flight->set_error(std::current_exception());
-        return;
-      }
+  // The load must outlive this call: a loader that cannot be copied runs here.
+  if (!loader.copyable()) return false;
+  // The job owns what the load needs after the caller left: a copy of the loader, the lease
+  // (renewed by its watchdog until the load is done) and the flight.
+  struct Job {
+    std::string key;
+    typename detail::LoaderRef<T>::Owned loader;
+    LockLease lease;
+    std::uint64_t fence;
+    LoadContext context;
+    std::shared_ptr<detail::Flight<T>> flight;
+  };
+  auto job =
+      std::make_shared<Job>(Job{std::string(key), loader.copy(), std::move(lease), fence, context, flight});
+  auto run = [this, job] {
+    // ~Cache requests the loader's stop token (it waits for this job to finish).
+    std::stop_callback on_shutdown(shutdown_.get_token(),
+                                   [&job]() noexcept { job->flight->request_load_stop(); });
+    try {
+      // Publishing is a no-op if a timeout already handed out an old value; the store is fenced.
+      (void)load_and_store(job->key, detail::LoaderRef<T>(job->loader), job->context, job->fence,
+                           *job->flight, Wake::after_store);
+      job->lease.release();
+    } catch (...) {
+      // An error is published after the flight left the table: a caller that arrives later
+      // starts a new load instead of getting this one's error. Counted by run_loader.
       flights_.leave(job->key, job->flight.get());
-    };
-    // One job per fence (the fence's digits end at the first '#'): a job that is still finishing
-    // after its lock was released must not send the next load of its key to the caller's thread.
-    if (loads_.submit(std::to_string(fence) + '#' + std::string(key), run) ==
-        detail::Refresher::Submit::queued) {
-      count(Counter::background_loads);
-      return true;
+      job->flight->set_error(std::current_exception());
+      return;
     }
-    lease = std::move(job->lease);  // every background thread busy: load on this thread
-    return false;
+    flights_.leave(job->key, job->flight.get());
+  };
+  // One job per fence (the fence's digits end at the first '#'): a job that is still finishing
+  // after its lock was released must not send the next load of its key to the caller's thread.
+  if (loads_.submit(std::to_string(fence) + '#' + std::string(key), run) ==
+      detail::Refresher::Submit::queued) {
+    count(Counter::background_loads);
+    return true;
   }
+  lease = std::move(job->lease);  // every background thread busy: load on this thread
+  return false;
 }
 
 template <class T>
@@ -405,8 +398,7 @@ void Cache<T>::wait_for_signal(std::string_view key, Subscription* sub,
 }
 
 template <class T>
-template <class Loader>
-T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+T Cache<T>::on_wait_timeout(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
                             const CallOptions& call) {
   switch (options_.on_wait_timeout) {
     case OnWaitTimeout::compute:
@@ -423,8 +415,7 @@ T Cache<T>::on_wait_timeout(std::string_view key, Loader& loader, detail::Flight
 }
 
 template <class T>
-template <class Loader>
-T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Flight<T>& flight,
+T Cache<T>::compute_fallback(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
                              const CallOptions& call) {
   // The callers of one flight that gave up waiting (its waiters, and its leader when another
   // process holds the lock) share one fallback load.
@@ -458,18 +449,11 @@ T Cache<T>::compute_fallback(std::string_view key, Loader& loader, detail::Fligh
 }
 
 template <class T>
-template <class Loader>
-T Cache<T>::run_loader(std::string_view key, Loader& loader, LoadContext& context,
+T Cache<T>::run_loader(std::string_view key, detail::LoaderRef<T> loader, LoadContext& context,
                        std::chrono::nanoseconds& took) {
   const auto start = std::chrono::steady_clock::now();
   try {
-    T value = [&]() -> T {
-      if constexpr (std::invocable<Loader&, LoadContext&>) {
-        return std::invoke(loader, context);
-      } else {
-        return std::invoke(loader);
-      }
-    }();
+    T value = loader(context);
     took = std::chrono::steady_clock::now() - start;
     count(Counter::loads);
     count(Counter::load_time, static_cast<std::uint64_t>(took.count()));
@@ -496,7 +480,9 @@ void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fen
   if (refresher_.probably_pending(key)) return;  // hot stale key: no lock, no allocation
   // The refresh outlives this call: own the loader (shared so the task stays copyable).
   auto fn = std::make_shared<std::decay_t<Loader>>(std::forward<Loader>(loader));
-  auto task = [this, k = std::string(key), observed_fence, fn] { refresh(k, observed_fence, *fn); };
+  auto task = [this, k = std::string(key), observed_fence, fn] {
+    refresh(k, observed_fence, detail::LoaderRef<T>(*fn));
+  };
   if (refresher_.submit(key, std::move(task)) == detail::Refresher::Submit::dropped) {
     count(Counter::refreshes_dropped);
     emit(EventType::refresh_dropped, key, "refresh queue full");
@@ -504,8 +490,7 @@ void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fen
 }
 
 template <class T>
-template <class Loader>
-void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, Loader& loader) {
+void Cache<T>::refresh(const std::string& key, std::uint64_t observed_fence, detail::LoaderRef<T> loader) {
   try {
     std::optional<LockToken> token = backend_.lock->try_acquire(key, options_.lock_ttl);
     if (!token) {  // another process is refreshing or loading this key
@@ -583,9 +568,8 @@ void Cache<T>::visit_servable(std::string_view key, time_point now,
 }
 
 template <class T>
-template <class Loader>
-T Cache<T>::load_and_store(std::string_view key, Loader& loader, LoadContext& context, std::uint64_t fence,
-                           detail::Flight<T>& flight, Wake wake) {
+T Cache<T>::load_and_store(std::string_view key, detail::LoaderRef<T> loader, LoadContext& context,
+                           std::uint64_t fence, detail::Flight<T>& flight, Wake wake) {
   std::chrono::nanoseconds took{};
   std::optional<T> value;
   try {
