@@ -253,11 +253,11 @@ int run_demo(const Settings& s) {
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app(
+  const std::unique_ptr<CLI::App> owner = demo::make_app(
       "Releases --workers callers at once on one cold key of a stampede::Cache (blocking mode)\n"
       "in front of a simulated database, and shows that the database is queried once.",
       "cache_rebuild_blocking");
-  demo::conventions(app);
+  CLI::App& app = *owner;
   app.add_option("--key", s.key, "cache key")->check(demo::non_empty);
   app.add_option("--cache-ttl", s.cache_ttl_s, "how long a loaded value lives, in seconds")
       ->check(demo::number)

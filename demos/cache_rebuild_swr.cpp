@@ -322,11 +322,11 @@ class Demo {
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app(
+  const std::unique_ptr<CLI::App> owner = demo::make_app(
       "Stale-while-revalidate on one key, round by round: fresh -> stale served at once while\n"
       "one background refresh runs -> fresh again -> expired (after an idle wait).",
       "cache_rebuild_swr");
-  demo::conventions(app);
+  CLI::App& app = *owner;
   app.add_option("--key", s.key, "cache key")->check(demo::non_empty);
   app.add_option("--soft-ttl", s.soft_ttl_s, "seconds a value is fresh (fractions allowed)")
       ->check(demo::number)

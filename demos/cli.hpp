@@ -5,30 +5,31 @@
 // or not among the choices is a usage error; demo::run() prints it on stderr and returns exit code 2.
 // --help (-h) prints the usage on stdout and returns 0, on the program and on each subcommand:
 //
-//   CLI::App app("One cold key, many workers, one DB hit.", "cache_rebuild_blocking");
-//   demo::conventions(app);
-//   app.add_option("--workers", workers, "callers released at once")
+//   auto app = demo::make_app("One cold key, many workers, one DB hit.", "cache_rebuild_blocking");
+//   app->add_option("--workers", workers, "callers released at once")
 //       ->check(demo::integer)->check(CLI::Range(1, 10'000));
-//   app.add_option("--on-timeout", policy, "...")->check(CLI::IsMember({"compute", "error", "stale"}));
-//   return demo::run(app, argc, argv, [&] { return run_demo(); });
+//   app->add_option("--on-timeout", policy, "...")->check(CLI::IsMember({"compute", "error", "stale"}));
+//   return demo::run(*app, argc, argv, [&] { return run_demo(); });
 //
 // CLI11's own conversions accept more than the demos do (octal and hex integers, "nan", leading
 // spaces, empty strings), so numbers and names are checked first by demo::integer, demo::number and
 // demo::non_empty, then against their range or choices.
 //
+// The App itself is made, parsed and printed in cli.cpp (the library stampede_demo_cli), compiled
+// once for every demo: CLI11 is header-only, and its parser and help formatter were most of each
+// demo's compile time.
+//
 // Thread-compatible: parse once in main(), then read the variables from any thread.
 #pragma once
 
 #include <CLI/CLI.hpp>
-#include <charconv>
-#include <cmath>
-#include <cstdint>
 #include <exception>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <stampede/errors.hpp>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <utility>
 
 namespace demo {
@@ -39,48 +40,28 @@ class usage_error : public std::runtime_error {
   explicit usage_error(const std::string& what) : std::runtime_error(what) {}
 };
 
-namespace detail {
-inline std::string check_integer(std::string& v) {
-  std::int64_t parsed = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), parsed);
-  if (v.empty() || ec != std::errc{} || end != v.data() + v.size()) return "'" + v + "' is not an integer";
-  return {};
-}
-inline std::string check_number(std::string& v) {
-  double parsed = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), parsed);
-  if (v.empty() || ec != std::errc{} || end != v.data() + v.size() || !std::isfinite(parsed)) {
-    return "'" + v + "' is not a number";
-  }
-  return {};
-}
-inline std::string check_non_empty(std::string& v) { return v.empty() ? "value must not be empty" : ""; }
-}  // namespace detail
-
 /// A decimal integer ("12", "-3"); no octal, hex, spaces or suffixes. Chain CLI::Range after it.
-inline const CLI::Validator integer(detail::check_integer, "", "INTEGER");
+extern const CLI::Validator integer;
 /// A finite decimal number ("0.25", "3", "1e3"); no nan, inf or spaces. Chain CLI::Range after it.
-inline const CLI::Validator number(detail::check_number, "", "NUMBER");
+extern const CLI::Validator number;
 /// Any non-empty string.
-inline const CLI::Validator non_empty(detail::check_non_empty, "", "NON_EMPTY");
+extern const CLI::Validator non_empty;
+
+/// @return an App named `name` with the demos' conventions (see conventions()).
+std::unique_ptr<CLI::App> make_app(const std::string& description, const std::string& name);
 
 /// Sets the demos' conventions on `app` (or a subcommand): a flag given twice keeps the last value,
 /// switches take no `=value`, --help shows each default.
-inline void conventions(CLI::App& app) {
-  app.option_defaults()
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
-      ->disable_flag_override()
-      ->always_capture_default();
-}
+void conventions(CLI::App& app);
 
 /// @return a subcommand of `parent` with the demos' conventions that also accepts the parent's
 /// flags after its name (`lock_demo watchdog --resource demo`).
-inline CLI::App* subcommand(CLI::App& parent, const std::string& name, const std::string& summary) {
-  CLI::App* sub = parent.add_subcommand(name, summary);
-  conventions(*sub);
-  sub->fallthrough();
-  return sub;
-}
+CLI::App* subcommand(CLI::App& parent, const std::string& name, const std::string& summary);
+
+/// Parses the command line into `app`'s variables.
+/// @return std::nullopt when the program should go on, else its exit code: 0 after --help (the
+///         usage is on stdout), 2 after a usage error (the message is on stderr).
+std::optional<int> parse(CLI::App& app, int argc, char** argv);
 
 /// Parses the command line and runs `body`, turning failures into a message on stderr and an exit
 /// code: 0 = ok (or --help), 2 = bad command line or setting, 1 = the demo failed (e.g. a backend
@@ -88,16 +69,8 @@ inline CLI::App* subcommand(CLI::App& parent, const std::string& name, const std
 /// @return the exit code for main().
 template <class Body>
 int run(CLI::App& app, int argc, char** argv, Body&& body) {
+  if (std::optional<int> exit_code = parse(app, argc, argv)) return *exit_code;
   const std::string& prog = app.get_name();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
-      return app.exit(e, std::cout, std::cerr);  // --help: the usage on stdout
-    }
-    std::cerr << prog << ": " << e.what() << "\n(run '" << prog << " --help' for the flags)\n";
-    return 2;
-  }
   try {
     return std::forward<Body>(body)();
   } catch (const usage_error& e) {

@@ -125,11 +125,11 @@ int run_demo(const Settings& s) {
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app(
+  const std::unique_ptr<CLI::App> owner = demo::make_app(
       "Takes a stampede token lock on --resource, works for --work-ms, releases it. Start two\n"
       "processes against one Redis (--redis) to see mutual exclusion across processes.",
       "lock_demo");
-  demo::conventions(app);
+  CLI::App& app = *owner;
   app.require_subcommand(1);
   // Flags of every mode, on the program; the modes accept them after their name too.
   app.add_option("--resource", s.resource, "name of the locked resource (the lock key)")

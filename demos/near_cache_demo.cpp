@@ -147,11 +147,11 @@ int run_demo(const Settings&) {
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app(
+  const std::unique_ptr<CLI::App> owner = demo::make_app(
       "Reads --key in a loop through a Cache whose Redis backend has a near cache, and shows each\n"
       "value change it sees and how long after the write (--writer: writes the values instead).",
       "near_cache_demo");
-  demo::conventions(app);
+  CLI::App& app = *owner;
   app.add_option("--redis", s.redis_url, "Redis URL, e.g. redis://127.0.0.1:6379/0 (required)")
       ->envname("REDIS_URL")
       ->type_name("URL");

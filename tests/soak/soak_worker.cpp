@@ -508,11 +508,11 @@ int report(const ReportConfig& cfg) {
 int main(int argc, char** argv) {
   RunConfig run;
   ReportConfig rep;
-  CLI::App app(
+  const std::unique_ptr<CLI::App> owner = demo::make_app(
       "One worker of scripts/soak.sh (run), or the soak's JSON report (report). See the comment at the "
       "top of tests/soak/soak_worker.cpp.",
       "soak_worker");
-  demo::conventions(app);
+  CLI::App& app = *owner;
   app.require_subcommand(1);
   // Flags of both modes, on the program; the modes accept them after their name too.
   app.add_option("--redis", run.redis, "redis://127.0.0.1:PORT of the soak's server")
