@@ -38,14 +38,22 @@
 #                        scripts/fuzz.sh --seconds 3600
 #
 # What each build tests. dev builds and runs every test. tsan and asan build and run every test
-# but these, which the dev build runs and which would check nothing more under a sanitizer:
+# but these, which the dev build runs (the presets' STAMPEDE_TESTS_LEFT_OUT and
+# STAMPEDE_BUILD_DEMOS say which), and which check little more under that sanitizer than the
+# tests it does run; each left-out part costs the build minutes of compiling:
 #   - flat_table_test, in tsan only: single-threaded (the table's concurrent use is tested through
 #     the store and the Cache suites, which tsan runs); asan runs it.
 #   - soak_worker's command-line checks (soak_worker.*) and the soak worker itself: CLI11 parsing of
-#     a tool that no test runs (scripts/soak.sh does, outside this script); its build is the slowest
-#     file of the tree after the Cache suites.
-# The demos, their smoke runs and their command-line checks run in every build.
-#
+#     a tool that no test runs (scripts/soak.sh does, outside this script).
+#   - near_cache_demo, in tsan and asan: without a Redis its only check is `--help` (CLI11's
+#     parser); the near cache it shows is under tsan and asan in redis_test (NearCache*).
+#   - the other demos and their checks, in asan only (tsan runs them): their smoke runs drive the
+#     library's Cache and lock through the same paths as MemoryCache.ThousandCallersOnAColdKey-
+#     ShareOneLoad, the SWR topic and the watchdog tests, which asan runs; the rest of each demo is
+#     its command line (CLI11, checked in dev) and printing.
+#   - the Cache conformance topics over Redis (redis_conformance: Redis.*), in asan only (tsan runs
+#     them): asan runs the same topics over the embedded backend, and the Redis backend's own code
+#     (store, near cache, client, lock, Redlock, faults, processes) through the rest of redis_test.
 # How the stages run: the stages of one kind run in order (lint; the builds dev -> tsan -> asan;
 # fuzz), but the kinds run side by side: each preset's tests start as soon as its build is done,
 # while the next preset builds; the dev build's package, demo and bench stages follow its tests;
