@@ -19,7 +19,9 @@
 #                        A lint failure fails the run; the stages after it still run. A missing tool
 #                        fails its stage, naming the Debian package.
 #   <preset>: configure  cmake --preset <preset>            (build/<preset>)
-#   <preset>: build      cmake --build --preset <preset> -j2. Debug information is line tables
+#   <preset>: build      cmake --build --preset <preset> -j2. In dev the test programs' own files
+#                        compile at -O1 (STAMPEDE_TEST_CODE_OPTIONS), the library and the shared
+#                        Cache<T> instantiations they test at -O2. Debug information is line tables
 #                        (-g1: file:line in backtraces and sanitizer reports) in dev (-O2), tsan
 #                        (-O1) and asan (-O0): measured on one Cache suite, full -g costs 45% more
 #                        compile CPU than -g1 at -O2, and asan+ubsan at -O1 76% more than at -O0,
@@ -45,12 +47,11 @@
 #     the store and the Cache suites, which tsan runs); asan runs it.
 #   - soak_worker's command-line checks (soak_worker.*) and the soak worker itself: CLI11 parsing of
 #     a tool that no test runs (scripts/soak.sh does, outside this script).
-#   - near_cache_demo, in tsan and asan: without a Redis its only check is `--help` (CLI11's
-#     parser); the near cache it shows is under tsan and asan in redis_test (NearCache*).
-#   - the other demos and their checks, in asan only (tsan runs them): their smoke runs drive the
-#     library's Cache and lock through the same paths as MemoryCache.ThousandCallersOnAColdKey-
-#     ShareOneLoad, the SWR topic and the watchdog tests, which asan runs; the rest of each demo is
-#     its command line (CLI11, checked in dev) and printing.
+#   - the demos and their checks (demo.*): their smoke runs drive the library's Cache and lock
+#     through the same paths as MemoryCache.ThousandCallersOnAColdKeyShareOneLoad, the SWR topic
+#     and the watchdog tests, which both sanitizers run; the rest of each demo is its command line
+#     (CLI11, checked in dev) and printing; near_cache_demo's only check without a Redis is
+#     `--help`.
 #   - the Cache conformance topics over Redis (redis_conformance: Redis.*), in asan only (tsan runs
 #     them): asan runs the same topics over the embedded backend, and the Redis backend's own code
 #     (store, near cache, client, lock, Redlock, faults, processes) through the rest of redis_test.

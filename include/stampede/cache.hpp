@@ -279,6 +279,7 @@ class Cache {
                        bool& can_subscribe);
   template <class Loader>
   void schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader);
+  void submit_refresh(std::string_view key, std::uint64_t observed_fence, detail::OwnedLoader<T> loader);
   void refresh(const std::string& key, std::uint64_t observed_fence, detail::LoaderRef<T> loader);
   T run_loader(std::string_view key, detail::LoaderRef<T> loader, LoadContext& context,
                std::chrono::nanoseconds& took);

@@ -288,7 +288,7 @@ bool Cache<T>::hand_off(std::string_view key, detail::LoaderRef<T> loader,
   // (renewed by its watchdog until the load is done) and the flight.
   struct Job {
     std::string key;
-    typename detail::LoaderRef<T>::Owned loader;
+    detail::OwnedLoader<T> loader;
     LockLease lease;
     std::uint64_t fence;
     LoadContext context;
@@ -478,8 +478,15 @@ template <class T>
 template <class Loader>
 void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader) {
   if (refresher_.probably_pending(key)) return;  // hot stale key: no lock, no allocation
-  // The refresh outlives this call: own the loader (shared so the task stays copyable).
-  auto fn = std::make_shared<std::decay_t<Loader>>(std::forward<Loader>(loader));
+  // The refresh outlives this call: it owns the loader.
+  submit_refresh(key, observed_fence, detail::OwnedLoader<T>::make(std::forward<Loader>(loader)));
+}
+
+template <class T>
+void Cache<T>::submit_refresh(std::string_view key, std::uint64_t observed_fence,
+                              detail::OwnedLoader<T> loader) {
+  // Shared, so that the task stays copyable (a std::function).
+  auto fn = std::make_shared<detail::OwnedLoader<T>>(std::move(loader));
   auto task = [this, k = std::string(key), observed_fence, fn] {
     refresh(k, observed_fence, detail::LoaderRef<T>(*fn));
   };

@@ -8,8 +8,8 @@
 //   auto loader = [] { return 42; };
 //   detail::LoaderRef<int> ref(loader);
 //   LoadContext context;
-//   int v = ref(context);                        // calls loader()
-//   std::function<int(LoadContext&)> owned = ref.copy();  // outlives `loader`
+//   int v = ref(context);                            // calls loader()
+//   detail::OwnedLoader<int> owned = ref.copy();     // outlives `loader`
 #pragma once
 
 #include <concepts>
@@ -33,15 +33,38 @@ T invoke_loader(F& loader, LoadContext& context) {
   }
 }
 
+/// A loader owned by a load that outlives its caller (a background load, a refresh). Move-only.
+/// Thread-safety: that of the loader.
+template <class T>
+class OwnedLoader {
+ public:
+  /// @return an owned copy of `loader` (moved from, for an rvalue).
+  template <class F>
+  static OwnedLoader make(F&& loader) {
+    using Value = std::decay_t<F>;
+    return OwnedLoader(
+        new Value(std::forward<F>(loader)), [](void* object) { delete static_cast<Value*>(object); },
+        [](void* object, LoadContext& context) -> T {
+          return invoke_loader<T>(*static_cast<Value*>(object), context);
+        });
+  }
+
+  T operator()(LoadContext& context) { return call_(object_.get(), context); }
+
+ private:
+  OwnedLoader(void* object, void (*destroy)(void*), T (*call)(void*, LoadContext&)) noexcept
+      : object_(object, destroy), call_(call) {}
+
+  std::unique_ptr<void, void (*)(void*)> object_;
+  T (*call_)(void*, LoadContext&);
+};
+
 /// Refers to a loader for the duration of a call, without copying it. Lifetime: the loader must
 /// outlive every use of the reference; copy() makes an owned one for a load that outlives the call.
 /// Thread-safety: that of the loader.
 template <class T>
 class LoaderRef {
  public:
-  /// What a load that outlives its caller keeps: a copy of the loader.
-  using Owned = std::function<T(LoadContext&)>;
-
   template <class F>
     requires(!std::is_same_v<std::remove_cv_t<F>, LoaderRef>)
   explicit LoaderRef(F& loader) noexcept
@@ -57,18 +80,13 @@ class LoaderRef {
   [[nodiscard]] bool copyable() const noexcept { return copy_ != nullptr; }
 
   /// An owned copy of the loader. Precondition: copyable().
-  [[nodiscard]] Owned copy() const { return copy_(object_); }
+  [[nodiscard]] OwnedLoader<T> copy() const { return copy_(object_); }
 
  private:
   template <class F>
-  static constexpr auto copy_of() noexcept -> Owned (*)(void*) {
-    using Value = std::remove_cv_t<F>;
-    if constexpr (std::is_copy_constructible_v<Value>) {
-      return [](void* object) -> Owned {
-        return [loader = Value(*static_cast<F*>(object))](LoadContext& context) mutable -> T {
-          return invoke_loader<T>(loader, context);
-        };
-      };
+  static constexpr auto copy_of() noexcept -> OwnedLoader<T> (*)(void*) {
+    if constexpr (std::is_copy_constructible_v<std::remove_cv_t<F>>) {
+      return [](void* object) { return OwnedLoader<T>::make(*static_cast<F*>(object)); };
     } else {
       return nullptr;
     }
@@ -76,7 +94,7 @@ class LoaderRef {
 
   void* object_;
   T (*call_)(void*, LoadContext&);
-  Owned (*copy_)(void*);
+  OwnedLoader<T> (*copy_)(void*);
 };
 
 }  // namespace stampede::detail
