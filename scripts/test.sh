@@ -2,7 +2,7 @@
 # scripts/test.sh: lints stampede, builds and tests it in the dev, tsan and asan presets, then checks
 # the installed package, a demo, the benchmarks and the fuzzers. Exits non-zero on any failure.
 #
-#   scripts/test.sh                  # everything (what CI runs: .ci/run); ~23 min on 2 idle cores (cold ccache)
+#   scripts/test.sh                  # everything (what CI runs: .ci/run); ~14 min on 2 idle cores (cold ccache)
 #   scripts/test.sh --changed        # the fast loop: an incremental build of the `quick` preset and
 #                                    # the tests of every test program that the build changed
 #   scripts/test.sh --preset tsan    # one preset only (repeatable); package + demo stages need dev
@@ -55,6 +55,13 @@
 #   - the Cache conformance topics over Redis (redis_conformance: Redis.*), in asan only (tsan runs
 #     them): asan runs the same topics over the embedded backend, and the Redis backend's own code
 #     (store, near cache, client, lock, Redlock, faults, processes) through the rest of redis_test.
+#
+# What the builds share, to compile less: Cache<T>'s miss path takes the loader as
+# detail::LoaderRef<T>, so the Cache<T> of the tests' common value types is compiled once per build
+# (tests/support/instances.hpp, tests/redis/instances.hpp: extern templates); the test programs
+# share one precompiled header (two with redis_test's); the demos share their command line
+# (demos/cli.cpp).
+#
 # How the stages run: the stages of one kind run in order (lint; the builds dev -> tsan -> asan;
 # fuzz), but the kinds run side by side: each preset's tests start as soon as its build is done,
 # while the next preset builds; the dev build's package, demo and bench stages follow its tests;

@@ -130,20 +130,23 @@ TEST_F(RedlockTest, ReleaseWakesASubscriber) {
 }
 
 TEST_F(RedlockTest, AHungNodeDoesNotTurnWaitersIntoLoaders) {
-  // Several "processes" (each its own Clients, Redlock and Cache, default options: wait_timeout
-  // 1 s) stampede one key while one of the three lock nodes hangs. The values live on a fourth
-  // server.
+  // Several "processes" (each its own Clients, Redlock and Cache) stampede one key while one of the
+  // three lock nodes hangs. The values live on a fourth server. A call to the hung node answers
+  // only after its client's command_timeout, 60 s, longer than the callers' wait_timeout, 30 s:
+  // a Redlock that waited for that node would turn every waiter into a loader, and one that does
+  // not wait for it leaves 30 s for the one load, which a loaded machine meets.
   constexpr int kCaches = 5;
   const std::string prefix = redis_test::unique_prefix();
   std::vector<std::unique_ptr<stampede::Cache<std::string>>> caches;
   for (int i = 0; i < kCaches; ++i) {
     std::vector<std::shared_ptr<Client>> nodes;
-    for (auto& s : servers_) nodes.push_back(Client::connect(s->url()));
+    for (auto& s : servers_) nodes.push_back(Client::connect(s->url(), {.command_timeout = 60s}));
     auto store = std::make_shared<stampede::redis::RedisStore<std::string>>(
         Client::connect(redis_test::shared_server().url()), prefix);
     auto lock = std::make_shared<Redlock>(nodes, prefix, kOptions);
     caches.push_back(std::make_unique<stampede::Cache<std::string>>(
-        stampede::CacheOptions{}, stampede::Backend<std::string>{store, lock, "redlock"}));
+        stampede::CacheOptions{.lock_ttl = 60s, .wait_timeout = 30s},
+        stampede::Backend<std::string>{store, lock, "redlock"}));
   }
   // The store's server has never fenced "hot", so it would refuse the first write (see
   // WithAStoreOnAnotherServerAKeysFirstWriteIsRefusedVisiblyAndTheNextLoadIsStored); an
