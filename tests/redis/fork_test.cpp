@@ -221,13 +221,15 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
   std::vector<std::shared_ptr<Client>> clients;
   for (int i = 0; i < 3; ++i) {
     servers.push_back(std::make_unique<redis_test::RedisServer>());
-    clients.push_back(Client::connect(servers.back()->url()));
+    clients.push_back(Client::connect(servers.back()->url(), {.connect_timeout = 5s, .command_timeout = 5s}));
   }
   // node_timeout: the child opens new connections and subscribes on every node, which under the
-  // sanitizers on a loaded machine can take longer than the default 50 ms; this test is about fork().
-  stampede::redis::Redlock lock(clients, "p:", {.node_timeout = std::chrono::seconds(1)});
+  // sanitizers on a loaded machine (load 30 and more) took longer than 1 s; this test is about
+  // fork(), so it waits 5 s for a node and a command (the TTLs are at least 10 x node_timeout, as
+  // Redlock requires).
+  stampede::redis::Redlock lock(clients, "p:", {.node_timeout = std::chrono::seconds(5)});
   // The parent's worker threads and pub/sub readers exist at fork() time.
-  auto t = lock.try_acquire("parent", 10s);
+  auto t = lock.try_acquire("parent", 60s);
   ASSERT_TRUE(t);
   auto sub = lock.subscribe("parent");
 
@@ -239,9 +241,9 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
     ::close(from_child[0]);
     std::string result = "ok";
     try {
-      auto mine = lock.try_acquire("child", 10s);
+      auto mine = lock.try_acquire("child", 60s);
       if (!mine) throw std::runtime_error("the child could not take a free lock");
-      if (lock.try_acquire("parent", 10s)) throw std::runtime_error("the child took the parent's lock");
+      if (lock.try_acquire("parent", 60s)) throw std::runtime_error("the child took the parent's lock");
       auto child_sub = lock.subscribe("child");
       if (!lock.release("child", mine->token)) throw std::runtime_error("release failed");
       if (!child_sub->wait_until(std::chrono::steady_clock::now() + 30s)) {
