@@ -74,8 +74,8 @@
 # The fast loop (--changed): the `quick` preset (build/quick: -O0, no debug info, no demos,
 # benchmarks or soak worker; every test program) is built incrementally, then the tests of the
 # test programs that the build relinked run (ctest -L <program>), with -j4. After a one-line change
-# to a core header (include/stampede/detail/cache-inl.hpp) that is every Cache test: ~270 CPU s of
-# compiling, about 2.5 min on 2 idle cores.
+# to a core header (include/stampede/detail/cache-inl.hpp) that is every Cache test: ~145 CPU s of
+# compiling, about 1.5 min on 2 idle cores.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
