@@ -331,7 +331,7 @@ TEST(StatsTest, PrometheusTextOfASmallStats) {
       "# HELP shop_cache_refreshes_total Background refreshes that stored a value.\n"
       "# TYPE shop_cache_refreshes_total counter\n"
       "shop_cache_refreshes_total 0\n"
-      "# HELP shop_cache_refresh_failures_total Background refreshes whose loader threw.\n"
+      "# HELP shop_cache_refresh_failures_total Background refreshes whose loader (or its copy) threw.\n"
       "# TYPE shop_cache_refresh_failures_total counter\n"
       "shop_cache_refresh_failures_total 0\n"
       "# HELP shop_cache_refreshes_dropped_total Refreshes not queued because the queue was full.\n"
@@ -737,6 +737,71 @@ TEST(CacheTest, CopyThatThrowsWhileTheLeaderPublishesReachesTheWaitersAtOnce) {
       << "every waiter gets the copy's exception";
   ASSERT_TRUE(cache.get("k"));
   EXPECT_EQ(cache.get("k")->value, 7);
+}
+
+// ---- a loader whose copy throws -------------------------------------------------------------------
+
+/// A loader whose copy constructor throws CopyError while `fail_copies` is set. Calling it counts.
+struct CopyFailingLoader {
+  CopyFailingLoader(std::atomic<int>& calls, std::atomic<bool>& fail_copies)
+      : calls_(&calls), fail_copies_(&fail_copies) {}
+  CopyFailingLoader(const CopyFailingLoader& other) : calls_(other.calls_), fail_copies_(other.fail_copies_) {
+    if (fail_copies_->load()) throw CopyError();
+  }
+  CopyFailingLoader& operator=(const CopyFailingLoader&) = delete;
+  int operator()() const { return calls_->fetch_add(1) + 1; }
+
+  std::atomic<int>* calls_;
+  std::atomic<bool>* fail_copies_;
+};
+
+// With a loader timeout the leader copies its loader for the background load thread: a copy that
+// throws reaches the caller, and leaves neither the flight nor the lock behind.
+TEST(CacheTest, ALoaderWhoseCopyThrowsAtTheBackgroundHandOffFailsThatCallAndReleasesEverything) {
+  CacheOptions o;
+  o.loader_hard_timeout = 1h;  // on: the load is handed to a background thread, with a copy
+  auto lock = std::make_shared<stampede::MemoryTokenLock>();
+  Cache<int> cache(o, {std::make_shared<stampede::MemoryStore<int>>(), lock, "memory"});
+  std::atomic<int> calls{0};
+  std::atomic<bool> fail_copies{true};
+  const CopyFailingLoader loader(calls, fail_copies);
+  EXPECT_THROW(cache.get_or_compute("k", loader), CopyError);
+  EXPECT_EQ(calls.load(), 0) << "the loader ran although its copy failed";
+  // The lock was released (a fresh holder gets it at once) and the next call starts a new flight.
+  auto token = lock->try_acquire("k", 1min);
+  ASSERT_TRUE(token) << "the failed hand-off kept the key's lock";
+  ASSERT_TRUE(lock->release("k", token->token));
+  fail_copies = false;
+  EXPECT_EQ(cache.get_or_compute("k", loader), 1);
+  EXPECT_EQ(cache.get_or_compute("k", loader), 1) << "the value was not stored";
+}
+
+// A stale hit copies the loader for its refresh: when that copy throws, the caller still gets the
+// stale value it hit (the refresh is the Cache's business), the failure is counted and reported, and
+// a later hit schedules the refresh again.
+TEST(CacheTest, ALoaderWhoseCopyThrowsWhenARefreshIsScheduledStillServesTheStaleValue) {
+  auto clock = std::make_shared<stampede::ManualClock>();
+  CacheOptions o{.mode = stampede::Mode::stale_while_revalidate, .soft_ttl = 1s, .swr_window = 1h};
+  o.clock = clock;
+  std::vector<std::string> failed;
+  o.on_event = [&](const stampede::Event& e) {
+    if (e.type == stampede::EventType::refresh_failed) failed.emplace_back(e.detail);
+  };
+  Cache<int> cache(o);
+  std::atomic<int> calls{0};
+  std::atomic<bool> fail_copies{false};
+  const CopyFailingLoader loader(calls, fail_copies);
+  EXPECT_EQ(cache.get_or_compute("k", loader), 1);
+  clock->advance(2s);  // stale: a hit schedules a refresh, with a copy of the loader
+  fail_copies = true;
+  EXPECT_EQ(cache.get_or_compute("k", loader), 1) << "the stale hit was not served";
+  EXPECT_EQ(cache.stats().refresh_failures, 1u);
+  EXPECT_EQ(failed, std::vector<std::string>{"copy failed"});
+  fail_copies = false;
+  EXPECT_EQ(cache.get_or_compute("k", loader), 1);
+  cache.wait_idle();
+  EXPECT_EQ(calls.load(), 2) << "the refresh after the failed copy ran once";
+  EXPECT_EQ(cache.get_or_compute("k", loader), 2);
 }
 
 // ---- a subscribe that fails ----------------------------------------------------------------------

@@ -33,7 +33,7 @@
   X(wait_timeouts, count, "Waits for another caller's load that reached wait_timeout.")               \
   X(fallback_computes, count, "Loads run after a wait timeout (OnWaitTimeout::compute).")             \
   X(refreshes, count, "Background refreshes that stored a value.")                                    \
-  X(refresh_failures, count, "Background refreshes whose loader threw.")                              \
+  X(refresh_failures, count, "Background refreshes whose loader (or its copy) threw.")                \
   X(refreshes_dropped, count, "Refreshes not queued because the queue was full.")                     \
   X(stale_writes_rejected, count, "Stores refused because a newer fence exists.")                     \
   X(backend_errors, count, "Backend failures (fail_open went on without the backend).")               \

@@ -478,8 +478,21 @@ template <class T>
 template <class Loader>
 void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader) {
   if (refresher_.probably_pending(key)) return;  // hot stale key: no lock, no allocation
-  // The refresh outlives this call: it owns the loader.
-  submit_refresh(key, observed_fence, detail::OwnedLoader<T>::make(std::forward<Loader>(loader)));
+  // The refresh outlives this call: it owns a copy of the loader. A copy that throws costs this
+  // refresh, not the caller's hit: it is reported like a refresh that failed.
+  std::optional<detail::OwnedLoader<T>> owned;
+  try {
+    owned.emplace(detail::OwnedLoader<T>::make(std::forward<Loader>(loader)));
+  } catch (const std::exception& e) {
+    count(Counter::refresh_failures);
+    emit(EventType::refresh_failed, key, e.what());
+    return;
+  } catch (...) {
+    count(Counter::refresh_failures);
+    emit(EventType::refresh_failed, key, "non-std exception");
+    return;
+  }
+  submit_refresh(key, observed_fence, std::move(*owned));
 }
 
 template <class T>
