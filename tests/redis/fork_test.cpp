@@ -7,16 +7,21 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stampede/redis/redis.hpp>
 #include <stampede/stampede.hpp>
 #include <stdexcept>
@@ -42,9 +47,10 @@ constexpr bool kUnderTsan = true;
 constexpr bool kUnderTsan = false;
 #endif
 // GCC 12's AddressSanitizer runtime does not hold its allocator's locks across fork(): a child
-// forked while another thread is inside malloc can block forever in the runtime's own code. Under
-// ASan a test therefore lets such a thread finish before it forks; the plain build keeps the
-// thread running through the fork.
+// forked while another thread is inside malloc can block forever in the runtime's own code (seen:
+// the child's new threads stuck in SizeClassAllocator64::GetFromAllocator). Under ASan a test
+// therefore lets such a thread finish before it forks, and forks only once every other thread is
+// asleep (quiet_before_fork); the plain build keeps the threads running through the fork.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kUnderAsan = true;
 #elif defined(__has_feature)
@@ -56,6 +62,52 @@ constexpr bool kUnderAsan = false;
 #else
 constexpr bool kUnderAsan = false;
 #endif
+
+// @return true if every thread of this process but the caller is asleep in a system call that
+// waits for something (a futex, poll, a read: /proc/self/task/*/syscall). Such a thread is not
+// inside the allocator, so a fork() now cannot copy an allocator lock it holds.
+bool other_threads_asleep() {
+  static const std::set<long> kWaits = {
+    SYS_futex,
+    SYS_ppoll,
+    SYS_pselect6,
+    SYS_read,
+    SYS_recvfrom,
+    SYS_epoll_pwait,
+    SYS_clock_nanosleep,
+#if defined(SYS_poll)
+    SYS_poll,
+    SYS_select,
+    SYS_epoll_wait,
+    SYS_nanosleep,
+#endif
+  };
+  const long self = ::syscall(SYS_gettid);
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    const std::string tid = task.path().filename().string();
+    if (tid == std::to_string(self)) continue;
+    std::ifstream in(task.path() / "syscall");
+    std::string first;
+    if (!(in >> first)) continue;  // the thread exited
+    char* end = nullptr;
+    const long nr = std::strtol(first.c_str(), &end, 10);
+    if (end == first.c_str() || *end != '\0' || !kWaits.contains(nr)) return false;  // "running", -1, ...
+  }
+  return !ec;
+}
+
+// Under ASan (see kUnderAsan): waits until every other thread has been asleep at two looks 5 ms
+// apart, so that none is inside the allocator when the caller forks. Elsewhere: returns at once.
+// @return false if the other threads never all slept (a hang guard).
+bool quiet_before_fork() {
+  if (!kUnderAsan) return true;
+  return stampede_test::eventually([] {
+    if (!other_threads_asleep()) return false;
+    std::this_thread::sleep_for(5ms);
+    return other_threads_asleep();
+  });
+}
 
 // Runs `rounds` SET/GET pairs on each of `threads` threads, each thread on its own key, with
 // values that name `who`.
@@ -182,6 +234,7 @@ TEST(RedisFork, ParentAndChildSeeOnlyTheirOwnRepliesAndTheChildIsWokenByTheParen
   int to_child[2], from_child[2];
   ASSERT_EQ(::pipe2(to_child, O_CLOEXEC), 0);
   ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  ASSERT_TRUE(quiet_before_fork()) << "the parent's threads never all slept";
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -235,6 +288,7 @@ TEST(RedisFork, ARedlockUsedBeforeTheForkWorksInTheChild) {
 
   int from_child[2];
   ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  ASSERT_TRUE(quiet_before_fork()) << "the parent's threads never all slept";
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -363,6 +417,7 @@ TEST(RedisFork, ARedisCacheLoadingAKeyAtForkTimeWorksInTheChild) {
 
   int from_child[2];
   ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
+  ASSERT_TRUE(quiet_before_fork()) << "the parent's threads never all slept";
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
