@@ -89,6 +89,10 @@
 
 namespace stampede {
 
+namespace detail {
+struct AsyncAccess;  // the asynchronous calls of stampede/asio.hpp: built from Cache's own steps
+}  // namespace detail
+
 /// A loader for Cache<T>: callable with a LoadContext& (preferred when both work) or with no
 /// arguments, returning something convertible to T.
 template <class F, class T>
@@ -198,6 +202,7 @@ class Cache {
   const std::string& backend_name() const noexcept { return backend_.name; }
 
  private:
+  friend struct detail::AsyncAccess;
   // One per line of STAMPEDE_CACHE_COUNTERS (stats.hpp).
   enum class Counter : std::size_t {
 #define STAMPEDE_CACHE_COUNTER_ENUMERATOR(name, kind, help) name,
@@ -268,6 +273,9 @@ class Cache {
                     const CallOptions& call);
   T compute_fallback(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
                      const CallOptions& call);
+  // The fallback's leader: loads (unless the flight published meanwhile) and publishes to it.
+  T lead_fallback(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
+                  detail::Flight<T>& fallback);
   // How often put() draws a fence and writes before it reports that the store refused it.
   static constexpr int kPutAttempts = 2;
   std::chrono::milliseconds wait_timeout(const CallOptions& call) const noexcept {
@@ -309,6 +317,10 @@ class Cache {
   // Loads handed off when a loader timeout is set, each to a thread that is idle (never queued);
   // stopped before the members they use go.
   detail::Refresher loads_;
+  // The steps of asynchronous calls that may block (a leader's lock, load and store; a read that
+  // waits for I/O), queued; threads start on the first such call. Stopped before the members
+  // they use go; a step it drops completes its call with an error.
+  detail::Refresher blocking_;
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
   detail::Refresher refresher_;
 };

@@ -83,7 +83,9 @@ struct CacheOptions {
   std::chrono::milliseconds loader_hard_timeout{0};
   /// Threads that run loads when a loader timeout is set (started on first use). A load is handed
   /// only to an idle one (it never queues behind another key's load); when all are busy it runs
-  /// on the caller's thread, without the timeouts. >= 1.
+  /// on the caller's thread, without the timeouts. >= 1. Asynchronous calls (stampede/asio.hpp)
+  /// get as many threads again, of their own, for the steps of a call that may block (a
+  /// synchronous loader, a read or lock that waits for Redis); those steps queue.
   std::size_t background_load_threads = 4;
   /// Fail-safe: how long past its expiry (blocking: ttl; SWR: the end of the stale window) a value
   /// stays in the store as "last good". When a load fails (the loader throws) and the last good

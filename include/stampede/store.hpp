@@ -104,6 +104,11 @@ class Store {
   /// another forwards to it. Thread-safe; cheap (it runs on every stats() call).
   /// @param counters what the caller has gathered so far; add to its fields, do not overwrite them.
   virtual void add_counters(BackendCounters& counters) const { (void)counters; }
+
+  /// @return true if get() and visit() answer from this process's memory and never wait for I/O,
+  ///         so that an asynchronous caller (stampede/asio.hpp) may read on its own thread; false
+  ///         (the default) sends its reads to a thread that may block.
+  [[nodiscard]] virtual bool reads_locally() const noexcept { return false; }
 };
 
 }  // namespace stampede

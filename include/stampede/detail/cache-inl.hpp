@@ -26,6 +26,7 @@ Cache<T>::Cache(CacheOptions options, Backend<T> backend)
       loads_((validate(options_), detail::Refresher::Options{.threads = options_.background_load_threads,
                                                              .queue = options_.background_load_threads,
                                                              .idle_only = true})),
+      blocking_(detail::Refresher::Options{.threads = options_.background_load_threads, .queue = 1u << 16}),
       refresher_(detail::Refresher::Options{options_.refresh_threads, options_.refresh_queue}) {
   if (!backend_.store && !backend_.lock) {
     backend_ = memory_backend<T>(options_.max_entries, options_.clock);
@@ -43,6 +44,7 @@ Cache<T>::~Cache() {
   shutdown_.request_stop();
   refresher_.stop();
   loads_.stop();
+  blocking_.stop();
 }
 
 template <class T>
@@ -430,6 +432,12 @@ T Cache<T>::compute_fallback(std::string_view key, detail::LoaderRef<T> loader, 
     count(Counter::coalesced);
     return std::move(*value);
   }
+  return lead_fallback(key, loader, flight, fallback);
+}
+
+template <class T>
+T Cache<T>::lead_fallback(std::string_view key, detail::LoaderRef<T> loader, detail::Flight<T>& flight,
+                          detail::Flight<T>& fallback) {
   try {
     if (std::optional<T> v = flight.value_if_published()) {  // the flight finished meanwhile
       fallback.set_value(*v);

@@ -11,6 +11,9 @@
 // Callers that give up waiting (OnWaitTimeout::compute) share one fallback flight per flight: the
 // first of them loads for all, and a value of the flight itself completes the fallback too.
 //
+// A waiter that holds no thread (an asynchronous caller) attaches a Continuation instead of
+// blocking: the thread that publishes the result calls it.
+//
 //   auto [flight, leader] = flights.join(key);
 //   if (!leader) flight->wait_until(deadline, stop, value);          // a copy of the leader's value
 //   flight->set_value(load()); flights.leave(key, flight.get());
@@ -68,6 +71,32 @@ class Flight {
     load_late,  ///< the load limit (set_load_limit) passed first: apply it if claim_expiry(), wait again
   };
 
+  /// What the flight has published so far (outcome()).
+  enum class Outcome { pending, value, error, abandoned };
+
+  /// A waiter that holds no thread. The flight calls published() once, on the thread that
+  /// publishes its result (outcome() then says which), and limit_set() on the thread that sets a
+  /// load limit, for each continuation attached at that time. Both run under the flight's
+  /// continuation lock (published() does not): they must be short (e.g. post work elsewhere) and
+  /// must not call attach() or detach() on this flight. A continuation must stay alive until it
+  /// was detached, or until published() was called.
+  class Continuation {
+   public:
+    virtual void published() noexcept = 0;
+    virtual void limit_set() noexcept = 0;
+
+   protected:
+    Continuation() = default;
+    virtual ~Continuation() = default;
+    Continuation(const Continuation&) = delete;
+    Continuation& operator=(const Continuation&) = delete;
+
+   private:
+    friend class Flight;
+    Continuation* prev_ = nullptr;
+    Continuation* next_ = nullptr;
+  };
+
   Flight() = default;
   ~Flight() { delete fallback_.load(std::memory_order_acquire); }
   Flight(const Flight&) = delete;
@@ -116,6 +145,15 @@ class Flight {
     has_limit_.store(true, std::memory_order_release);
     state_.fetch_add(kWakeStep, std::memory_order_seq_cst);
     futex_wake_all(state_);
+    MutexLock l(continuations_mu_);
+    for (Continuation* c = continuations_; c != nullptr; c = c->next_) c->limit_set();
+  }
+  /// @return true (and the limit, in `limit`) if set_load_limit() was called and the limit has
+  ///         not been applied yet (claim_expiry()).
+  [[nodiscard]] bool pending_limit(std::chrono::steady_clock::time_point& limit) const noexcept {
+    if (!has_limit_.load(std::memory_order_acquire) || expired_.load(std::memory_order_acquire)) return false;
+    limit = limit_;
+    return true;
   }
   /// @return the old value set with the load limit (read only after a wait returned load_late).
   [[nodiscard]] const std::optional<T>& limit_old() const noexcept { return limit_old_; }
@@ -159,6 +197,48 @@ class Flight {
       futex_wait_until(state_, word, until);
     }
   }
+  /// Attaches a waiter that holds no thread; see Continuation.
+  /// @return false if a result is published already (`c` is not attached: read outcome() now).
+  [[nodiscard]] bool attach(Continuation& c) {
+    MutexLock l(continuations_mu_);
+    if (continuations_closed_) return false;
+    c.prev_ = nullptr;
+    c.next_ = continuations_;
+    if (continuations_ != nullptr) continuations_->prev_ = &c;
+    continuations_ = &c;
+    return true;
+  }
+  /// Detaches `c` (a waiter that gives up: a timeout, a cancellation).
+  /// @return true if `c` was still attached (published() will never be called for it); false if
+  ///         the result was published first (published() is called, or was).
+  [[nodiscard]] bool detach(Continuation& c) {
+    MutexLock l(continuations_mu_);
+    if (continuations_closed_) return false;
+    if (c.prev_ != nullptr) c.prev_->next_ = c.next_;
+    if (c.next_ != nullptr) c.next_->prev_ = c.prev_;
+    if (continuations_ == &c) continuations_ = c.next_;
+    c.prev_ = c.next_ = nullptr;
+    return true;
+  }
+  /// @return what the flight has published (never waits). After Outcome::value, value() and
+  ///         is_old() may be read; after Outcome::error, error().
+  [[nodiscard]] Outcome outcome() const noexcept {
+    switch (state_.load(std::memory_order_acquire) & kStateMask) {
+      case kValue:
+        return Outcome::value;
+      case kError:
+        return Outcome::error;
+      case kAbandoned:
+        return Outcome::abandoned;
+      default:
+        return Outcome::pending;
+    }
+  }
+  /// @return the published value (only after outcome() said Outcome::value).
+  [[nodiscard]] const T& value() const noexcept { return *value_; }
+  /// @return the published error (only after outcome() said Outcome::error).
+  [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
+
   /// @return true if the published value is an old one (set_value(v, true)); read it only after a
   ///         wait returned Wait::value.
   [[nodiscard]] bool is_old() const noexcept { return old_; }
@@ -216,6 +296,17 @@ class Flight {
   void publish(std::uint32_t done) noexcept {
     state_.store(done, std::memory_order_seq_cst);  // seq_cst: see set_value()
     futex_wake_all(state_);
+    Continuation* c = nullptr;
+    {
+      MutexLock l(continuations_mu_);
+      continuations_closed_ = true;
+      c = std::exchange(continuations_, nullptr);
+    }
+    while (c != nullptr) {
+      Continuation* next = c->next_;  // read first: published() may end c's life
+      c->published();
+      c = next;
+    }
   }
 
   std::atomic<std::uint32_t> state_{kPending};  // state in kStateMask, wake-up count above it
@@ -230,6 +321,10 @@ class Flight {
   std::optional<T> limit_old_;
   std::atomic<bool> has_limit_{false};
   std::atomic<bool> expired_{false};  // claimed by the caller that applies the limit
+  // The waiters that hold no thread: a list, closed (and emptied) by publish().
+  Mutex continuations_mu_;
+  Continuation* continuations_ STAMPEDE_GUARDED_BY(continuations_mu_) = nullptr;
+  bool continuations_closed_ STAMPEDE_GUARDED_BY(continuations_mu_) = false;
 };
 
 /// One caller's interest in a flight, dropped once (by drop() or the destructor). Thread-safe:

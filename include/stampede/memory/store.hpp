@@ -198,6 +198,7 @@ class MemoryStore final : public Store<T> {
 
   /// Adds evictions().
   void add_counters(BackendCounters& counters) const override { counters.evictions += evictions(); }
+  [[nodiscard]] bool reads_locally() const noexcept override { return true; }
 
  private:
   static constexpr unsigned kShardBits = 4;
