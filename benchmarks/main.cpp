@@ -13,6 +13,9 @@ void register_wave_benchmarks(const Profile& p);
 void register_hit_path_benchmarks(const Profile& p);
 void register_swr_benchmarks(const Profile& p);
 void register_lock_benchmarks(const Profile& p);
+#ifdef STAMPEDE_BENCH_WITH_ASIO
+void register_wave_async_benchmarks(const Profile& p);  // bm_wave_async.cpp (needs stampede::asio)
+#endif
 }  // namespace stampede::bench
 
 int main(int argc, char** argv) {
@@ -25,6 +28,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   sb::register_wave_benchmarks(profile);
+#ifdef STAMPEDE_BENCH_WITH_ASIO
+  sb::register_wave_async_benchmarks(profile);
+#endif
   sb::register_hit_path_benchmarks(profile);
   sb::register_swr_benchmarks(profile);
   sb::register_lock_benchmarks(profile);

@@ -20,8 +20,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STRATEGIES = ["none", "seed_lock_poll", "stampede_blocking", "stampede_swr", "singleflight_floor"]
+STRATEGIES = ["none", "seed_lock_poll", "stampede_blocking", "stampede_swr", "singleflight_floor", "async"]
 NS = [1, 8, 64, 256, 1024]
+TABLE_NS = NS + [10000]  # BM_Wave_async also runs N = 10,000
 DS = [5, 50, 500]
 # The plots show the strategies and delays every profile runs at every N.
 PLOT_STRATEGIES = STRATEGIES[:4]
@@ -152,9 +153,13 @@ class Report:
         if any(base(r["name"]) == "BM_Wave_singleflight_floor" for r in self.runs):
             self.out("`singleflight_floor`: no cache, one atomic word, waiters in `std::atomic::wait` until the "
                      "leader's `notify_all`: the wake-up floor on OS threads.")
+        if any(base(r["name"]) == "BM_Wave_async" for r in self.runs):
+            self.out("`async`: `stampede::asio::async_get_or_compute` from N coroutines on an `io_context` run by "
+                     "2 threads (the loader on the Cache's blocking threads); a caller returns when its "
+                     "coroutine resumes.")
         self.out()
         for d in DS:
-            rows = [(s, n, self.find("BM_Wave_" + s, N=n, D_ms=d)) for s in STRATEGIES for n in NS]
+            rows = [(s, n, self.find("BM_Wave_" + s, N=n, D_ms=d)) for s in STRATEGIES for n in TABLE_NS]
             rows = [(s, n, r) for s, n, r in rows if r]
             if not rows:
                 continue

@@ -493,4 +493,39 @@ TEST(AsioGetOrCompute, CompletionsRunOnTheHandlersStrand) {
   EXPECT_EQ(on_strand.load(), 8);
 }
 
+// Destroying the Cache with calls pending (a leader in its loader, waiters attached to its
+// flight) completes each of them with stampede::error, and the destructor returns once the
+// loader saw its stop token.
+TEST(AsioGetOrCompute, DestroyingTheCacheCompletesEveryPendingCall) {
+  auto cache = std::make_unique<stampede::Cache<int>>(stampede::CacheOptions{.wait_timeout = 60s});
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  Runner runner(io, 1);
+  Gate entered;
+  std::atomic<bool> saw_stop{false};
+  auto load = [&](stampede::LoadContext& ctx) {
+    entered.open();
+    saw_stop = eventually([&] { return ctx.stop_token().stop_requested(); });
+    return 1;
+  };
+  std::vector<std::future<int>> calls;
+  calls.push_back(async_get_or_compute(*cache, "k", load, asio::bind_executor(io, asio::use_future)));
+  ASSERT_TRUE(entered.wait_for());
+  for (int i = 0; i < 3; ++i) {
+    calls.push_back(async_get_or_compute(*cache, "k", load, asio::bind_executor(io, asio::use_future)));
+  }
+  ASSERT_TRUE(eventually([&] { return cache->stats().misses == 4; }));
+  cache.reset();
+  EXPECT_TRUE(saw_stop.load());
+  for (auto& c : calls) {
+    try {
+      (void)c.get();
+      ADD_FAILURE() << "completed with a value";
+    } catch (const stampede::error& e) {
+      EXPECT_TRUE(stampede_test::mentions_word(e.what(), "destroyed")) << e.what();
+    }
+  }
+  work.reset();
+}
+
 }  // namespace

@@ -31,7 +31,12 @@
 // other callers and is stored, and LoadContext::stop_token() is requested once every caller of it
 // gave up, as for synchronous callers.
 //
-// Lifetime: the Cache must outlive every asynchronous call on it (a call holds a reference to it).
+// Lifetime: destroying the Cache completes every call still pending on it with stampede::error
+// ("the Cache was destroyed"); the destructor waits for the steps running on its blocking threads
+// (a leader's loader sees its LoadContext's stop token requested once every caller of its load
+// was completed). The executors the calls complete on must still run their handlers then. An
+// io_context must not be destroyed while calls whose handlers it runs are pending: stop issuing
+// calls, let them complete (or cancel them), then destroy it.
 #pragma once
 
 #include <asio/any_io_executor.hpp>
@@ -70,6 +75,10 @@ struct AsyncAccess {
     Cache<T>::check_call(key, call);
   }
   template <class T>
+  static std::shared_ptr<AsyncCalls> calls(const Cache<T>& cache) {
+    return cache.async_calls_;
+  }
+  template <class T>
   static bool reads_locally(const Cache<T>& cache) noexcept {
     return cache.backend_.store->reads_locally();
   }
@@ -84,10 +93,27 @@ struct AsyncAccess {
     return std::nullopt;
   }
   template <class T>
-  static typename FlightGroup<T>::Joined join(Cache<T>& cache, std::string_view key, bool first) {
-    auto joined = cache.flights_.join(key);
-    if (first) cache.count(Cache<T>::Counter::misses);
-    return joined;
+  static typename FlightGroup<T>::Joined join(Cache<T>& cache, std::string_view key) {
+    return cache.flights_.join(key);
+  }
+  template <class T>
+  static void count_miss(Cache<T>& cache) noexcept {
+    cache.count(Cache<T>::Counter::misses);
+  }
+  // A leader that read the key before loading: hands what it found (or the read's error) to the
+  // flight's waiters, as lead_flight() would.
+  template <class T>
+  static void publish(Cache<T>& cache, std::string_view key, Flight<T>& flight, const T& value) {
+    cache.flights_.leave(key, &flight);
+    (void)flight.set_value(value);
+    flight.drop_interest();
+  }
+  template <class T>
+  static void publish_error(Cache<T>& cache, std::string_view key, Flight<T>& flight,
+                            std::exception_ptr error) {
+    cache.flights_.leave(key, &flight);
+    (void)flight.set_error(std::move(error));
+    flight.drop_interest();
   }
   template <class T>
   static T lead(Cache<T>& cache, std::string_view key, LoaderRef<T> loader, std::shared_ptr<Flight<T>> flight,
@@ -160,6 +186,7 @@ namespace detail {
 // while it waits, by itself: the flight it is attached to holds only a raw pointer).
 template <class T, class Loader, class Handler>
 class GetOp final : public stampede::detail::Flight<T>::Continuation,
+                    public stampede::detail::AsyncCall,
                     public std::enable_shared_from_this<GetOp<T, Loader, Handler>> {
   using Flight = stampede::detail::Flight<T>;
   using Access = stampede::detail::AsyncAccess;
@@ -168,6 +195,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
  public:
   GetOp(Cache<T>& cache, std::string key, Loader loader, CallOptions call, Handler handler)
       : cache_(cache),
+        calls_(Access::calls(cache)),
         key_(std::move(key)),
         loader_(std::move(loader)),
         call_(std::move(call)),
@@ -178,7 +206,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
         timer_(strand_) {}
   GetOp(const GetOp&) = delete;
   GetOp& operator=(const GetOp&) = delete;
-  ~GetOp() = default;
+  ~GetOp() override { calls_->remove(*this); }
 
   // On the initiating thread.
   void start() {
@@ -196,7 +224,15 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     } catch (...) {
       return complete(std::current_exception(), T{});
     }
-    begin();
+    if (!calls_->add(*this)) return complete(cache_destroyed(), T{});
+    begin();  // the caller's Cache lives during the initiation
+  }
+
+  std::shared_ptr<stampede::detail::AsyncCall> pin() noexcept override {
+    return this->weak_from_this().lock();
+  }
+  void abort() noexcept override {
+    ::asio::post(strand_, [self = this->shared_from_this()] { self->finish(self->cache_destroyed(), T{}); });
   }
 
   void published() noexcept override {
@@ -226,41 +262,71 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     void operator()() const noexcept { op->cancel(); }
   };
 
-  // Any thread: the lookup and the join, on a blocking thread unless the store reads from memory.
+  // The initiating thread, or the strand (joining again): the lookup and the join. A store that
+  // reads from memory is read here, and a miss joins the key's flight. A store that reads over
+  // the network (Redis) is read once per flight: the caller joins first, and the flight's leader
+  // reads on a blocking thread; its waiters make no round trip at all.
   void begin() {
-    if (Access::reads_locally(cache_)) return lookup_and_join();
-    if (!Access::run_blocking(cache_, [self = this->shared_from_this()] { self->lookup_and_join(); })) {
-      complete(shutting_down(), T{});
-    }
-  }
-
-  void lookup_and_join() {
+    const bool local = Access::reads_locally(cache_);
     try {
-      if (std::optional<T> v = Access::lookup(cache_, key_, loader_)) return complete(nullptr, std::move(*v));
-      auto [flight, leader] = Access::join(cache_, key_, !miss_counted_);
-      miss_counted_ = true;
-      ::asio::post(strand_, [self = this->shared_from_this(), flight = std::move(flight), leader]() mutable {
-        self->joined(std::move(flight), leader);
-      });
+      if (local) {
+        if (std::optional<T> v = Access::lookup(cache_, key_, loader_))
+          return complete(nullptr, std::move(*v));
+      }
+      auto [flight, leader] = Access::join(cache_, key_);
+      if (local || !leader) count_miss_once();
+      ::asio::post(strand_, [self = this->shared_from_this(), flight = std::move(flight), leader,
+                             read = local]() mutable { self->joined(std::move(flight), leader, read); });
     } catch (...) {
       complete(std::current_exception(), T{});
     }
   }
 
-  // Strand.
-  void joined(std::shared_ptr<Flight> flight, bool leader) {
+  void count_miss_once() noexcept {
+    if (!miss_counted_) Access::count_miss(cache_);
+    miss_counted_ = true;
+  }
+
+  // Strand. `read`: the store was read before the join (else the leader reads first).
+  void joined(std::shared_ptr<Flight> flight, bool leader, bool read) {
     flight_ = std::move(flight);
+    interest_ = !leader;  // join() counted this caller; a leader's interest is lead_flight()'s
+    const auto use = calls_->use();
+    if (!use) {
+      if (leader) flight_->abandon();  // the flight's waiters are completed by the Cache's destructor
+      return finish(cache_destroyed(), T{});
+    }
     if (leader) {
       if (done_) return Access::abandon(cache_, key_, *flight_);  // cancelled before it joined
-      if (!Access::run_blocking(cache_, [self = this->shared_from_this()] { self->lead(); })) {
+      auto step = [self = this->shared_from_this(), read] {
+        if (read || self->read_first()) self->lead();
+      };
+      if (!Access::run_blocking(cache_, std::move(step))) {
         Access::abandon(cache_, key_, *flight_);
         finish(shutting_down(), T{});
       }
       return;
     }
-    interest_ = true;  // join() counted this caller
     if (done_) return drop_interest();
     wait_on(*flight_, Access::wait_deadline(cache_, call_));
+  }
+
+  // A blocking thread: the leader's read, for a store that reads over the network.
+  // @return true on a miss (lead the load); false if the flight got its result here.
+  bool read_first() {
+    try {
+      if (std::optional<T> v = Access::lookup(cache_, key_, loader_)) {
+        Access::publish(cache_, key_, *flight_, *v);
+        complete(nullptr, std::move(*v));
+        return false;
+      }
+      count_miss_once();  // written here, read on the strand only after this step posted
+      return true;
+    } catch (...) {
+      Access::publish_error(cache_, key_, *flight_, std::current_exception());
+      complete(std::current_exception(), T{});
+      return false;
+    }
   }
 
   // A blocking thread: leads the flight as a synchronous caller would.
@@ -305,6 +371,8 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   // Strand.
   void on_timer() {
     if (done_ || !self_) return;
+    const auto use = calls_->use();
+    if (!use) return;  // the Cache's destructor completes this call
     const steady::time_point now = steady::now();
     steady::time_point limit{};
     if (waiting_on_ == flight_.get() && flight_->pending_limit(limit) && now >= limit) {
@@ -358,6 +426,8 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   void on_published() {
     self_.reset();
     if (done_) return;
+    const auto use = calls_->use();
+    if (!use) return finish(cache_destroyed(), T{});
     Flight& f = *waiting_on_;
     switch (f.outcome()) {
       case Flight::Outcome::value: {
@@ -391,6 +461,8 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     if (done_) return;
     stop_.request_stop();  // a leader that has not loaded yet gives up; one that loads goes on
     if (self_ && waiting_on_->detach(*this)) self_.reset();
+    const auto use = calls_->use();
+    if (!use) return finish(cache_destroyed(), T{});
     finish(Access::cancelled(cache_, key_), T{});
   }
 
@@ -405,6 +477,8 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   void finish(std::exception_ptr error, T value) {
     if (done_) return;
     done_ = true;
+    calls_->remove(*this);
+    stop_.request_stop();  // a leader's load loses this caller's interest (if it still runs)
     timer_.cancel();
     drop_interest();
     on_stop_.reset();
@@ -421,12 +495,17 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     }
   }
 
+  std::exception_ptr cache_destroyed() const {
+    return std::make_exception_ptr(
+        error("stampede: the Cache was destroyed before the call for '" + key_ + "' completed"));
+  }
   std::exception_ptr shutting_down() const {
     return std::make_exception_ptr(
         error("stampede: the Cache is shutting down; the call for '" + key_ + "' did not run"));
   }
 
-  Cache<T>& cache_;
+  Cache<T>& cache_;  // used only while a Use of calls_ says it lives (or on its blocking threads)
+  const std::shared_ptr<stampede::detail::AsyncCalls> calls_;
   const std::string key_;
   Loader loader_;
   const CallOptions call_;
@@ -438,7 +517,8 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   std::stop_source stop_;  // requested when this call is cancelled: a leader's stop token
   std::optional<std::stop_callback<StopRequested>> on_stop_;
 
-  // Written on the strand only (lookup_and_join() writes miss_counted_ before the strand sees it).
+  // Written on the strand only (begin() and read_first() write miss_counted_ in steps that
+  // come before the strand sees it).
   bool miss_counted_ = false;
   bool done_ = false;
   bool interest_ = false;           // this caller's interest in flight_ (a waiter's) is held

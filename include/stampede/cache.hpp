@@ -75,6 +75,7 @@
 
 #include "stampede/backend.hpp"
 #include "stampede/call.hpp"
+#include "stampede/detail/async_calls.hpp"
 #include "stampede/detail/flight.hpp"
 #include "stampede/detail/function_ref.hpp"
 #include "stampede/detail/loader_ref.hpp"
@@ -321,6 +322,8 @@ class Cache {
   // waits for I/O), queued; threads start on the first such call. Stopped before the members
   // they use go; a step it drops completes its call with an error.
   detail::Refresher blocking_;
+  // The pending asynchronous calls: the destructor completes each of them with an error first.
+  std::shared_ptr<detail::AsyncCalls> async_calls_ = std::make_shared<detail::AsyncCalls>();
   // Declared last so it is destroyed first: refreshes stop before the members they use go.
   detail::Refresher refresher_;
 };

@@ -18,6 +18,7 @@ STAMPEDE_DEBIAN_PACKAGES=(
   gnuplot-nox                        # benchmark plots
   jq                                 # JSON checks in scripts/test.sh
   libcli11-dev                       # command-line flags of the demos and the soak worker (header-only)
+  libasio-dev                        # standalone Asio: the optional async layer stampede::asio (header-only)
   clang libclang-rt-14-dev           # the fuzz stage (libFuzzer) and the clang thread-safety build
   clang-format-16 clang-tidy-16      # the lint stages of scripts/test.sh (pinned: the tree is formatted with 16)
 )

@@ -39,6 +39,9 @@ Cache<T>::Cache(CacheOptions options, Backend<T> backend)
 
 template <class T>
 Cache<T>::~Cache() {
+  // Pending asynchronous calls complete with an error (none touches the Cache afterwards); the
+  // steps of theirs that run on blocking_ are waited for below.
+  async_calls_->close();
   // Running refreshes and background loads see their LoadContext's stop token requested, so a
   // loader that honours it lets the destructor finish early.
   shutdown_.request_stop();
