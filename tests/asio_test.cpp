@@ -236,7 +236,9 @@ TEST(AsioGetOrCompute, SyncAndAsyncCallersOfOneKeyShareOneLoad) {
   asio::io_context io;
   std::vector<Outcome> got;
   for (int i = 0; i < 3; ++i) {
-    async_get_or_compute(cache, "k", load, [&](std::exception_ptr e, int v) { got.push_back({e, v}); });
+    async_get_or_compute(cache, "k", load, asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                           got.push_back({e, v});
+                         }));
   }
   std::thread io_thread([&] {
     auto work = asio::make_work_guard(io);
