@@ -6,7 +6,7 @@
 # Installed layout (prefix P):
 #   P/include/stampede/...                       headers, with the generated version.hpp and export.hpp
 #                                                (and redis/export.hpp); redis/ only when the Redis
-#                                                backend is built
+#                                                backend is built, asio.hpp only with the Asio layer
 #   P/<libdir>/libstampede.a (.so.*)             and libstampede_redis.a (.so.*)
 #   P/<libdir>/cmake/stampede/                   stampedeConfig.cmake, ...ConfigVersion, ...Targets
 #   P/<libdir>/pkgconfig/stampede.pc             and stampede-redis.pc
@@ -22,16 +22,22 @@ set(STAMPEDE_COMPONENTS)
 if(TARGET stampede::redis)
   list(APPEND STAMPEDE_COMPONENTS redis)
 endif()
+if(TARGET stampede::asio)
+  list(APPEND STAMPEDE_COMPONENTS asio)
+endif()
 
 # ---- libraries and headers ------------------------------------------------------------------------
-install(TARGETS ${STAMPEDE_LIBRARY_TARGETS} EXPORT stampedeTargets
+install(TARGETS ${STAMPEDE_LIBRARY_TARGETS} ${STAMPEDE_INTERFACE_TARGETS} EXPORT stampedeTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT stampede_libraries
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT stampede_libraries
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT stampede_libraries)
 set(stampede_header_excludes)
 if(NOT TARGET stampede::redis)
   # Headers of a library that was not built would only fail to link.
-  set(stampede_header_excludes REGEX "/include/stampede/redis$" EXCLUDE)
+  list(APPEND stampede_header_excludes REGEX "/include/stampede/redis$" EXCLUDE)
+endif()
+if(NOT TARGET stampede::asio)
+  list(APPEND stampede_header_excludes REGEX "/include/stampede/asio\\.hpp$" EXCLUDE)
 endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/stampede DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         COMPONENT stampede_development ${stampede_header_excludes})
@@ -42,12 +48,12 @@ if(TARGET stampede::redis)
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stampede/redis COMPONENT stampede_development)
 endif()
 
-# ---- CMake package: find_package(stampede [COMPONENTS redis]) ---------------------------------------
+# ---- CMake package: find_package(stampede [COMPONENTS redis asio]) ----------------------------------
 # One stampedeConfig.cmake serves the install and the build tree: it only includes the
 # stampedeTargets.cmake next to it (no paths relative to the prefix).
 install(EXPORT stampedeTargets NAMESPACE stampede:: DESTINATION ${STAMPEDE_CONFIG_DIR}
         COMPONENT stampede_development)
-export(TARGETS ${STAMPEDE_LIBRARY_TARGETS} NAMESPACE stampede::
+export(TARGETS ${STAMPEDE_LIBRARY_TARGETS} ${STAMPEDE_INTERFACE_TARGETS} NAMESPACE stampede::
        FILE ${PROJECT_BINARY_DIR}/stampedeTargets.cmake)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/stampedeConfig.cmake.in
   ${PROJECT_BINARY_DIR}/stampedeConfig.cmake

@@ -16,9 +16,12 @@
 #                    installed; versioned .so files with their SONAME; tests/consumer and pkg-config
 #                    build against them and run on them
 #   components       find_package(stampede COMPONENTS bogus) fails, naming the component; a stampede
-#                    configured (not built) without Redis installs no redis/ headers (component
-#                    stampede_development) and its build tree's find_package(stampede COMPONENTS
-#                    redis) fails, saying it was built without Redis
+#                    configured (not built) without Redis and Asio installs no redis/ headers and no
+#                    asio.hpp (component stampede_development) and its build tree's
+#                    find_package(stampede COMPONENTS redis) (or asio) fails, saying what it was
+#                    built without
+# With the Asio layer in BUILD_DIR, the static install and build-tree checks also build and run
+# consumer_asio (find_package(stampede COMPONENTS asio)).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,7 +55,12 @@ consumer() {
   cmake --build "$work/$name" -j2
   "$work/$name/consumer"
   if [[ -x "$work/$name/consumer_redis" ]]; then "$work/$name/consumer_redis"; fi
+  if [[ -x "$work/$name/consumer_asio" ]]; then "$work/$name/consumer_asio"; fi
 }
+
+# The Asio layer is checked when BUILD_DIR has it (standalone Asio was found).
+with_asio=()
+grep -q '^STAMPEDE_ASIO_INCLUDE_DIR:PATH=/' "$build/CMakeCache.txt" && with_asio=(-DCONSUMER_WITH_ASIO=ON)
 
 # pkgconfig_consumer PREFIX OUT_NAME: builds main.cpp (and redis_main.cpp, if stampede-redis.pc is
 # installed) with pkg-config's flags only, and runs them.
@@ -94,13 +102,13 @@ cmake --install "$build" --prefix "$work/static"
 for f in include/stampede/version.hpp include/stampede/stampede.hpp include/stampede/redis/redis.hpp; do
   [[ -f "$work/static/$f" ]] || fail "not installed: $f"
 done
-consumer static-consumer -DCMAKE_PREFIX_PATH="$work/static" -DCONSUMER_WITH_REDIS=ON
+consumer static-consumer -DCMAKE_PREFIX_PATH="$work/static" -DCONSUMER_WITH_REDIS=ON "${with_asio[@]}"
 
 step "pkg-config (static install)"
 pkgconfig_consumer "$work/static" pc-static
 
 step "build tree ($build)"
-consumer build-tree-consumer -Dstampede_DIR="$build" -DCONSUMER_WITH_REDIS=ON
+consumer build-tree-consumer -Dstampede_DIR="$build" -DCONSUMER_WITH_REDIS=ON "${with_asio[@]}"
 
 step "shared (BUILD_SHARED_LIBS=ON, libraries only)"
 cmake -S "$root" -B "$work/shared-build" -DCMAKE_BUILD_TYPE="$build_type" "${fast[@]}" "${launcher[@]}" \
@@ -131,15 +139,18 @@ step "components"
 expect_configure_failure unknown-component "stampede has no component 'bogus'" \
   -DCMAKE_PREFIX_PATH="$work/static" -DCONSUMER_COMPONENTS=bogus
 cmake -S "$root" -B "$work/no-redis-build" -DCMAKE_BUILD_TYPE="$build_type" "${launcher[@]}" \
-  -DSTAMPEDE_WITH_REDIS=OFF -DSTAMPEDE_BUILD_TESTS=OFF -DSTAMPEDE_BUILD_DEMOS=OFF \
+  -DSTAMPEDE_WITH_REDIS=OFF -DSTAMPEDE_WITH_ASIO=OFF -DSTAMPEDE_BUILD_TESTS=OFF -DSTAMPEDE_BUILD_DEMOS=OFF \
   -DSTAMPEDE_BUILD_BENCHMARKS=OFF >"$work/no-redis-build.log"
 expect_configure_failure no-redis-component "built without its Redis backend" \
   -Dstampede_DIR="$work/no-redis-build" -DCONSUMER_WITH_REDIS=ON
+expect_configure_failure no-asio-component "built without its Asio layer" \
+  -Dstampede_DIR="$work/no-redis-build" -DCONSUMER_WITH_ASIO=ON
 # Its install, less the (unbuilt) library files: no redis/ headers, no stampede-redis.pc.
 cmake --install "$work/no-redis-build" --prefix "$work/no-redis" --component stampede_development >/dev/null
 [[ -f "$work/no-redis/include/stampede/stampede.hpp" && -f "$work/no-redis/include/stampede/version.hpp" ]] ||
   fail "a build without Redis does not install the headers"
 [[ ! -e "$work/no-redis/include/stampede/redis" ]] || fail "a build without Redis installs include/stampede/redis"
+[[ ! -e "$work/no-redis/include/stampede/asio.hpp" ]] || fail "a build without Asio installs include/stampede/asio.hpp"
 [[ -n "$(find "$work/no-redis" -name stampede.pc)" && -z "$(find "$work/no-redis" -name stampede-redis.pc)" ]] ||
   fail "a build without Redis: expected stampede.pc and no stampede-redis.pc"
 echo "a build without Redis installs no include/stampede/redis and no stampede-redis.pc"
