@@ -129,6 +129,12 @@ int child_failsafe(const std::vector<std::string>& a) {
 
 }  // namespace
 
+#ifdef STAMPEDE_TEST_WITH_ASIO
+namespace redis_test {
+int child_async_waiters(const std::vector<std::string>& a);  // async_process_test.cpp
+}  // namespace redis_test
+#endif
+
 int main(int argc, char** argv) {
   char exe[4096];
   const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -141,6 +147,9 @@ int main(int argc, char** argv) {
       if (mode == "paused") return child_paused(args);
       if (mode == "writer") return child_writer(args);
       if (mode == "failsafe") return child_failsafe(args);
+#ifdef STAMPEDE_TEST_WITH_ASIO
+      if (mode == "async_waiters") return redis_test::child_async_waiters(args);
+#endif
     } catch (const std::exception& e) {
       std::cout << "error: " << e.what() << std::endl;
       return 3;
