@@ -13,18 +13,19 @@
 // use_future rethrow the exception_ptr; with a callback, T is a default-constructed value when
 // the exception_ptr is set.
 //
-// Which thread runs what (the operation's strand runs over the handler's associated executor;
-// "blocking threads" are the Cache's threads for the steps that may block, see
-// CacheOptions::background_load_threads):
+// Which thread runs what ("blocking threads" are the Cache's threads for the steps that may
+// block, see CacheOptions::background_load_threads; "the call's executor" is the handler's
+// associated executor when that is an I/O executor, else the system executor):
 //   - the lookup: the initiating thread when the store answers from memory (the embedded backend),
-//     else a blocking thread (a Redis read is a round trip);
+//     else a blocking thread (a Redis read is a round trip), once per flight: the flight's leader;
 //   - the leader of a key's flight (lock, double check, a synchronous loader, store): a blocking
 //     thread, exactly as a synchronous caller would (its own wait for another process's lock
 //     included);
 //   - a waiter: no thread. It is attached to the key's flight; the thread that publishes the
-//     result posts its completion to the strand. Its wait_timeout is a timer on the strand, and so
-//     is the flight's loader timeout;
-//   - the completion: dispatched to the handler's associated executor.
+//     result posts its completion to the call's executor. Its wait_timeout is a timer there, and
+//     so is the flight's loader timeout;
+//   - the completion: dispatched to the handler's associated executor (never inside the initiating
+//     function).
 //
 // Cancellation: a cancellation slot bound to the token (any cancellation type) or a request on
 // CallOptions::stop ends the call with cancelled_error at once; the load goes on for the key's
@@ -47,13 +48,13 @@
 #include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
 #include <asio/system_executor.hpp>
 #include <atomic>
 #include <chrono>
 #include <concepts>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -182,15 +183,99 @@ struct AsyncAccess {
 namespace stampede::asio {
 namespace detail {
 
+// The calls that a flight's publish made ready, per execution context. The publisher pushes each
+// call onto a lock-free stack and posts one drain when the stack was empty, instead of one post
+// per call; a drain splits a long batch in halves and posts one half, so every thread running the
+// context resumes calls. Thread-safe.
+class ReadyCalls final : public ::asio::execution_context::service {
+ public:
+  // A call that can be made ready: run() is called once per push, on a thread of the context.
+  class Node {
+   public:
+    virtual void run() noexcept = 0;
+
+   protected:
+    Node() = default;
+    virtual ~Node() = default;
+    Node(const Node&) = delete;
+    Node& operator=(const Node&) = delete;
+
+   private:
+    friend class ReadyCalls;
+    Node* next_ = nullptr;
+  };
+
+  static inline ::asio::execution_context::id id;  // NOLINT: Asio's service identity
+  explicit ReadyCalls(::asio::execution_context& context) : service(context) {}
+
+  // @param node stays alive until its run() (it holds a reference to itself).
+  // @param ex where to post a drain: an executor of this context.
+  void push(Node& node, const ::asio::any_io_executor& ex) noexcept {
+    Node* old = head_.load(std::memory_order_relaxed);
+    do {
+      node.next_ = old;
+    } while (!head_.compare_exchange_weak(old, &node, std::memory_order_release, std::memory_order_relaxed));
+    if (old == nullptr) ::asio::post(ex, [this, ex] { run_batch(take(), ex); });
+  }
+
+ private:
+  static constexpr std::size_t kBatch = 256;  // a drain runs up to this many calls before it splits
+
+  void shutdown() override {}  // a node left here owns only itself; the context is going
+
+  // @return the pushed calls, oldest first.
+  Node* take() noexcept {
+    Node* reversed = head_.exchange(nullptr, std::memory_order_acquire);
+    Node* list = nullptr;
+    while (reversed != nullptr) {
+      Node* next = reversed->next_;
+      reversed->next_ = list;
+      list = reversed;
+      reversed = next;
+    }
+    return list;
+  }
+
+  // Runs `list`; while it is longer than kBatch, posts its second half first (another thread of
+  // the context takes it and splits it again).
+  void run_batch(Node* list, const ::asio::any_io_executor& ex) noexcept {
+    std::size_t n = 0;
+    for (Node* p = list; p != nullptr; p = p->next_) ++n;
+    while (n > kBatch) {
+      const std::size_t keep = n / 2;
+      Node* cut = list;
+      for (std::size_t i = 1; i < keep; ++i) cut = cut->next_;
+      Node* rest = cut->next_;
+      cut->next_ = nullptr;
+      ::asio::post(ex, [this, rest, ex] { run_batch(rest, ex); });
+      n = keep;
+    }
+    while (list != nullptr) {
+      Node* next = list->next_;  // read first: run() may end the node's life
+      list->run();
+      list = next;
+    }
+  }
+
+  std::atomic<Node*> head_{nullptr};
+};
+
 // One asynchronous get_or_compute. Shared by the steps that run it (held by each posted step and,
-// while it waits, by itself: the flight it is attached to holds only a raw pointer).
+// while it waits, by itself: the flight it is attached to holds only a raw pointer). Its state is
+// guarded by mu_; the handler is invoked outside it.
+//
+// Lock order: mu_, then a flight's continuation lock (attach, detach) or the registry's; the
+// flight calls published() with no lock held and limit_set() under its continuation lock, so both
+// only post work here.
 template <class T, class Loader, class Handler>
 class GetOp final : public stampede::detail::Flight<T>::Continuation,
                     public stampede::detail::AsyncCall,
+                    public ReadyCalls::Node,
                     public std::enable_shared_from_this<GetOp<T, Loader, Handler>> {
   using Flight = stampede::detail::Flight<T>;
   using Access = stampede::detail::AsyncAccess;
   using steady = std::chrono::steady_clock;
+  using Lock = std::unique_lock<std::mutex>;
 
  public:
   GetOp(Cache<T>& cache, std::string key, Loader loader, CallOptions call, Handler handler)
@@ -200,52 +285,69 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
         loader_(std::move(loader)),
         call_(std::move(call)),
         handler_(std::move(handler)),
-        executor_(::asio::get_associated_executor(handler_, ::asio::system_executor())),
-        work_(::asio::prefer(io_executor(executor_), ::asio::execution::outstanding_work.tracked)),
-        strand_(io_executor(executor_)),
-        timer_(strand_) {}
+        executor_(::asio::get_associated_executor(*handler_, ::asio::system_executor())),
+        io_(io_executor(executor_)),
+        work_(::asio::prefer(io_, ::asio::execution::outstanding_work.tracked)),
+        ready_(::asio::use_service<ReadyCalls>(::asio::query(io_, ::asio::execution::context))),
+        timer_(io_) {}
   GetOp(const GetOp&) = delete;
   GetOp& operator=(const GetOp&) = delete;
   ~GetOp() override { calls_->remove(*this); }
 
-  // On the initiating thread.
+  // On the initiating thread, once the op is owned by a shared_ptr.
   void start() {
-    auto slot = ::asio::get_associated_cancellation_slot(handler_);
+    auto slot = ::asio::get_associated_cancellation_slot(*handler_);
     if (slot.is_connected()) {
+      // Posted: finish() clears the slot, which must not happen inside the slot's own handler.
       slot.assign([self = this->shared_from_this()](::asio::cancellation_type type) {
-        if (type != ::asio::cancellation_type::none) self->cancel();
+        if (type != ::asio::cancellation_type::none) self->post_cancel();
       });
     }
     if (call_.stop.stop_possible()) {
-      on_stop_.emplace(call_.stop, StopRequested{this});
+      on_stop_ = std::make_unique<std::stop_callback<StopRequested>>(call_.stop, StopRequested{this});
     }
+    Lock lock(mu_);
+    if (done_) return;  // cancelled already
     try {
       Access::check<T>(call_, key_);
     } catch (...) {
-      return complete(std::current_exception(), T{});
+      return finish(lock, std::current_exception(), T{}, Completion::post);
     }
-    if (!calls_->add(*this)) return complete(cache_destroyed(), T{});
-    begin();  // the caller's Cache lives during the initiation
+    if (!calls_->add(*this)) return finish(lock, cache_destroyed(), T{}, Completion::post);
+    begin(lock);  // the caller's Cache lives during the initiation
   }
 
   std::shared_ptr<stampede::detail::AsyncCall> pin() noexcept override {
     return this->weak_from_this().lock();
   }
   void abort() noexcept override {
-    ::asio::post(strand_, [self = this->shared_from_this()] { self->finish(self->cache_destroyed(), T{}); });
+    Lock lock(mu_);
+    finish(lock, cache_destroyed(), T{}, Completion::post);
   }
 
+  // The publisher's thread, inside the Cache (which therefore lives): count, then resume here.
   void published() noexcept override {
-    ::asio::post(strand_, [self = this->shared_from_this()] { self->on_published(); });
+    Flight& f = *waiting_on_;  // set before attach(); not changed while attached
+    if (f.outcome() == Flight::Outcome::value)
+      Access::count_shared(cache_, &f == flight_.get() && f.is_old());
+    ready_self_ = this->shared_from_this();  // until run()
+    ready_.push(*this, io_);
+  }
+  // ReadyCalls: a thread of the call's context.
+  void run() noexcept override {
+    std::shared_ptr<GetOp> self = std::move(ready_self_);
+    on_published();
   }
   void limit_set() noexcept override {
-    ::asio::post(strand_, [self = this->shared_from_this()] {
+    ::asio::post(io_, [self = this->shared_from_this()] {
+      Lock lock(self->mu_);
       if (!self->done_ && self->self_) self->arm_timer();
     });
   }
 
  private:
   using HandlerExecutor = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
+  enum class Completion { dispatch, post };
 
   // Where the call's own steps and timers run: the handler's executor if it is an I/O executor
   // (an io_context's, a strand), else the system executor (e.g. use_future's).
@@ -257,58 +359,45 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     }
   }
 
+  // Runs inside the caller's request_stop(); finish() destroys it, so it only posts.
   struct StopRequested {
     GetOp* op;
-    void operator()() const noexcept { op->cancel(); }
+    void operator()() const noexcept { op->post_cancel(); }
   };
 
-  // The initiating thread, or the strand (joining again): the lookup and the join. A store that
-  // reads from memory is read here, and a miss joins the key's flight. A store that reads over
-  // the network (Redis) is read once per flight: the caller joins first, and the flight's leader
-  // reads on a blocking thread; its waiters make no round trip at all.
-  void begin() {
+  // The lookup and the join. A store that reads from memory is read here, and a miss joins the
+  // key's flight. A store that reads over the network (Redis) is read once per flight: the caller
+  // joins first, and the flight's leader reads on a blocking thread; its waiters make no round trip.
+  void begin(Lock& lock) {
     const bool local = Access::reads_locally(cache_);
     try {
       if (local) {
-        if (std::optional<T> v = Access::lookup(cache_, key_, loader_))
-          return complete(nullptr, std::move(*v));
+        if (std::optional<T> v = Access::lookup(cache_, key_, loader_)) {
+          return finish(lock, nullptr, std::move(*v), Completion::post);
+        }
       }
-      auto [flight, leader] = Access::join(cache_, key_);
-      if (local || !leader) count_miss_once();
-      ::asio::post(strand_, [self = this->shared_from_this(), flight = std::move(flight), leader,
-                             read = local]() mutable { self->joined(std::move(flight), leader, read); });
+      auto joined = Access::join(cache_, key_);
+      flight_ = std::move(joined.flight);
+      if (local || !joined.leader) count_miss_once();
+      if (!joined.leader) {
+        interest_ = true;  // join() counted this caller
+        return wait_on(lock, *flight_, Access::wait_deadline(cache_, call_), Completion::post);
+      }
     } catch (...) {
-      complete(std::current_exception(), T{});
+      return finish(lock, std::current_exception(), T{}, Completion::post);
+    }
+    stop_.emplace();  // a leader's: requested when this call ends
+    auto step = [self = this->shared_from_this(), read = local] {
+      if (read || self->read_first()) self->lead();
+    };
+    if (!Access::run_blocking(cache_, std::move(step))) {
+      Access::abandon(cache_, key_, *flight_);
+      finish(lock, shutting_down(), T{}, Completion::post);
     }
   }
 
   void count_miss_once() noexcept {
-    if (!miss_counted_) Access::count_miss(cache_);
-    miss_counted_ = true;
-  }
-
-  // Strand. `read`: the store was read before the join (else the leader reads first).
-  void joined(std::shared_ptr<Flight> flight, bool leader, bool read) {
-    flight_ = std::move(flight);
-    interest_ = !leader;  // join() counted this caller; a leader's interest is lead_flight()'s
-    const auto use = calls_->use();
-    if (!use) {
-      if (leader) flight_->abandon();  // the flight's waiters are completed by the Cache's destructor
-      return finish(cache_destroyed(), T{});
-    }
-    if (leader) {
-      if (done_) return Access::abandon(cache_, key_, *flight_);  // cancelled before it joined
-      auto step = [self = this->shared_from_this(), read] {
-        if (read || self->read_first()) self->lead();
-      };
-      if (!Access::run_blocking(cache_, std::move(step))) {
-        Access::abandon(cache_, key_, *flight_);
-        finish(shutting_down(), T{});
-      }
-      return;
-    }
-    if (done_) return drop_interest();
-    wait_on(*flight_, Access::wait_deadline(cache_, call_));
+    if (!miss_counted_.exchange(true, std::memory_order_relaxed)) Access::count_miss(cache_);
   }
 
   // A blocking thread: the leader's read, for a store that reads over the network.
@@ -320,7 +409,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
         complete(nullptr, std::move(*v));
         return false;
       }
-      count_miss_once();  // written here, read on the strand only after this step posted
+      count_miss_once();
       return true;
     } catch (...) {
       Access::publish_error(cache_, key_, *flight_, std::current_exception());
@@ -332,7 +421,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   // A blocking thread: leads the flight as a synchronous caller would.
   void lead() {
     CallOptions call = call_;
-    call.stop = stop_.get_token();
+    call.stop = stop_->get_token();  // emplaced before this step was queued
     try {
       T value = Access::lead(cache_, key_, stampede::detail::LoaderRef<T>(loader_), flight_, call);
       complete(nullptr, std::move(value));
@@ -341,35 +430,38 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     }
   }
 
-  // Strand: attaches to `flight` (the key's flight or its fallback) until `deadline`.
-  void wait_on(Flight& flight, steady::time_point deadline) {
+  // Attaches to `flight` (the key's flight or its fallback) until `deadline`. `how`: how to
+  // complete if the flight has published already (post, on the initiating thread).
+  void wait_on(Lock& lock, Flight& flight, steady::time_point deadline, Completion how) {
     waiting_on_ = &flight;
     deadline_ = deadline;
     self_ = this->shared_from_this();  // the flight holds only a raw pointer
     if (!flight.attach(*this)) {
       self_.reset();
-      return on_published();
+      return settle(lock, how);
     }
     arm_timer();
   }
 
-  // Strand: the next time to look: the wait's deadline, or the flight's load limit if sooner.
+  // The next time to look: the wait's deadline, or the flight's load limit if sooner.
   void arm_timer() {
     steady::time_point until = deadline_;
     steady::time_point limit{};
     if (waiting_on_ == flight_.get() && flight_->pending_limit(limit) && limit < until) until = limit;
     if (until == steady::time_point::max()) {
-      timer_.cancel();
+      if (timer_armed_) timer_.cancel();
+      timer_armed_ = false;
       return;
     }
+    timer_armed_ = true;
     timer_.expires_at(until);
     timer_.async_wait([self = this->shared_from_this()](const std::error_code& ec) {
       if (!ec) self->on_timer();
     });
   }
 
-  // Strand.
   void on_timer() {
+    Lock lock(mu_);
     if (done_ || !self_) return;
     const auto use = calls_->use();
     if (!use) return;  // the Cache's destructor completes this call
@@ -383,14 +475,14 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     if (!waiting_on_->detach(*this)) return;  // published first: on_published() is on its way
     self_.reset();
     Access::count_wait_timeout(cache_, key_);
-    if (Access::computes_on_wait_timeout(cache_)) return compute_fallback();
-    serve_or_throw();
+    if (Access::computes_on_wait_timeout(cache_)) return compute_fallback(lock);
+    serve_or_throw(lock);
   }
 
-  // Strand: OnWaitTimeout::compute. The callers of one flight that gave up share one fallback.
-  void compute_fallback() {
+  // OnWaitTimeout::compute. The callers of one flight that gave up share one fallback.
+  void compute_fallback(Lock& lock) {
     auto [fallback, leader] = flight_->join_fallback();
-    if (!leader) return wait_on(fallback, steady::time_point::max());
+    if (!leader) return wait_on(lock, fallback, steady::time_point::max(), Completion::dispatch);
     Flight* f = &fallback;
     if (!Access::run_blocking(cache_, [self = this->shared_from_this(), f] {
           try {
@@ -402,32 +494,43 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
           }
         })) {
       fallback.set_error(shutting_down());
-      finish(shutting_down(), T{});
+      finish(lock, shutting_down(), T{}, Completion::post);
     }
   }
 
-  // Strand: OnWaitTimeout::serve_stale and throw_error.
-  void serve_or_throw() {
-    auto step = [self = this->shared_from_this()] {
-      try {
-        T value =
-            Access::serve_or_throw(self->cache_, self->key_, stampede::detail::LoaderRef<T>(self->loader_),
-                                   *self->flight_, self->call_);
-        self->complete(nullptr, std::move(value));
-      } catch (...) {
-        self->complete(std::current_exception(), T{});
-      }
+  // OnWaitTimeout::serve_stale and throw_error (a store over the network: on a blocking thread).
+  void serve_or_throw(Lock& lock) {
+    auto value = [this] {
+      return Access::serve_or_throw(cache_, key_, stampede::detail::LoaderRef<T>(loader_), *flight_, call_);
     };
-    if (Access::reads_locally(cache_)) return step();
-    if (!Access::run_blocking(cache_, std::move(step))) finish(shutting_down(), T{});
+    if (Access::reads_locally(cache_)) {
+      try {
+        return finish(lock, nullptr, value(), Completion::dispatch);
+      } catch (...) {
+        return finish(lock, std::current_exception(), T{}, Completion::dispatch);
+      }
+    }
+    if (!Access::run_blocking(cache_, [self = this->shared_from_this(), value] {
+          try {
+            self->complete(nullptr, value());
+          } catch (...) {
+            self->complete(std::current_exception(), T{});
+          }
+        })) {
+      finish(lock, shutting_down(), T{}, Completion::post);
+    }
   }
 
-  // Strand: the flight this call waits on has published.
+  // The flight this call waits on has published.
   void on_published() {
+    Lock lock(mu_);
     self_.reset();
     if (done_) return;
-    const auto use = calls_->use();
-    if (!use) return finish(cache_destroyed(), T{});
+    settle(lock, Completion::dispatch);
+  }
+
+  // Completes the call from what waiting_on_ published.
+  void settle(Lock& lock, Completion how) {
     Flight& f = *waiting_on_;
     switch (f.outcome()) {
       case Flight::Outcome::value: {
@@ -435,57 +538,68 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
         try {
           value.emplace(f.value());
         } catch (...) {
-          return finish(std::current_exception(), T{});
+          return finish(lock, std::current_exception(), T{}, how);
         }
-        Access::count_shared(cache_, &f == flight_.get() && f.is_old());
-        return finish(nullptr, std::move(*value));
+        return finish(lock, nullptr, std::move(*value), how);
       }
       case Flight::Outcome::error:
-        return finish(f.error(), T{});
-      case Flight::Outcome::abandoned:  // the leader gave up before loading: join again
+        return finish(lock, f.error(), T{}, how);
+      case Flight::Outcome::abandoned: {  // the leader gave up before loading: join again
         drop_interest();
         waiting_on_ = nullptr;
         flight_.reset();
-        return begin();
+        const auto use = calls_->use();
+        if (!use) return finish(lock, cache_destroyed(), T{}, how);
+        return begin(lock);
+      }
       case Flight::Outcome::pending:
         break;
     }
   }
 
-  // Any thread (a cancellation slot, a stop request).
-  void cancel() {
-    ::asio::post(strand_, [self = this->shared_from_this()] { self->on_cancel(); });
+  void post_cancel() noexcept {
+    if (auto self = this->weak_from_this().lock()) {
+      ::asio::post(io_, [self = std::move(self)] { self->cancel(); });
+    }
   }
-  // Strand.
-  void on_cancel() {
+
+  // A cancellation slot or a stop request, posted.
+  void cancel() {
+    Lock lock(mu_);
     if (done_) return;
-    stop_.request_stop();  // a leader that has not loaded yet gives up; one that loads goes on
     if (self_ && waiting_on_->detach(*this)) self_.reset();
     const auto use = calls_->use();
-    if (!use) return finish(cache_destroyed(), T{});
-    finish(Access::cancelled(cache_, key_), T{});
+    finish(lock, use ? Access::cancelled(cache_, key_) : cache_destroyed(), T{}, Completion::post);
   }
 
-  // Any thread: finishes on the strand.
+  // Any thread: the result of a step that ran elsewhere (a blocking thread).
   void complete(std::exception_ptr error, T value) {
-    ::asio::post(strand_,
-                 [self = this->shared_from_this(), error = std::move(error),
-                  value = std::move(value)]() mutable { self->finish(std::move(error), std::move(value)); });
+    Lock lock(mu_);
+    finish(lock, std::move(error), std::move(value), Completion::dispatch);
   }
 
-  // Strand: completes the call once; later results (a leader's load after a cancellation) are dropped.
-  void finish(std::exception_ptr error, T value) {
+  // Completes the call once (later results, e.g. a leader's load after a cancellation, are
+  // dropped) and releases `lock` before the handler runs.
+  void finish(Lock& lock, std::exception_ptr error, T value, Completion how) {
     if (done_) return;
     done_ = true;
     calls_->remove(*this);
-    stop_.request_stop();  // a leader's load loses this caller's interest (if it still runs)
-    timer_.cancel();
+    if (timer_armed_) timer_.cancel();
     drop_interest();
-    on_stop_.reset();
-    ::asio::get_associated_cancellation_slot(handler_).clear();
-    ::asio::dispatch(executor_,
-                     [handler = std::move(handler_), error = std::move(error),
-                      value = std::move(value)]() mutable { handler(std::move(error), std::move(value)); });
+    if (stop_) stop_->request_stop();  // a leader's load loses this caller's interest
+    ::asio::get_associated_cancellation_slot(*handler_).clear();
+    auto invoke = [h = std::move(*handler_), error = std::move(error), value = std::move(value)]() mutable {
+      h(std::move(error), std::move(value));
+    };
+    handler_.reset();
+    std::unique_ptr<std::stop_callback<StopRequested>> on_stop = std::move(on_stop_);
+    lock.unlock();
+    on_stop.reset();  // outside mu_: its callback may be waiting for mu_ on another thread
+    if (how == Completion::post) {
+      ::asio::post(executor_, std::move(invoke));
+    } else {
+      ::asio::dispatch(executor_, std::move(invoke));
+    }
   }
 
   void drop_interest() noexcept {
@@ -504,22 +618,24 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
         error("stampede: the Cache is shutting down; the call for '" + key_ + "' did not run"));
   }
 
-  Cache<T>& cache_;  // used only while a Use of calls_ says it lives (or on its blocking threads)
+  Cache<T>& cache_;  // used only while a Use of calls_ says it lives (or inside the Cache's own calls)
   const std::shared_ptr<stampede::detail::AsyncCalls> calls_;
   const std::string key_;
   Loader loader_;
   const CallOptions call_;
-  Handler handler_;
+  std::optional<Handler> handler_;  // moved out by finish()
   const HandlerExecutor executor_;
-  const ::asio::any_io_executor work_;  // keeps the loop of the call's I/O executor running meanwhile
-  ::asio::strand<::asio::any_io_executor> strand_;
-  ::asio::steady_timer timer_;
-  std::stop_source stop_;  // requested when this call is cancelled: a leader's stop token
-  std::optional<std::stop_callback<StopRequested>> on_stop_;
+  const ::asio::any_io_executor io_;    // the call's own steps and timer
+  const ::asio::any_io_executor work_;  // io_, counted as work: keeps its loop running meanwhile
+  ReadyCalls& ready_;                   // of io_'s context
+  std::shared_ptr<GetOp> ready_self_;   // set by published(), taken by run()
+  std::atomic<bool> miss_counted_{false};
 
-  // Written on the strand only (begin() and read_first() write miss_counted_ in steps that
-  // come before the strand sees it).
-  bool miss_counted_ = false;
+  std::mutex mu_;
+  ::asio::steady_timer timer_;  // used under mu_
+  bool timer_armed_ = false;
+  std::optional<std::stop_source> stop_;                        // a leader's: requested when this call ends
+  std::unique_ptr<std::stop_callback<StopRequested>> on_stop_;  // the caller's CallOptions::stop
   bool done_ = false;
   bool interest_ = false;           // this caller's interest in flight_ (a waiter's) is held
   std::shared_ptr<Flight> flight_;  // the key's flight this call joined
