@@ -75,11 +75,11 @@ class Flight {
   enum class Outcome { pending, value, error, abandoned };
 
   /// A waiter that holds no thread. The flight calls published() once, on the thread that
-  /// publishes its result (outcome() then says which), and limit_set() on the thread that sets a
-  /// load limit, for each continuation attached at that time. Both run under the flight's
-  /// continuation lock (published() does not): they must be short (e.g. post work elsewhere) and
-  /// must not call attach() or detach() on this flight. A continuation must stay alive until it
-  /// was detached, or until published() was called.
+  /// publishes its result (outcome() then says which), after the futex waiters were woken and with
+  /// no lock held; and limit_set() on the thread that sets a load limit, for each continuation
+  /// attached at that time, under the flight's continuation lock. Both must be short (e.g. hand
+  /// work elsewhere); limit_set() must not call attach() or detach(). A continuation must stay
+  /// alive until it was detached, or until published() was called.
   class Continuation {
    public:
     virtual void published() noexcept = 0;
