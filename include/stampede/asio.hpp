@@ -83,12 +83,16 @@ struct AsyncAccess {
   static bool reads_locally(const Cache<T>& cache) noexcept {
     return cache.backend_.store->reads_locally();
   }
-  // @return the value of a servable entry (a refresh scheduled if due), or nothing on a miss.
-  template <class T, class Loader>
-  static std::optional<T> lookup(Cache<T>& cache, std::string_view key, Loader& loader) {
+  // @return the value of a servable entry (a refresh scheduled if due, with the loader `copy`
+  //         makes), or nothing on a miss.
+  template <class T>
+  static std::optional<T> lookup(Cache<T>& cache, std::string_view key, FunctionRef<OwnedLoader<T>()> copy) {
     const auto now = cache.clock_->now();
     if (std::optional<Entry<T>> e = cache.read_servable(key, now)) {
-      cache.after_hit(key, cache.hit_of(*e, now), loader);
+      const auto hit = cache.hit_of(*e, now);
+      cache.count(hit.stale ? Cache<T>::Counter::stale_hits : Cache<T>::Counter::hits);
+      if (hit.refresh && !cache.refresher_.probably_pending(key))
+        cache.schedule_refresh_of(key, hit.fence, copy);
       return std::move(e->value);
     }
     return std::nullopt;
@@ -260,49 +264,56 @@ class ReadyCalls final : public ::asio::execution_context::service {
   std::atomic<Node*> head_{nullptr};
 };
 
-// One asynchronous get_or_compute. Shared by the steps that run it (held by each posted step and,
-// while it waits, by itself: the flight it is attached to holds only a raw pointer). Its state is
-// guarded by mu_; the handler is invoked outside it.
+// One asynchronous get_or_compute, all but its loader's and handler's types: the steps are
+// compiled once per T (GetOp below adds the loader and the handler). Shared by the steps that run
+// it (held by each posted step and, while it waits, by itself: the flight it is attached to holds
+// only a raw pointer). Its state is guarded by mu_; the handler is invoked outside it.
 //
 // Lock order: mu_, then a flight's continuation lock (attach, detach) or the registry's; the
 // flight calls published() with no lock held and limit_set() under its continuation lock, so both
 // only post work here.
-template <class T, class Loader, class Handler>
-class GetOp final : public stampede::detail::Flight<T>::Continuation,
-                    public stampede::detail::AsyncCall,
-                    public ReadyCalls::Node,
-                    public std::enable_shared_from_this<GetOp<T, Loader, Handler>> {
+template <class T>
+class CallCore : public stampede::detail::Flight<T>::Continuation,
+                 public stampede::detail::AsyncCall,
+                 public ReadyCalls::Node,
+                 public std::enable_shared_from_this<CallCore<T>> {
   using Flight = stampede::detail::Flight<T>;
   using Access = stampede::detail::AsyncAccess;
   using steady = std::chrono::steady_clock;
   using Lock = std::unique_lock<std::mutex>;
 
  public:
-  GetOp(Cache<T>& cache, std::string key, Loader loader, CallOptions call, Handler handler)
+  CallCore(const CallCore&) = delete;
+  CallCore& operator=(const CallCore&) = delete;
+
+ protected:
+  enum class Completion { dispatch, post };
+
+  // @param io where the call's own steps and timer run (the handler's executor if it is an I/O
+  //        executor, else the system executor).
+  CallCore(Cache<T>& cache, std::string key, CallOptions call, ::asio::any_io_executor io)
       : cache_(cache),
         calls_(Access::calls(cache)),
         key_(std::move(key)),
-        loader_(std::move(loader)),
         call_(std::move(call)),
-        handler_(std::move(handler)),
-        executor_(::asio::get_associated_executor(*handler_, ::asio::system_executor())),
-        io_(io_executor(executor_)),
+        io_(std::move(io)),
         work_(::asio::prefer(io_, ::asio::execution::outstanding_work.tracked)),
         ready_(::asio::use_service<ReadyCalls>(::asio::query(io_, ::asio::execution::context))),
         timer_(io_) {}
-  GetOp(const GetOp&) = delete;
-  GetOp& operator=(const GetOp&) = delete;
-  ~GetOp() override { calls_->remove(*this); }
+  ~CallCore() override { calls_->remove(*this); }
 
-  // On the initiating thread, once the op is owned by a shared_ptr.
+  // The loader, for a load on this call's behalf.
+  virtual stampede::detail::LoaderRef<T> loader() noexcept = 0;
+  // A copy of the loader, for a refresh that outlives the call. @throws what the copy throws.
+  virtual stampede::detail::OwnedLoader<T> loader_copy() = 0;
+  // Clears the cancellation slot, releases `lock` and runs the handler (posted or dispatched to
+  // its executor) with the result. Called once.
+  virtual void deliver(std::unique_lock<std::mutex>& lock, std::exception_ptr error, T value,
+                       Completion how) noexcept = 0;
+
+  // On the initiating thread, once the call is owned by a shared_ptr (after the typed part wired
+  // its cancellation slot).
   void start() {
-    auto slot = ::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) {
-      // Posted: finish() clears the slot, which must not happen inside the slot's own handler.
-      slot.assign([self = this->shared_from_this()](::asio::cancellation_type type) {
-        if (type != ::asio::cancellation_type::none) self->post_cancel();
-      });
-    }
     if (call_.stop.stop_possible()) {
       on_stop_ = std::make_unique<std::stop_callback<StopRequested>>(call_.stop, StopRequested{this});
     }
@@ -317,6 +328,13 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     begin(lock);  // the caller's Cache lives during the initiation
   }
 
+  void post_cancel() noexcept {
+    if (auto self = this->weak_from_this().lock()) {
+      ::asio::post(io_, [self = std::move(self)] { self->cancel(); });
+    }
+  }
+
+ public:
   std::shared_ptr<stampede::detail::AsyncCall> pin() noexcept override {
     return this->weak_from_this().lock();
   }
@@ -335,7 +353,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   }
   // ReadyCalls: a thread of the call's context.
   void run() noexcept override {
-    std::shared_ptr<GetOp> self = std::move(ready_self_);
+    std::shared_ptr<CallCore> self = std::move(ready_self_);
     on_published();
   }
   void limit_set() noexcept override {
@@ -346,22 +364,9 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   }
 
  private:
-  using HandlerExecutor = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
-  enum class Completion { dispatch, post };
-
-  // Where the call's own steps and timers run: the handler's executor if it is an I/O executor
-  // (an io_context's, a strand), else the system executor (e.g. use_future's).
-  static ::asio::any_io_executor io_executor(const HandlerExecutor& ex) {
-    if constexpr (std::is_convertible_v<HandlerExecutor, ::asio::any_io_executor>) {
-      return ex;
-    } else {
-      return ::asio::system_executor();
-    }
-  }
-
   // Runs inside the caller's request_stop(); finish() destroys it, so it only posts.
   struct StopRequested {
-    GetOp* op;
+    CallCore* op;
     void operator()() const noexcept { op->post_cancel(); }
   };
 
@@ -372,7 +377,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     const bool local = Access::reads_locally(cache_);
     try {
       if (local) {
-        if (std::optional<T> v = Access::lookup(cache_, key_, loader_)) {
+        if (std::optional<T> v = Access::lookup<T>(cache_, key_, [this] { return loader_copy(); })) {
           return finish(lock, nullptr, std::move(*v), Completion::post);
         }
       }
@@ -404,7 +409,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   // @return true on a miss (lead the load); false if the flight got its result here.
   bool read_first() {
     try {
-      if (std::optional<T> v = Access::lookup(cache_, key_, loader_)) {
+      if (std::optional<T> v = Access::lookup<T>(cache_, key_, [this] { return loader_copy(); })) {
         Access::publish(cache_, key_, *flight_, *v);
         complete(nullptr, std::move(*v));
         return false;
@@ -423,7 +428,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     CallOptions call = call_;
     call.stop = stop_->get_token();  // emplaced before this step was queued
     try {
-      T value = Access::lead(cache_, key_, stampede::detail::LoaderRef<T>(loader_), flight_, call);
+      T value = Access::lead(cache_, key_, loader(), flight_, call);
       complete(nullptr, std::move(value));
     } catch (...) {
       complete(std::current_exception(), T{});
@@ -486,8 +491,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     Flight* f = &fallback;
     if (!Access::run_blocking(cache_, [self = this->shared_from_this(), f] {
           try {
-            T value = Access::lead_fallback(
-                self->cache_, self->key_, stampede::detail::LoaderRef<T>(self->loader_), *self->flight_, *f);
+            T value = Access::lead_fallback(self->cache_, self->key_, self->loader(), *self->flight_, *f);
             self->complete(nullptr, std::move(value));
           } catch (...) {
             self->complete(std::current_exception(), T{});
@@ -500,9 +504,7 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
 
   // OnWaitTimeout::serve_stale and throw_error (a store over the network: on a blocking thread).
   void serve_or_throw(Lock& lock) {
-    auto value = [this] {
-      return Access::serve_or_throw(cache_, key_, stampede::detail::LoaderRef<T>(loader_), *flight_, call_);
-    };
+    auto value = [this] { return Access::serve_or_throw(cache_, key_, loader(), *flight_, call_); };
     if (Access::reads_locally(cache_)) {
       try {
         return finish(lock, nullptr, value(), Completion::dispatch);
@@ -557,12 +559,6 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     }
   }
 
-  void post_cancel() noexcept {
-    if (auto self = this->weak_from_this().lock()) {
-      ::asio::post(io_, [self = std::move(self)] { self->cancel(); });
-    }
-  }
-
   // A cancellation slot or a stop request, posted.
   void cancel() {
     Lock lock(mu_);
@@ -587,19 +583,9 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
     if (timer_armed_) timer_.cancel();
     drop_interest();
     if (stop_) stop_->request_stop();  // a leader's load loses this caller's interest
-    ::asio::get_associated_cancellation_slot(*handler_).clear();
-    auto invoke = [h = std::move(*handler_), error = std::move(error), value = std::move(value)]() mutable {
-      h(std::move(error), std::move(value));
-    };
-    handler_.reset();
     std::unique_ptr<std::stop_callback<StopRequested>> on_stop = std::move(on_stop_);
-    lock.unlock();
+    deliver(lock, std::move(error), std::move(value), how);  // releases `lock`
     on_stop.reset();  // outside mu_: its callback may be waiting for mu_ on another thread
-    if (how == Completion::post) {
-      ::asio::post(executor_, std::move(invoke));
-    } else {
-      ::asio::dispatch(executor_, std::move(invoke));
-    }
   }
 
   void drop_interest() noexcept {
@@ -621,14 +607,11 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   Cache<T>& cache_;  // used only while a Use of calls_ says it lives (or inside the Cache's own calls)
   const std::shared_ptr<stampede::detail::AsyncCalls> calls_;
   const std::string key_;
-  Loader loader_;
   const CallOptions call_;
-  std::optional<Handler> handler_;  // moved out by finish()
-  const HandlerExecutor executor_;
-  const ::asio::any_io_executor io_;    // the call's own steps and timer
-  const ::asio::any_io_executor work_;  // io_, counted as work: keeps its loop running meanwhile
-  ReadyCalls& ready_;                   // of io_'s context
-  std::shared_ptr<GetOp> ready_self_;   // set by published(), taken by run()
+  const ::asio::any_io_executor io_;      // the call's own steps and timer
+  const ::asio::any_io_executor work_;    // io_, counted as work: keeps its loop running meanwhile
+  ReadyCalls& ready_;                     // of io_'s context
+  std::shared_ptr<CallCore> ready_self_;  // set by published(), taken by run()
   std::atomic<bool> miss_counted_{false};
 
   std::mutex mu_;
@@ -640,8 +623,72 @@ class GetOp final : public stampede::detail::Flight<T>::Continuation,
   bool interest_ = false;           // this caller's interest in flight_ (a waiter's) is held
   std::shared_ptr<Flight> flight_;  // the key's flight this call joined
   Flight* waiting_on_ = nullptr;    // flight_ or its fallback, while waiting
-  std::shared_ptr<GetOp> self_;     // set while attached to waiting_on_
+  std::shared_ptr<CallCore> self_;  // set while attached to waiting_on_
   steady::time_point deadline_{};
+};
+
+// The typed part of one call: its loader and its handler.
+template <class T, class Loader, class Handler>
+class GetOp final : public CallCore<T> {
+  using Core = CallCore<T>;
+  using HandlerExecutor = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
+
+ public:
+  GetOp(Cache<T>& cache, std::string key, Loader loader, CallOptions call, Handler handler)
+      : Core(cache, std::move(key), std::move(call), io_executor(handler)),
+        loader_(std::move(loader)),
+        handler_(std::move(handler)),
+        executor_(::asio::get_associated_executor(*handler_, ::asio::system_executor())) {}
+
+  // On the initiating thread, once the op is owned by a shared_ptr.
+  void start() {
+    auto slot = ::asio::get_associated_cancellation_slot(*handler_);
+    if (slot.is_connected()) {
+      // Posted: finishing clears the slot, which must not happen inside the slot's own handler.
+      slot.assign([self = this->shared_from_this()](::asio::cancellation_type type) {
+        if (type != ::asio::cancellation_type::none) static_cast<GetOp&>(*self).post_cancel();
+      });
+    }
+    Core::start();
+  }
+
+ private:
+  // Where the call's own steps and timer run: the handler's executor if it is an I/O executor (an
+  // io_context's, a strand), else the system executor (e.g. use_future's).
+  static ::asio::any_io_executor io_executor(const Handler& handler) {
+    const HandlerExecutor ex = ::asio::get_associated_executor(handler, ::asio::system_executor());
+    if constexpr (std::is_convertible_v<HandlerExecutor, ::asio::any_io_executor>) {
+      return ex;
+    } else {
+      return ::asio::system_executor();
+    }
+  }
+
+  stampede::detail::LoaderRef<T> loader() noexcept override {
+    return stampede::detail::LoaderRef<T>(loader_);
+  }
+  stampede::detail::OwnedLoader<T> loader_copy() override {
+    return stampede::detail::OwnedLoader<T>::make(loader_);
+  }
+
+  void deliver(std::unique_lock<std::mutex>& lock, std::exception_ptr error, T value,
+               typename Core::Completion how) noexcept override {
+    ::asio::get_associated_cancellation_slot(*handler_).clear();
+    auto invoke = [h = std::move(*handler_), error = std::move(error), value = std::move(value)]() mutable {
+      h(std::move(error), std::move(value));
+    };
+    handler_.reset();
+    lock.unlock();
+    if (how == Core::Completion::post) {
+      ::asio::post(executor_, std::move(invoke));
+    } else {
+      ::asio::dispatch(executor_, std::move(invoke));
+    }
+  }
+
+  Loader loader_;
+  std::optional<Handler> handler_;  // moved out by deliver()
+  const HandlerExecutor executor_;
 };
 
 }  // namespace detail

@@ -288,6 +288,9 @@ class Cache {
                        bool& can_subscribe);
   template <class Loader>
   void schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader);
+  // schedule_refresh() with the refresh's own copy of the loader made by `copy` (which may throw).
+  void schedule_refresh_of(std::string_view key, std::uint64_t observed_fence,
+                           detail::FunctionRef<detail::OwnedLoader<T>()> copy);
   void submit_refresh(std::string_view key, std::uint64_t observed_fence, detail::OwnedLoader<T> loader);
   void refresh(const std::string& key, std::uint64_t observed_fence, detail::LoaderRef<T> loader);
   T run_loader(std::string_view key, detail::LoaderRef<T> loader, LoadContext& context,

@@ -18,11 +18,18 @@ template <class T>
 template <class Loader>
 void Cache<T>::schedule_refresh(std::string_view key, std::uint64_t observed_fence, Loader&& loader) {
   if (refresher_.probably_pending(key)) return;  // hot stale key: no lock, no allocation
+  schedule_refresh_of(key, observed_fence,
+                      [&] { return detail::OwnedLoader<T>::make(std::forward<Loader>(loader)); });
+}
+
+template <class T>
+void Cache<T>::schedule_refresh_of(std::string_view key, std::uint64_t observed_fence,
+                                   detail::FunctionRef<detail::OwnedLoader<T>()> copy) {
   // The refresh outlives this call: it owns a copy of the loader. A copy that throws costs this
   // refresh, not the caller's hit: it is reported like a refresh that failed.
   std::optional<detail::OwnedLoader<T>> owned;
   try {
-    owned.emplace(detail::OwnedLoader<T>::make(std::forward<Loader>(loader)));
+    owned.emplace(copy());
   } catch (const std::exception& e) {
     count(Counter::refresh_failures);
     emit(EventType::refresh_failed, key, e.what());
