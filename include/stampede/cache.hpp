@@ -11,7 +11,8 @@
 // Lifetime: the destructor stops background refreshes and loads: queued refreshes are dropped,
 // running ones see their LoadContext's stop token requested and are waited for, so no refresh
 // or background load ever touches a destroyed Cache. No call may be in progress on another
-// thread when the Cache is destroyed. The destructor may run on a refresher thread (a refresh's
+// thread when the Cache is destroyed; asynchronous calls (stampede/asio.hpp) still pending are
+// completed with an error first. The destructor may run on a refresher thread (a refresh's
 // loader that holds the last reference to the Cache's owner): it then waits for the other running
 // refreshes and lets that thread finish by itself.
 // fork(): a fork()ed child may go on using a Cache it inherited. Loads that were in flight in the

@@ -15,6 +15,7 @@
 #include "stampede/errors.hpp"
 
 namespace stampede {
+
 template <class T>
 Cache<T>::Cache(CacheOptions options) : Cache(options, Backend<T>{}) {}
 
