@@ -42,15 +42,10 @@ constexpr int kIoThreads = 2;
 
 /// What one coroutine of a wave saw. Written by its coroutine (and, for the leader, by its loader
 /// before the load is published), read by the benchmark thread once the wave is over.
-struct AsyncSlot {
-  std::int64_t start = 0, end = 0, loader_return = 0;
-  bool loaded = false, failed = false;
-};
-
 /// One caller: records its start, awaits the value, records its resumption, then counts itself
 /// out of the wave (`remaining` reaching 0 wakes the benchmark thread).
 ::asio::awaitable<void> wave_caller(Cache<std::string>& cache, std::string key, SimulatedDb& db,
-                                    AsyncSlot& slot, std::atomic<int>& remaining) {
+                                    WaveSlot& slot, std::atomic<int>& remaining) {
   // A named local, not a temporary in the co_await expression: GCC 12 destroys a capturing lambda
   // temporary of a co_await expression twice (here a std::string capture: a double free).
   auto loader = [&db, &slot, key] {
@@ -80,18 +75,17 @@ void BM_Wave_async(benchmark::State& state) {
   std::vector<std::thread> io_threads;
   for (int i = 0; i < kIoThreads; ++i) io_threads.emplace_back([&io] { io.run(); });
 
-  std::vector<AsyncSlot> slots(static_cast<std::size_t>(n));
+  std::vector<WaveSlot> slots(static_cast<std::size_t>(n));
   std::atomic<int> remaining{0};
-  std::vector<double> latency_us, wake_us, tail_us;
-  double hits_sum = 0, hits_max = 0, coalesced = 0, errors = 0;
+  WaveTally tally;
   int wave = 0;
   for (auto _ : state) {
     const std::string key = "wave:" + std::to_string(wave++);
     db.reset();
-    for (AsyncSlot& s : slots) s = AsyncSlot{};
+    for (WaveSlot& s : slots) s = WaveSlot{};
     remaining.store(n, std::memory_order_relaxed);
     const std::int64_t released = now_ns();
-    for (AsyncSlot& s : slots)
+    for (WaveSlot& s : slots)
       ::asio::co_spawn(io, wave_caller(cache, key, db, s, remaining), ::asio::detached);
     for (int left = remaining.load(std::memory_order_acquire); left != 0;
          left = remaining.load(std::memory_order_acquire)) {
@@ -100,38 +94,14 @@ void BM_Wave_async(benchmark::State& state) {
     const std::int64_t finished = now_ns();
     state.SetIterationTime(static_cast<double>(finished - released) * 1e-9);
 
-    // As run_waves() in wave.hpp.
-    const double hits = db.hits();
-    hits_sum += hits;
-    hits_max = std::max(hits_max, hits);
-    const std::vector<std::int64_t> returns = db.returns();
-    for (const AsyncSlot& s : slots) {
-      latency_us.push_back(static_cast<double>(s.end - s.start) * 1e-3);
-      if (s.failed) ++errors;
-      if (s.loaded) tail_us.push_back(static_cast<double>(s.end - s.loader_return) * 1e-3);
-      if (s.loaded || returns.empty()) continue;
-      // the latest loader return before this caller resumed
-      auto it = std::upper_bound(returns.begin(), returns.end(), s.end);
-      if (it == returns.begin()) continue;
-      const std::int64_t loader_return = *std::prev(it);
-      if (s.start >= loader_return) continue;  // arrived after the value was there: a plain hit
-      ++coalesced;
-      wake_us.push_back(static_cast<double>(s.end - loader_return) * 1e-3);
-    }
+    tally.add(db, slots, /*waits=*/true);
   }
   work.reset();
   for (std::thread& t : io_threads) t.join();  // run() returns once every call's last step has run
 
-  const double waves = std::max(1, wave);
   state.counters["N"] = n;
   state.counters["io_threads"] = kIoThreads;
-  state.counters["db_hits"] = hits_sum / waves;
-  state.counters["db_hits_max"] = hits_max;
-  state.counters["coalesced"] = coalesced / waves;
-  state.counters["errors"] = errors;
-  report_latency(state, "lat", std::move(latency_us));
-  report_latency(state, "wake", std::move(wake_us));
-  report_latency(state, "leader_tail", std::move(tail_us));
+  tally.report(state);
 }
 
 }  // namespace

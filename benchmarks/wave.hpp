@@ -17,10 +17,13 @@
 //                      (storing, releasing the lock, publishing to the waiters)
 #pragma once
 
+#include <benchmark/benchmark.h>
+
 #include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -69,13 +72,59 @@ class SimulatedDb {
   std::vector<std::int64_t> returns_;
 };
 
+/// One caller of a wave: when it started and returned, and whether it ran the loader or failed.
+struct WaveSlot {
+  std::int64_t start = 0, end = 0, loader_return = 0;
+  bool loaded = false, failed = false;
+};
+
+/// The counters of a benchmark's waves (see the file's header), shared by the thread waves and the
+/// async ones (bm_wave_async.cpp).
+class WaveTally {
+ public:
+  /// Adds one wave. `waits`: the strategy's callers can wait for another caller's load (else no
+  /// caller counts as woken).
+  void add(SimulatedDb& db, const std::vector<WaveSlot>& slots, bool waits) {
+    const double hits = db.hits();
+    hits_sum_ += hits;
+    hits_max_ = std::max(hits_max_, hits);
+    ++waves_;
+    const std::vector<std::int64_t> returns = db.returns();
+    for (const WaveSlot& s : slots) {
+      latency_us_.push_back(static_cast<double>(s.end - s.start) * 1e-3);
+      if (s.failed) ++errors_;
+      if (s.loaded && waits) tail_us_.push_back(static_cast<double>(s.end - s.loader_return) * 1e-3);
+      if (!waits || s.loaded || returns.empty()) continue;
+      // the latest loader return before this caller returned
+      auto it = std::upper_bound(returns.begin(), returns.end(), s.end);
+      if (it == returns.begin()) continue;
+      const std::int64_t loader_return = *std::prev(it);
+      if (s.start >= loader_return) continue;  // arrived after the value was there: a plain hit
+      ++coalesced_;
+      wake_us_.push_back(static_cast<double>(s.end - loader_return) * 1e-3);
+    }
+  }
+  /// Sets the benchmark's counters (per-wave averages, maxima, latency percentiles).
+  void report(benchmark::State& state) {
+    const double waves = std::max(1, waves_);
+    state.counters["db_hits"] = hits_sum_ / waves;
+    state.counters["db_hits_max"] = hits_max_;
+    state.counters["coalesced"] = coalesced_ / waves;
+    state.counters["errors"] = errors_;
+    report_latency(state, "lat", std::move(latency_us_));
+    report_latency(state, "wake", std::move(wake_us_));
+    report_latency(state, "leader_tail", std::move(tail_us_));
+  }
+
+ private:
+  std::vector<double> latency_us_, wake_us_, tail_us_;
+  double hits_sum_ = 0, hits_max_ = 0, coalesced_ = 0, errors_ = 0;
+  int waves_ = 0;
+};
+
 template <class Strategy>
 void run_waves(benchmark::State& state, int n, SimulatedDb& db, Strategy& strategy) {
-  struct Slot {
-    std::int64_t start = 0, end = 0, loader_return = 0;
-    bool loaded = false, failed = false;
-  };
-  std::vector<Slot> slots(static_cast<std::size_t>(n));
+  std::vector<WaveSlot> slots(static_cast<std::size_t>(n));
   std::barrier start(n + 1), done(n + 1);
   std::atomic<bool> stop{false};
   std::string key;  // written before `start`, read after it: the barrier orders the accesses
@@ -87,7 +136,7 @@ void run_waves(benchmark::State& state, int n, SimulatedDb& db, Strategy& strate
       for (;;) {
         start.arrive_and_wait();
         if (stop.load()) return;
-        Slot& s = slots[static_cast<std::size_t>(i)];
+        WaveSlot& s = slots[static_cast<std::size_t>(i)];
         t_ran_loader = false;
         s.start = now_ns();
         try {
@@ -105,8 +154,7 @@ void run_waves(benchmark::State& state, int n, SimulatedDb& db, Strategy& strate
     });
   }
 
-  std::vector<double> latency_us, wake_us, tail_us;
-  double hits_sum = 0, hits_max = 0, coalesced = 0, errors = 0;
+  WaveTally tally;
   int wave = 0;
   for (auto _ : state) {
     key = strategy.prepare_wave(wave++);
@@ -118,37 +166,13 @@ void run_waves(benchmark::State& state, int n, SimulatedDb& db, Strategy& strate
     strategy.after_wave();
     state.SetIterationTime(static_cast<double>(finished - released) * 1e-9);
 
-    const double hits = db.hits();
-    hits_sum += hits;
-    hits_max = std::max(hits_max, hits);
-    const std::vector<std::int64_t> returns = db.returns();
-    for (const Slot& s : slots) {
-      latency_us.push_back(static_cast<double>(s.end - s.start) * 1e-3);
-      if (s.failed) ++errors;
-      if (s.loaded && Strategy::kWaits)
-        tail_us.push_back(static_cast<double>(s.end - s.loader_return) * 1e-3);
-      if (!Strategy::kWaits || s.loaded || returns.empty()) continue;
-      // the latest loader return before this caller returned
-      auto it = std::upper_bound(returns.begin(), returns.end(), s.end);
-      if (it == returns.begin()) continue;
-      const std::int64_t loader_return = *std::prev(it);
-      if (s.start >= loader_return) continue;  // arrived after the value was there: a plain hit
-      ++coalesced;
-      wake_us.push_back(static_cast<double>(s.end - loader_return) * 1e-3);
-    }
+    tally.add(db, slots, Strategy::kWaits);
   }
   stop.store(true);
   start.arrive_and_wait();
   callers.clear();  // joins
 
-  const double waves = std::max(1, wave);
-  state.counters["db_hits"] = hits_sum / waves;
-  state.counters["db_hits_max"] = hits_max;
-  state.counters["coalesced"] = coalesced / waves;
-  state.counters["errors"] = errors;
-  report_latency(state, "lat", std::move(latency_us));
-  report_latency(state, "wake", std::move(wake_us));
-  report_latency(state, "leader_tail", std::move(tail_us));
+  tally.report(state);
 }
 
 }  // namespace stampede::bench
